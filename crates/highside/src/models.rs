@@ -1,0 +1,117 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Subcommand;
+use highside_catalog::Progress;
+use highside_store::{DataDir, Store};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// Copy a GGUF file into the model store, verifying and validating it.
+    Import {
+        /// The GGUF file (e.g. carried across the air gap).
+        file: PathBuf,
+        /// The name clients will use in the `model` field.
+        #[arg(long)]
+        name: String,
+        /// The highest classification the model is accredited to process.
+        #[arg(long, default_value = "UNCLASSIFIED")]
+        label: String,
+    },
+    /// List imported models.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a model from the catalog (and its file, once nothing refers to it).
+    Remove {
+        /// The model name.
+        name: String,
+    },
+}
+
+struct Bar(Option<ProgressBar>);
+
+impl Progress for Bar {
+    fn start(&mut self, total: u64) {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_message("copying and hashing");
+        self.0 = Some(bar);
+    }
+    fn advance(&mut self, bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(bytes);
+        }
+    }
+    fn finish(&mut self) {
+        if let Some(b) = self.0.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+pub fn run(data: &Path, cmd: ModelsCommand) -> anyhow::Result<()> {
+    let dir = DataDir::open(data)?;
+    let store = dir.open_store()?;
+    match cmd {
+        ModelsCommand::Import { file, name, label } => {
+            let (record, info) =
+                highside_catalog::import(&dir, &store, &file, &name, &label, &mut Bar(None))
+                    .with_context(|| {
+                        format!("import of {} refused; nothing was written", file.display())
+                    })?;
+            println!(
+                "imported {} ({}, {} parameters, {} tensors, context {}) sha256:{}",
+                record.name,
+                record
+                    .architecture
+                    .as_deref()
+                    .unwrap_or("unknown architecture"),
+                record.parameters,
+                info.tensor_count,
+                record
+                    .context_length
+                    .map_or("unknown".into(), |c| c.to_string()),
+                record.digest
+            );
+        }
+        ModelsCommand::List { json } => {
+            let models = store.list_models()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&models)?);
+            } else {
+                println!(
+                    "{:<24} {:<10} {:>14} {:>8} {:>10}  {:<14} {:<20} IMPORTED",
+                    "NAME", "ARCH", "PARAMETERS", "CONTEXT", "SIZE MB", "DIGEST", "LABEL"
+                );
+                for m in models {
+                    println!(
+                        "{:<24} {:<10} {:>14} {:>8} {:>10.1}  {:<14} {:<20} {}",
+                        m.name,
+                        m.architecture.as_deref().unwrap_or("-"),
+                        m.parameters,
+                        m.context_length.map_or("-".into(), |c| c.to_string()),
+                        m.size_bytes as f64 / 1e6,
+                        &m.digest[..12.min(m.digest.len())],
+                        m.label,
+                        m.imported_at
+                    );
+                }
+            }
+        }
+        ModelsCommand::Remove { name } => {
+            let record = highside_catalog::remove(&dir, &store, &name)?;
+            println!("removed {} (sha256:{})", record.name, record.digest);
+        }
+    }
+    Ok(())
+}

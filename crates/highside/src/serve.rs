@@ -1,0 +1,158 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use highside_config::Config;
+use highside_engine::{Engine, EngineConfig};
+use highside_server::{AppState, LoadedModel, Registry, ServerConfig};
+use highside_store::{DataDir, Store};
+use highside_template::ChatTemplate;
+
+/// Flags override environment variables, which override highside.toml.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "HIGHSIDE_LISTEN")]
+    listen: Option<String>,
+    /// Decode threads per engine; 0 = all cores.
+    #[arg(long, env = "HIGHSIDE_ENGINE_THREADS")]
+    engine_threads: Option<u32>,
+    /// Sequences decoded together.
+    #[arg(long, env = "HIGHSIDE_MAX_SEQUENCES")]
+    max_sequences: Option<u32>,
+    /// Context window per sequence, in tokens.
+    #[arg(long, env = "HIGHSIDE_CONTEXT_LENGTH")]
+    context_length: Option<u32>,
+    /// Requests that may wait for a sequence before 429.
+    #[arg(long, env = "HIGHSIDE_QUEUE_DEPTH")]
+    queue_depth: Option<u32>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "HIGHSIDE_MAX_BODY_BYTES")]
+    max_body_bytes: Option<u64>,
+    /// Prompt tokens prefilled per step while other streams decode.
+    #[arg(long, env = "HIGHSIDE_PREFILL_CHUNK")]
+    prefill_chunk: Option<u32>,
+    /// Seconds streams get to finish after SIGTERM.
+    #[arg(long, env = "HIGHSIDE_SHUTDOWN_GRACE_SECS")]
+    shutdown_grace_secs: Option<u64>,
+    /// Write the bound port to this file once listening (for scripts and tests).
+    #[arg(long)]
+    port_file: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    fn apply(&self, mut c: Config) -> anyhow::Result<Config> {
+        if let Some(v) = &self.listen {
+            c.listen = v.clone();
+        }
+        macro_rules! set {
+            ($($f:ident),*) => { $(if let Some(v) = self.$f { c.$f = v; })* };
+        }
+        set!(
+            engine_threads,
+            max_sequences,
+            context_length,
+            queue_depth,
+            max_body_bytes,
+            prefill_chunk,
+            shutdown_grace_secs
+        );
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn unix_secs(rfc3339: &str) -> u64 {
+    // Only used for /v1/models' `created`; a malformed time shows as 0 rather than failing.
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .map_or(0, |t| u64::try_from(t.unix_timestamp()).unwrap_or(0))
+}
+
+pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
+    let dir = DataDir::open(data)?;
+    let config = args.apply(Config::load(data)?)?;
+    let store = dir.open_store()?;
+    let engine_config = EngineConfig {
+        threads: config.engine_threads,
+        max_sequences: config.max_sequences,
+        context_length: config.context_length,
+        queue_depth: config.queue_depth,
+        prefill_chunk: config.prefill_chunk,
+    };
+    let mut registry = Registry::default();
+    for record in store.list_models()? {
+        let path = dir.model_path(&record.digest);
+        // Only files the catalog validated are ever handed to llama.cpp; re-check the
+        // structure in case the store was tampered with since import.
+        highside_gguf::validate_file(&path, &highside_gguf::Limits::default()).with_context(
+            || {
+                format!(
+                    "model {} ({}) failed validation",
+                    record.name,
+                    path.display()
+                )
+            },
+        )?;
+        tracing::info!(model = %record.name, "loading");
+        let engine = Engine::load(&path, &engine_config)?;
+        let info = engine.info().clone();
+        let template = match &record.chat_template {
+            Some(src) => {
+                ChatTemplate::new(src, &info.bos_text, &info.eos_text).map_err(|e| e.to_string())
+            }
+            None => Err(highside_template::TemplateError::Missing.to_string()),
+        };
+        if let Err(e) = &template {
+            tracing::warn!(model = %record.name, error = %e, "chat completions unavailable for this model");
+        }
+        tracing::info!(model = %record.name, context = info.context_length, "loaded");
+        registry.insert(LoadedModel {
+            name: record.name.clone(),
+            created: unix_secs(&record.imported_at),
+            engine,
+            template,
+        });
+    }
+    if registry.is_empty() {
+        tracing::warn!("no models imported: /health/ready will answer 503 (import one with `highside models import`)");
+    }
+    let state = AppState::new(
+        registry,
+        ServerConfig {
+            max_body_bytes: config.max_body_bytes,
+            shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+        },
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        if let Some(path) = &args.port_file {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, addr.port().to_string())?;
+            std::fs::rename(&tmp, path)?;
+        }
+        tracing::info!(%addr, "serving");
+        highside_server::serve(listener, state.clone(), highside_server::shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    // Engines stop (and join their threads) when the state is dropped.
+    drop(state);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unix_secs_matches_known_dates() {
+        assert_eq!(super::unix_secs("1970-01-01T00:00:00Z"), 0);
+        assert_eq!(super::unix_secs("2001-09-09T01:46:40Z"), 1_000_000_000);
+        assert_eq!(super::unix_secs("garbage"), 0);
+    }
+}

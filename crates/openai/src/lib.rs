@@ -1,0 +1,20 @@
+//! The OpenAI-compatible wire format: request and response types, validation of requests into
+//! engine parameters, and OpenAI's error shape. Pure: parsing and checking only, so every rule
+//! here is testable without a server or a model. The HTTP layer (`highside-server`) decides
+//! nothing about the format; it calls into this crate.
+#![forbid(unsafe_code)]
+
+mod error;
+mod request;
+mod response;
+
+pub use error::ApiError;
+pub use request::{
+    parse_json, ChatCompletionRequest, ChatMessage, CompletionRequest, MessageContent, Prepared,
+    PromptInput, Stop, StreamOptions,
+};
+pub use response::{
+    finish_reason_str, ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion, ChunkDelta,
+    Completion, CompletionChoice, CompletionChunk, ModelList, ModelObject, ResponseMessage,
+    UsageBody,
+};

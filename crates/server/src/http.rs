@@ -1,0 +1,192 @@
+//! Routes and handlers. Each handler reads a bounded body, calls the service and encodes.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use highside_openai::{
+    parse_json, ApiError, ChatCompletionRequest, CompletionRequest, ModelList, ModelObject,
+    Prepared,
+};
+
+use crate::sse::{self, Kind};
+use crate::AppState;
+
+/// An [`ApiError`] as an HTTP response.
+pub(crate) struct HttpError(pub ApiError);
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut res = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            self.0.body(),
+        )
+            .into_response();
+        if let Some(secs) = self.0.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/models", get(list_models))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> HttpError {
+    ApiError::route_not_found(uri.path()).into()
+}
+
+async fn method_not_allowed() -> HttpError {
+    ApiError::method_not_allowed().into()
+}
+
+/// Reads at most `limit` bytes; a larger body is a 413 whether or not it declared its length.
+async fn read_body(req: Request, limit: u64) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    axum::body::to_bytes(
+        req.into_body(),
+        usize::try_from(limit).unwrap_or(usize::MAX),
+    )
+    .await
+    .map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::bad_request(format!("Could not read the request body: {e}"), None)
+        }
+    })
+}
+
+fn check_running(state: &AppState) -> Result<(), ApiError> {
+    if state.shutting_down.load(Ordering::SeqCst) {
+        Err(ApiError::unavailable("Highside is shutting down"))
+    } else {
+        Ok(())
+    }
+}
+
+async fn list_models(State(state): State<Arc<AppState>>) -> Response {
+    let data = state
+        .service
+        .registry()
+        .iter()
+        .map(|m| ModelObject {
+            id: m.name.clone(),
+            object: "model",
+            created: m.created,
+            owned_by: "highside",
+        })
+        .collect();
+    axum::Json(ModelList {
+        object: "list",
+        data,
+    })
+    .into_response()
+}
+
+async fn generate(
+    state: Arc<AppState>,
+    kind: Kind,
+    prepared: Result<Prepared, ApiError>,
+) -> Result<Response, HttpError> {
+    check_running(&state)?;
+    let generation = state.service.start(prepared?)?;
+    let id = sse::new_id(kind);
+    let request_id =
+        HeaderValue::from_str(&id).map_err(|_| ApiError::internal("bad request id"))?;
+    let mut res = if generation.stream {
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from_stream(sse::stream(kind, id, generation)))
+            .map_err(|e| ApiError::internal(e.to_string()))?
+    } else {
+        axum::Json(sse::collect(kind, id, generation).await?).into_response()
+    };
+    res.headers_mut().insert("x-request-id", request_id);
+    Ok(res)
+}
+
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Response, HttpError> {
+    let body = read_body(req, state.config.max_body_bytes).await?;
+    let prepared =
+        parse_json::<ChatCompletionRequest>(&body).and_then(ChatCompletionRequest::prepare);
+    generate(state, Kind::Chat, prepared).await
+}
+
+async fn completions(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Response, HttpError> {
+    let body = read_body(req, state.config.max_body_bytes).await?;
+    let prepared = parse_json::<CompletionRequest>(&body).and_then(CompletionRequest::prepare);
+    generate(state, Kind::Completion, prepared).await
+}
+
+async fn live() -> Response {
+    axum::Json(serde_json::json!({"status": "live"})).into_response()
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let registry = state.service.registry();
+    let models: Vec<_> = registry
+        .iter()
+        .map(|m| {
+            let s = m.engine.stats();
+            serde_json::json!({
+                "id": m.name,
+                "active_sequences": s.active_sequences,
+                "queued": s.queued,
+                "in_flight": m.engine.in_flight(),
+            })
+        })
+        .collect();
+    let (status, word) = if state.shutting_down.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
+    } else if registry.is_empty() {
+        (StatusCode::SERVICE_UNAVAILABLE, "no_models")
+    } else {
+        (StatusCode::OK, "ready")
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({"status": word, "models": models})),
+    )
+        .into_response()
+}

@@ -1,0 +1,130 @@
+//! Highside's HTTP API: the OpenAI-compatible routes, health checks and graceful shutdown.
+//!
+//! Handlers only move bytes: they read a bounded body, hand it to [`service`] (which owns the
+//! path from a parsed request to an engine stream and is testable without HTTP) and turn the
+//! result into JSON or server-sent events. Every error leaves in OpenAI's error shape.
+#![forbid(unsafe_code)]
+
+mod http;
+mod registry;
+mod service;
+mod sse;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use registry::{LoadedModel, Registry};
+pub use service::{Generation, Service};
+
+/// Settings the HTTP layer needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body accepted.
+    pub max_body_bytes: u64,
+    /// Time streams get to finish after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+/// Shared state of a running server.
+#[derive(Debug)]
+pub struct AppState {
+    pub(crate) service: Service,
+    pub(crate) config: ServerConfig,
+    pub(crate) shutting_down: AtomicBool,
+}
+
+impl AppState {
+    /// Wraps a loaded registry.
+    pub fn new(registry: Registry, config: ServerConfig) -> Arc<Self> {
+        Arc::new(Self {
+            service: Service::new(registry),
+            config,
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    /// The request pipeline.
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+}
+
+/// Why the server stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listener failed.
+    #[error("the HTTP server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains: new requests get 503,
+/// running streams have `shutdown_grace` to finish, after which they are cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let app = http::router(Arc::clone(&state));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let graceful = {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful);
+    let server = std::future::IntoFuture::into_future(server);
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => return r.map_err(ServeError::from),
+        () = shutdown => {}
+    }
+    tracing::info!(
+        "shutting down: no new requests; running streams get {:?}",
+        state.config.shutdown_grace
+    );
+    state.shutting_down.store(true, Ordering::SeqCst);
+    let _ = tx.send(true);
+    tokio::select! {
+        r = &mut server => return r.map_err(ServeError::from),
+        () = tokio::time::sleep(state.config.shutdown_grace) => {}
+    }
+    tracing::warn!("shutdown grace period over: cancelling the remaining streams");
+    state.service.registry().begin_shutdown();
+    match tokio::time::timeout(Duration::from_secs(5), &mut server).await {
+        Ok(r) => r.map_err(ServeError::from),
+        Err(_) => {
+            tracing::warn!("connections still open after cancelling streams; closing them");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

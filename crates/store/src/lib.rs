@@ -1,0 +1,86 @@
+//! Highside's embedded state: the data directory layout and the catalog store.
+//!
+//! The [`Store`] trait is what the rest of Highside talks to; [`SqliteStore`] is the embedded
+//! default. A PostgreSQL backend (for several replicas) will implement the same trait with its
+//! own migration folder, so no caller changes. This crate knows nothing of HTTP or the engine.
+#![forbid(unsafe_code)]
+
+mod datadir;
+mod migrate;
+mod sqlite;
+
+pub use datadir::DataDir;
+pub use sqlite::SqliteStore;
+
+/// A model as recorded in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModelRecord {
+    /// Public name clients use in the `model` field.
+    pub name: String,
+    /// Lowercase hex SHA-256 of the file, which is also its file name in the model store.
+    pub digest: String,
+    /// `general.architecture` from the GGUF metadata.
+    pub architecture: Option<String>,
+    /// Total element count of all tensors.
+    pub parameters: u64,
+    /// Context length the model was trained with.
+    pub context_length: Option<u64>,
+    /// Jinja chat template from `tokenizer.chat_template`.
+    pub chat_template: Option<String>,
+    /// File size in bytes.
+    pub size_bytes: u64,
+    /// Classification marking the model is accredited to process (parsed by a later layer).
+    pub label: String,
+    /// RFC 3339 UTC time of import.
+    pub imported_at: String,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A filesystem operation on the data directory failed.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The path in question.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The data directory has not been created with `highside init`.
+    #[error("{0} is not a Highside data directory (run `highside init --data {0}` first)")]
+    NotInitialized(String),
+    /// A model with this name is already in the catalog.
+    #[error("a model named '{0}' already exists")]
+    DuplicateModel(String),
+    /// No model with this name is in the catalog.
+    #[error("no model named '{0}'")]
+    UnknownModel(String),
+    /// The database was written by a newer Highside.
+    #[error("the database schema is version {found}, newer than this Highside knows ({known})")]
+    SchemaTooNew {
+        /// Version found in the database.
+        found: i64,
+        /// Highest version this build knows.
+        known: i64,
+    },
+    /// A stored value does not fit the type Highside expects.
+    #[error("corrupt catalog row: {0}")]
+    Corrupt(String),
+}
+
+/// The catalog operations every backend provides.
+pub trait Store: Send + Sync {
+    /// Adds a model; fails with [`StoreError::DuplicateModel`] if the name is taken.
+    fn insert_model(&self, model: &ModelRecord) -> Result<(), StoreError>;
+    /// Looks a model up by name.
+    fn get_model(&self, name: &str) -> Result<Option<ModelRecord>, StoreError>;
+    /// Every model, ordered by name.
+    fn list_models(&self) -> Result<Vec<ModelRecord>, StoreError>;
+    /// Removes a model by name and returns its record.
+    fn remove_model(&self, name: &str) -> Result<ModelRecord, StoreError>;
+    /// How many catalog rows still refer to a file digest.
+    fn count_digest_refs(&self, digest: &str) -> Result<u64, StoreError>;
+}

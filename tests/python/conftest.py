@@ -1,0 +1,141 @@
+"""Fixtures that run a real `highside serve` for the OpenAI SDK integration tests.
+
+Environment:
+  HIGHSIDE_BIN         server binary (default: <repo>/target/debug/highside)
+  HIGHSIDE_TEST_MODEL  GGUF model path (default: last stdout line of <repo>/scripts/fetch-model)
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import openai
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL_ID = "smollm2"
+READY_TIMEOUT_S = 120.0
+SHUTDOWN_TIMEOUT_S = 30.0
+CLI_TIMEOUT_S = 300.0
+
+
+def _binary() -> Path:
+    return Path(os.environ.get("HIGHSIDE_BIN") or REPO / "target" / "debug" / "highside")
+
+
+def _model() -> Path:
+    env = os.environ.get("HIGHSIDE_TEST_MODEL")
+    if env:
+        return Path(env)
+    out = subprocess.run(
+        [str(REPO / "scripts" / "fetch-model")],
+        check=True, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+    ).stdout
+    lines = out.strip().splitlines()
+    assert lines, "scripts/fetch-model printed nothing"
+    return Path(lines[-1])
+
+
+def _run_cli(binary: Path, *args: str) -> None:
+    proc = subprocess.run(
+        [str(binary), *args], capture_output=True, text=True, timeout=CLI_TIMEOUT_S
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"`highside {' '.join(args)}` exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+
+
+def _tail(path: Path, n: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return "<no log>"
+
+
+def _read_port(port_file: Path):
+    try:
+        text = port_file.read_text().strip()
+    except OSError:
+        return None
+    # The file may be observed mid-write; only accept a complete port number.
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as r:
+            return r.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def server():
+    """Start `highside serve` on an ephemeral port; yield its base URL (http://127.0.0.1:PORT)."""
+    binary = _binary()
+    if not binary.is_file():
+        pytest.fail(f"server binary not found: {binary} (build it or set HIGHSIDE_BIN)")
+    model = _model()
+    if not model.is_file():
+        pytest.fail(f"model not found: {model} (set HIGHSIDE_TEST_MODEL)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="highside-pytest-"))
+    data = tmp / "data"
+    port_file = data / "port"
+    log_path = tmp / "server.log"
+    _run_cli(binary, "init", "--data", str(data))
+    _run_cli(binary, "models", "import", str(model), "--name", MODEL_ID, "--data", str(data))
+
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [str(binary), "serve", "--data", str(data),
+         "--listen", "127.0.0.1:0", "--port-file", str(port_file)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    try:
+        # Poll the readiness condition (port file written AND /health/ready == 200), bounded.
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        port = None
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited early with {proc.returncode}\n{_tail(log_path)}")
+            if port is None:
+                port = _read_port(port_file)
+            if port is not None and _ready(port):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"server not ready within {READY_TIMEOUT_S:.0f}s "
+                    f"(port={port})\n{_tail(log_path)}"
+                )
+            time.sleep(0.1)
+
+        yield f"http://127.0.0.1:{port}"
+
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"server did not exit within {SHUTDOWN_TIMEOUT_S:.0f}s of SIGTERM\n"
+                        f"{_tail(log_path)}")
+        assert rc == 0, f"server exited with {rc} after SIGTERM\n{_tail(log_path)}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    # max_retries=0: observe the server's real responses, never SDK retries.
+    return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=120.0)

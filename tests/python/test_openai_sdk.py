@@ -1,0 +1,158 @@
+"""Integration tests: the official `openai` Python SDK against a real `highside serve`."""
+
+import openai
+import pytest
+
+MODEL_ID = "smollm2"  # the name conftest.py imports the model under
+
+HELLO = [{"role": "user", "content": "Say hello."}]
+STORY = [{"role": "user", "content": "Write a short story about a lighthouse keeper."}]
+
+
+def _error_body(exc: openai.APIStatusError) -> dict:
+    body = exc.response.json()
+    assert isinstance(body, dict) and isinstance(body.get("error"), dict), body
+    err = body["error"]
+    assert isinstance(err.get("type"), str) and err["type"], err
+    assert isinstance(err.get("message"), str) and err["message"], err
+    return err
+
+
+def test_models_list(client):
+    models = client.models.list()
+    ids = [m.id for m in models.data]
+    assert MODEL_ID in ids, ids
+    model = next(m for m in models.data if m.id == MODEL_ID)
+    assert model.object == "model"
+    assert isinstance(model.owned_by, str) and model.owned_by
+
+
+def test_chat_non_streaming(client):
+    resp = client.chat.completions.create(
+        model=MODEL_ID, messages=HELLO, max_tokens=16, temperature=0
+    )
+    assert resp.object == "chat.completion"
+    assert resp.model == MODEL_ID
+    assert resp.id
+    assert len(resp.choices) == 1
+    choice = resp.choices[0]
+    assert choice.index == 0
+    assert choice.message.role == "assistant"
+    assert isinstance(choice.message.content, str) and choice.message.content.strip()
+    assert choice.finish_reason in ("stop", "length")
+    usage = resp.usage
+    assert usage is not None
+    assert usage.prompt_tokens > 0
+    assert 1 <= usage.completion_tokens <= 16
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    if choice.finish_reason == "length":
+        assert usage.completion_tokens == 16
+
+
+def test_chat_streaming_matches_non_streaming(client):
+    ref = client.chat.completions.create(
+        model=MODEL_ID, messages=STORY, max_tokens=24, temperature=0
+    )
+    ref_text = ref.choices[0].message.content
+    assert ref_text
+
+    stream = client.chat.completions.create(
+        model=MODEL_ID, messages=STORY, max_tokens=24, temperature=0,
+        stream=True, stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert len(chunks) >= 2, chunks
+
+    # With include_usage the last chunk carries usage and no choices; all others usage=None.
+    last = chunks[-1]
+    assert last.choices == []
+    assert last.usage is not None
+    for c in chunks[:-1]:
+        assert c.usage is None, c
+
+    choice_chunks = [c for c in chunks if c.choices]
+    assert choice_chunks
+    ids = {c.id for c in chunks}
+    assert len(ids) == 1, ids
+    for c in chunks:
+        assert c.object == "chat.completion.chunk"
+        assert c.model == MODEL_ID
+
+    text = ""
+    roles = []
+    finishes = []
+    for c in choice_chunks:
+        assert len(c.choices) == 1
+        ch = c.choices[0]
+        assert ch.index == 0
+        if ch.delta.role is not None:
+            roles.append(ch.delta.role)
+        if ch.delta.content:
+            text += ch.delta.content
+        if ch.finish_reason is not None:
+            finishes.append(ch.finish_reason)
+
+    assert roles and set(roles) == {"assistant"}, roles
+    assert len(finishes) == 1, finishes
+    assert finishes[0] == ref.choices[0].finish_reason
+    assert text == ref_text  # greedy decoding is deterministic
+
+    assert last.usage.completion_tokens == ref.usage.completion_tokens
+    assert last.usage.prompt_tokens == ref.usage.prompt_tokens
+    assert last.usage.total_tokens == last.usage.prompt_tokens + last.usage.completion_tokens
+
+
+def test_unknown_model_is_404(client):
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(
+            model="no-such-model", messages=HELLO, max_tokens=4, temperature=0
+        )
+    assert info.value.status_code == 404
+    _error_body(info.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"temperature": 5}, id="temperature=5"),
+        pytest.param({"max_tokens": -1}, id="max_tokens=-1"),
+        pytest.param({"messages": []}, id="messages=[]"),
+    ],
+)
+def test_bad_parameters_are_400(client, overrides):
+    kwargs = dict(model=MODEL_ID, messages=HELLO, max_tokens=8, temperature=0)
+    kwargs.update(overrides)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(**kwargs)
+    assert info.value.status_code == 400
+    _error_body(info.value)
+
+
+def test_legacy_completions(client):
+    resp = client.completions.create(
+        model=MODEL_ID, prompt="The capital of France is", max_tokens=8, temperature=0
+    )
+    assert resp.object == "text_completion"
+    assert resp.model == MODEL_ID
+    assert len(resp.choices) == 1
+    choice = resp.choices[0]
+    assert choice.index == 0
+    assert isinstance(choice.text, str) and choice.text.strip()
+    assert choice.finish_reason in ("stop", "length")
+    usage = resp.usage
+    assert usage is not None
+    assert usage.prompt_tokens > 0
+    assert 1 <= usage.completion_tokens <= 8
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_server_still_serves_after_errors(client):
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL_ID, messages=[], max_tokens=4)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-model", messages=HELLO, max_tokens=4)
+    resp = client.chat.completions.create(
+        model=MODEL_ID, messages=HELLO, max_tokens=8, temperature=0
+    )
+    assert resp.choices[0].message.content
+    assert 1 <= resp.usage.completion_tokens <= 8
