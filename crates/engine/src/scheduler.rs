@@ -85,7 +85,7 @@ pub(crate) fn context_params(s: &Settings, n_batch: u32) -> LlamaContextParams {
     LlamaContextParams::default()
         .with_n_ctx(Some(nz(s.context_length.saturating_mul(s.max_sequences))))
         .with_n_batch(n_batch)
-        .with_n_ubatch(n_batch.min(512))
+        .with_n_ubatch(n_batch)
         .with_n_seq_max(s.max_sequences)
         .with_n_threads(s.threads)
         .with_n_threads_batch(s.threads)
@@ -274,20 +274,25 @@ impl Scheduler<'_> {
                 n += 1;
             }
         }
+        // A prompt is always prefilled in the same chunks, [0, C), [C, 2C), ..., whatever else
+        // is running: llama.cpp's numerics depend on how tokens are grouped into a batch, and a
+        // sequence must give the same tokens alone as under load. While others decode, one
+        // chunk per step keeps their streams moving; when idle, several prompts share a step.
+        let chunk = self.s.prefill_chunk as usize;
         let mut budget = if any_decoding {
-            self.s.prefill_chunk
+            chunk
         } else {
-            IDLE_PREFILL.max(self.s.prefill_chunk)
-        } as usize;
+            IDLE_PREFILL.max(self.s.prefill_chunk) as usize
+        };
         // Prefill in admission order, so the oldest prompt finishes first.
         for seq in &mut self.running {
-            if budget == 0 {
-                break;
-            }
             if seq.next.is_some() || seq.n_past >= seq.job.prompt.len() {
                 continue;
             }
-            let end = (seq.n_past + budget).min(seq.job.prompt.len());
+            let end = (seq.n_past + chunk).min(seq.job.prompt.len());
+            if end - seq.n_past > budget {
+                break;
+            }
             for (pos, &tok) in seq.job.prompt.iter().enumerate().take(end).skip(seq.n_past) {
                 let last = pos + 1 == seq.job.prompt.len();
                 let _ = self.batch.add(tok, pos as i32, &[seq.slot as i32], last);
