@@ -82,21 +82,34 @@ def greedy(llm, prompt_tokens):
     """Pure argmax decoding over the raw logits: no penalties, no sampler chain."""
     llm.reset()
     llm.eval(prompt_tokens)
-    out = []
+    out, margins = [], []
     for _ in range(MAX_TOKENS):
-        logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        # llama-cpp-python >= 0.3 no longer copies logits into llm.scores unless
+        # logits_all=True, so read the last position's logits from llama.cpp directly.
+        ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+        logits = np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).copy()
+        assert np.isfinite(logits).all() and logits.std() > 0, "bad logits"
         tok = int(np.argmax(logits))
+        top2 = np.partition(logits, -2)[-2:]
+        margins.append(round(float(top2[1] - top2[0]), 4))
         out.append(tok)
         if is_eog(llm, tok):
             break
         llm.eval([tok])
-    return out
+    return out, margins
 
 
 def main():
     path = model_path()
     llm = llama_cpp.Llama(
         model_path=str(path), n_ctx=2048, n_threads=2, verbose=False, logits_all=False
+    )
+    # llama-cpp-python defaults to flash attention off, while llama.cpp's own default context
+    # params (flash_attn_type AUTO, which enables it on CPU) are what Highside's engine gets.
+    # The two differ numerically enough to flip near-tied argmaxes, so record both.
+    llm_fa = llama_cpp.Llama(
+        model_path=str(path), n_ctx=2048, n_threads=2, verbose=False, logits_all=False,
+        flash_attn=True,
     )
     md = llm.metadata
     template_src = md["tokenizer.chat_template"]
@@ -129,16 +142,23 @@ def main():
         prompt_tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         if add_bos:
             prompt_tokens = [llm.token_bos()] + prompt_tokens
-        completion = greedy(llm, prompt_tokens)
+        completion, margins = greedy(llm, prompt_tokens)
         text = llm.detokenize(completion).decode("utf-8", errors="replace")
+        completion_fa, margins_fa = greedy(llm_fa, prompt_tokens)
+        text_fa = llm_fa.detokenize(completion_fa).decode("utf-8", errors="replace")
         cases.append({
             "messages": messages,
             "prompt": prompt,
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion,
             "completion_text": text,
+            "completion_logit_margins": margins,
+            "completion_tokens_flash_attn": completion_fa,
+            "completion_text_flash_attn": text_fa,
+            "completion_logit_margins_flash_attn": margins_fa,
         })
-        print(f"--- {messages[-1]['content']!r}\n{text!r}", file=sys.stderr)
+        print(f"--- {messages[-1]['content']!r}\n{text!r}\nflash_attn: {text_fa!r}",
+              file=sys.stderr)
 
     doc = {
         "model": path.name,
@@ -152,6 +172,13 @@ def main():
         "bos_token_id": llm.token_bos(),
         "eos_token_id": llm.token_eos(),
         "n_ctx": 2048,
+        "n_batch": llm.n_batch,
+        "flash_attn": "completion_* fields: off (llama-cpp-python default); "
+                      "*_flash_attn fields: on (llama.cpp default AUTO resolves to on for CPU)",
+        "evaluation": "prompt in one batch, then one token per decode call",
+        "note": "completion_logit_margins[i] = top1 - top2 logit at step i; steps with a "
+                "small margin (< ~0.3) can flip under a different kernel path or batching "
+                "(teacher-forced batch evaluation of the same sequence already flips some)",
         "cases": cases,
     }
     OUT.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")

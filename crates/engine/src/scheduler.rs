@@ -20,6 +20,11 @@ use llama_cpp_2::token::LlamaToken;
 use crate::text::TextStream;
 use crate::{backend, nz, Command, Event, FinishReason, Job, SamplingParams, Stats, Usage};
 
+/// llama.cpp's `LLAMA_FLASH_ATTN_TYPE_ENABLED`. Pinned rather than left on "auto": flash
+/// attention changes the numerics (greedy near-ties flip), so whether it is on must not depend
+/// on llama.cpp's heuristics of the day.
+const FLASH_ATTENTION_ENABLED: i32 = 1;
+
 /// Prompt tokens per step when no sequence is decoding (nothing to stall).
 const IDLE_PREFILL: u32 = 512;
 
@@ -90,6 +95,7 @@ pub(crate) fn context_params(s: &Settings, n_batch: u32) -> LlamaContextParams {
         .with_n_threads(s.threads)
         .with_n_threads_batch(s.threads)
         .with_kv_unified(false)
+        .with_flash_attention_policy(FLASH_ATTENTION_ENABLED)
 }
 
 pub(crate) fn run(

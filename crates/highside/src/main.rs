@@ -1,5 +1,6 @@
 //! `highside`: the command line. Parsing and wiring only; the work happens in the library crates.
 
+mod bench;
 mod chat;
 mod models;
 mod serve;
@@ -38,6 +39,9 @@ enum Command {
     Models(models::ModelsCommand),
     /// Stream an answer from a running server to the terminal.
     Chat(chat::ChatArgs),
+    /// Benchmarks (programs that measure; never part of the test suite).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(&cli.data, args),
         Command::Models(cmd) => models::run(&cli.data, cmd),
         Command::Chat(args) => chat::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
