@@ -61,6 +61,9 @@ pub struct ModelInfo {
     pub eos_text: String,
     /// Whether tokenization should prepend BOS.
     pub add_bos: bool,
+    /// Texts of the control tokens (`<|im_start|>`, ...): client text containing one could
+    /// forge conversation structure once the rendered prompt is tokenized.
+    pub control_texts: Vec<String>,
 }
 
 /// Why generation ended.
@@ -242,6 +245,12 @@ impl Engine {
             bos_text: piece(vocab.bos()),
             eos_text: piece(vocab.eos()),
             add_bos: vocab.should_add_bos(),
+            control_texts: vocab
+                .tokens()
+                .filter(|&t| vocab.is_control(t))
+                .map(piece)
+                .filter(|t| !t.is_empty())
+                .collect(),
         };
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel();

@@ -66,6 +66,20 @@ impl Service {
         let engine = &model.engine;
         let (prompt, param) = match &req.input {
             PromptInput::Chat(messages) => {
+                // Control-token text in a message would become real control tokens below.
+                for (i, m) in messages.iter().enumerate() {
+                    if let Some(t) = engine
+                        .info()
+                        .control_texts
+                        .iter()
+                        .find(|t| m.content.contains(t.as_str()))
+                    {
+                        return Err(ApiError::bad_request(
+                            format!("messages[{i}].content contains the model's control token {t:?}, which could forge conversation structure"),
+                            Some(&format!("messages[{i}].content")),
+                        ));
+                    }
+                }
                 let template = model
                     .template
                     .as_ref()
