@@ -24,8 +24,8 @@ pub struct BenchConfig {
     pub clients: Vec<u32>,
     /// Tokens generated per request.
     pub max_tokens: u32,
-    /// Requests each client sends per scenario.
-    pub rounds: u32,
+    /// Requests per scenario at least (one per client when there are more clients).
+    pub min_requests: u32,
     /// Repetitions of each scenario; medians are reported.
     pub repeat: u32,
     /// Engine threads for every contender.

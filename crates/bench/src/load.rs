@@ -12,7 +12,7 @@ pub struct Scenario {
     base_url: String,
     model: String,
     clients: u32,
-    rounds: u32,
+    requests_per_client: u32,
     max_tokens: u32,
 }
 
@@ -33,6 +33,8 @@ pub struct LoadResult {
     pub itl_p99_ms: f64,
     /// Mean tokens per request (to see early stops).
     pub tokens_per_request: f64,
+    /// Requests that failed (HTTP error or a stream cut short), summed over repetitions.
+    pub errors: u64,
 }
 
 struct RequestTrace {
@@ -49,7 +51,8 @@ impl Scenario {
             base_url: base_url.to_owned(),
             model: model.to_owned(),
             clients,
-            rounds: config.rounds,
+            // At least `min_requests` per scenario, spread over the clients.
+            requests_per_client: config.min_requests.div_ceil(clients.max(1)).max(1),
             max_tokens: config.max_tokens,
         }
     }
@@ -118,10 +121,8 @@ impl Scenario {
     }
 
     /// Runs the scenario once.
-    async fn run_once(&self) -> Result<(f64, Vec<RequestTrace>), BenchError> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .build()?;
+    async fn run_once(&self) -> Result<(f64, Vec<RequestTrace>, u64), BenchError> {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
         let start = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..self.clients {
@@ -129,17 +130,30 @@ impl Scenario {
             let http = http.clone();
             tasks.push(tokio::spawn(async move {
                 let mut traces = Vec::new();
-                for _ in 0..me.rounds {
-                    traces.push(me.one_request(&http).await?);
+                let mut errors = 0u64;
+                for _ in 0..me.requests_per_client {
+                    // A failed request is counted and reported, not fatal to the whole run.
+                    match me.one_request(&http).await {
+                        Ok(t) => traces.push(t),
+                        Err(e) => {
+                            if errors == 0 {
+                                eprintln!("a request to {} failed: {e:?}", me.base_url);
+                            }
+                            errors += 1;
+                        }
+                    }
                 }
-                Ok::<_, BenchError>(traces)
+                (traces, errors)
             }));
         }
         let mut traces = Vec::new();
+        let mut errors = 0;
         for t in tasks {
-            traces.extend(t.await.map_err(|e| BenchError::Setup(e.to_string()))??);
+            let (t, e) = t.await.map_err(|e| BenchError::Setup(e.to_string()))?;
+            traces.extend(t);
+            errors += e;
         }
-        Ok((start.elapsed().as_secs_f64(), traces))
+        Ok((start.elapsed().as_secs_f64(), traces, errors))
     }
 }
 
@@ -169,7 +183,7 @@ pub async fn repeat(scenario: &Scenario, times: u32) -> Result<LoadResult, Bench
     ));
     let mut runs = Vec::new();
     for _ in 0..times.max(1) {
-        let (wall, traces) = scenario.run_once().await?;
+        let (wall, traces, errors) = scenario.run_once().await?;
         let tokens: u64 = traces.iter().map(|t| t.tokens).sum();
         let mut ttft: Vec<f64> = traces.iter().map(|t| t.ttft.as_secs_f64() * 1e3).collect();
         let mut itl: Vec<f64> = traces
@@ -189,6 +203,7 @@ pub async fn repeat(scenario: &Scenario, times: u32) -> Result<LoadResult, Bench
             itl_p50_ms: percentile(&mut itl, 0.5),
             itl_p99_ms: percentile(&mut itl, 0.99),
             tokens_per_request: tokens as f64 / traces.len().max(1) as f64,
+            errors,
         });
         bar.inc(1);
     }
@@ -202,6 +217,7 @@ pub async fn repeat(scenario: &Scenario, times: u32) -> Result<LoadResult, Bench
         itl_p50_ms: m(|r| r.itl_p50_ms),
         itl_p99_ms: m(|r| r.itl_p99_ms),
         tokens_per_request: m(|r| r.tokens_per_request),
+        errors: runs.iter().map(|r| r.errors).sum(),
     })
 }
 

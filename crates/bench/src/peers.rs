@@ -117,7 +117,7 @@ impl LlamaCppPython {
                 "smollm2",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(std::env::temp_dir().join("highside-bench-llama-cpp-python.log"))?)
             .spawn()
             .map_err(|e| {
                 setup(format!(

@@ -190,7 +190,8 @@ impl Scheduler<'_> {
 
     /// Frees a sequence's slot and KV cells.
     fn release(&mut self, ctx: &mut LlamaContext<'_>, idx: usize) -> Sequence {
-        let seq = self.running.swap_remove(idx);
+        // `remove`, not `swap_remove`: prefill goes in admission order.
+        let seq = self.running.remove(idx);
         let _ = ctx.clear_kv_cache_seq(Some(seq.slot as u32), None, None);
         self.free_slots.push(seq.slot);
         self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);

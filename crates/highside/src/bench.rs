@@ -19,9 +19,9 @@ pub struct ServeBench {
     /// Tokens generated per request.
     #[arg(long, default_value_t = 128)]
     max_tokens: u32,
-    /// Requests each client sends per scenario.
-    #[arg(long, default_value_t = 2)]
-    rounds: u32,
+    /// Requests per scenario at least (spread over the clients).
+    #[arg(long, default_value_t = 4)]
+    min_requests: u32,
     /// Repetitions of every scenario (medians are reported).
     #[arg(long, default_value_t = 3)]
     repeat: u32,
@@ -53,7 +53,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         model,
         clients: args.clients,
         max_tokens: args.max_tokens,
-        rounds: args.rounds,
+        min_requests: args.min_requests,
         repeat: args.repeat,
         threads: args.threads,
         with_llama_cpp_python: !args.no_llama_cpp_python,
