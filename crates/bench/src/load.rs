@@ -122,7 +122,9 @@ impl Scenario {
 
     /// Runs the scenario once.
     async fn run_once(&self) -> Result<(f64, Vec<RequestTrace>, u64), BenchError> {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()?;
         let start = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..self.clients {

@@ -117,7 +117,9 @@ impl LlamaCppPython {
                 "smollm2",
             ])
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(std::env::temp_dir().join("highside-bench-llama-cpp-python.log"))?)
+            .stderr(std::fs::File::create(
+                std::env::temp_dir().join("highside-bench-llama-cpp-python.log"),
+            )?)
             .spawn()
             .map_err(|e| {
                 setup(format!(

@@ -95,8 +95,16 @@ pub(crate) fn render(
         s,
         "\n\"tok/s\" is generated tokens over the wall time of the whole scenario (prefill and HTTP included for the servers). The raw loop is llama.cpp alone on the same prompts: \"with prefill\" prefills every prompt in one batch and then decodes all sequences together, the best schedule there is for this load; \"decode only\" leaves the prefill out. Per-stream tok/s is (tokens - 1) / (last token time - first token time).\n"
     );
-    let raw_of = |c: u32| raw.iter().find(|(n, _)| *n == c).map(|(_, r)| r.end_to_end_tok_per_s);
-    let raw_decode = |c: u32| raw.iter().find(|(n, _)| *n == c).map(|(_, r)| r.decode_tok_per_s);
+    let raw_of = |c: u32| {
+        raw.iter()
+            .find(|(n, _)| *n == c)
+            .map(|(_, r)| r.end_to_end_tok_per_s)
+    };
+    let raw_decode = |c: u32| {
+        raw.iter()
+            .find(|(n, _)| *n == c)
+            .map(|(_, r)| r.decode_tok_per_s)
+    };
     if let (Some(hs), Some(raw1)) = (find(rows, "highside", 1), raw_decode(1)) {
         let ratio = hs.stream_tok_s / raw1;
         let _ = writeln!(

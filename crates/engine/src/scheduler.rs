@@ -243,7 +243,17 @@ impl Scheduler<'_> {
         self.stats.in_flight.fetch_sub(dropped, Ordering::SeqCst);
 
         while !self.free_slots.is_empty() && !self.queue.is_empty() {
-            let (Some(slot), Some(job)) = (self.free_slots.pop(), self.queue.pop_front()) else {
+            // The lowest free slot keeps active sequence ids contiguous (see the batch layout).
+            let lowest = self
+                .free_slots
+                .iter()
+                .enumerate()
+                .min_by_key(|&(_, s)| *s)
+                .map(|(i, _)| i);
+            let (Some(slot), Some(job)) = (
+                lowest.map(|i| self.free_slots.swap_remove(i)),
+                self.queue.pop_front(),
+            ) else {
                 break;
             };
             let sampler = build_sampler(self.model, &job.params, self.s.context_length);
@@ -265,41 +275,54 @@ impl Scheduler<'_> {
             return;
         }
 
-        self.batch.clear();
-        let mut n = 0i32;
+        // First decide who prefills this step. A prompt is always prefilled in the same
+        // chunks, [0, C), [C, 2C), ..., whatever else is running: llama.cpp's numerics depend
+        // on how tokens are grouped, and a sequence must give the same tokens alone as under
+        // load. While others decode, one chunk per step keeps their streams moving; when idle,
+        // several prompts share a step. Oldest prompt first.
         let any_decoding = self.running.iter().any(|q| q.next.is_some());
-        for seq in &mut self.running {
-            seq.logits_at = None;
-            seq.scheduled = 0;
-            if let Some(tok) = seq.next {
-                // Capacity is max_sequences + prefill budget; add cannot fail.
-                let _ = self
-                    .batch
-                    .add(tok, seq.n_past as i32, &[seq.slot as i32], true);
-                seq.logits_at = Some(n);
-                seq.scheduled = 1;
-                n += 1;
-            }
-        }
-        // A prompt is always prefilled in the same chunks, [0, C), [C, 2C), ..., whatever else
-        // is running: llama.cpp's numerics depend on how tokens are grouped into a batch, and a
-        // sequence must give the same tokens alone as under load. While others decode, one
-        // chunk per step keeps their streams moving; when idle, several prompts share a step.
         let chunk = self.s.prefill_chunk as usize;
         let mut budget = if any_decoding {
             chunk
         } else {
             IDLE_PREFILL.max(self.s.prefill_chunk) as usize
         };
-        // Prefill in admission order, so the oldest prompt finishes first.
         for seq in &mut self.running {
-            if seq.next.is_some() || seq.n_past >= seq.job.prompt.len() {
+            seq.logits_at = None;
+            seq.scheduled = 0;
+            if seq.next.is_some() {
+                seq.scheduled = 1;
+            } else if budget > 0 && seq.n_past < seq.job.prompt.len() {
+                let end = (seq.n_past + chunk).min(seq.job.prompt.len());
+                if end - seq.n_past > budget {
+                    budget = 0;
+                } else {
+                    seq.scheduled = end - seq.n_past;
+                    budget -= seq.scheduled;
+                }
+            }
+        }
+        // Then lay the batch out in sequence-id order. With a per-sequence KV cache llama.cpp
+        // only groups consecutive, increasing sequence ids into one micro-batch; any other
+        // order splits a step into many small graphs (measured: ~2x slower at 32 streams).
+        let mut order: Vec<usize> = (0..self.running.len())
+            .filter(|&i| self.running[i].scheduled > 0)
+            .collect();
+        order.sort_unstable_by_key(|&i| self.running[i].slot);
+        self.batch.clear();
+        let mut n = 0i32;
+        for i in order {
+            let seq = &mut self.running[i];
+            if let Some(tok) = seq.next {
+                // Capacity is max_sequences + the prefill budget; add cannot fail.
+                let _ = self
+                    .batch
+                    .add(tok, seq.n_past as i32, &[seq.slot as i32], true);
+                seq.logits_at = Some(n);
+                n += 1;
                 continue;
             }
-            let end = (seq.n_past + chunk).min(seq.job.prompt.len());
-            if end - seq.n_past > budget {
-                break;
-            }
+            let end = seq.n_past + seq.scheduled;
             for (pos, &tok) in seq.job.prompt.iter().enumerate().take(end).skip(seq.n_past) {
                 let last = pos + 1 == seq.job.prompt.len();
                 let _ = self.batch.add(tok, pos as i32, &[seq.slot as i32], last);
@@ -308,8 +331,6 @@ impl Scheduler<'_> {
                 }
                 n += 1;
             }
-            seq.scheduled = end - seq.n_past;
-            budget -= seq.scheduled;
         }
         self.stats.last_batch.store(n as usize, Ordering::SeqCst);
 

@@ -48,8 +48,9 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HIGHSIDE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,llama-cpp-2=warn,llama_cpp_2=off")),
+            tracing_subscriber::EnvFilter::try_from_env("HIGHSIDE_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,llama-cpp-2=warn,llama_cpp_2=off")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
