@@ -6,7 +6,11 @@ ensure_deps() {
   command -v cargo >/dev/null || { echo "error: cargo (Rust) is required: https://rustup.rs" >&2; return 1; }
   command -v cmake >/dev/null || missing+=(cmake)
   # llama-cpp-sys-2 runs bindgen, which needs libclang.
-  ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+  # (libclang-cpp, which other packages bring, is a different library and does not count.)
+  compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null \
+    || compgen -G '/usr/lib/llvm-*/lib/libclang-[0-9]*.so*' >/dev/null \
+    || compgen -G '/usr/lib/*-linux-gnu/libclang-[0-9]*.so*' >/dev/null \
+    || [ -n "${LIBCLANG_PATH:-}" ] || missing+=(libclang-dev)
   command -v c++ >/dev/null || missing+=(g++)
   command -v python3 >/dev/null || missing+=(python3)
   command -v curl >/dev/null || missing+=(curl)

@@ -115,6 +115,10 @@ impl LlamaCppPython {
                 "2048",
                 "--model_alias",
                 "smollm2",
+                // Its default aborts the running stream whenever a new request arrives,
+                // which would count the peer's own choice against it as failures.
+                "--interrupt_requests",
+                "False",
             ])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(
