@@ -42,7 +42,7 @@ def _model() -> Path:
     return Path(lines[-1])
 
 
-def _run_cli(binary: Path, *args: str) -> None:
+def _run_cli(binary: Path, *args: str) -> str:
     proc = subprocess.run(
         [str(binary), *args], capture_output=True, text=True, timeout=CLI_TIMEOUT_S
     )
@@ -51,6 +51,13 @@ def _run_cli(binary: Path, *args: str) -> None:
             f"`highside {' '.join(args)}` exited {proc.returncode}\n"
             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
+    return proc.stdout
+
+
+def _printed_key(stdout: str) -> str:
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith("HIGHSIDE_API_KEY="), f"no key printed: {stdout}"
+    return last.split("=", 1)[1]
 
 
 def _tail(path: Path, n: int = 4000) -> str:
@@ -79,7 +86,8 @@ def _ready(port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def server():
-    """Start `highside serve` on an ephemeral port; yield its base URL (http://127.0.0.1:PORT)."""
+    """Start `highside serve` on an ephemeral port; yield its base URL (http://127.0.0.1:PORT)
+    and a key of a user with the `user` role, created through `highside admin`."""
     binary = _binary()
     if not binary.is_file():
         pytest.fail(f"server binary not found: {binary} (build it or set HIGHSIDE_BIN)")
@@ -91,7 +99,7 @@ def server():
     data = tmp / "data"
     port_file = data / "port"
     log_path = tmp / "server.log"
-    _run_cli(binary, "init", "--data", str(data))
+    operator_key = _printed_key(_run_cli(binary, "init", "--data", str(data)))
     _run_cli(binary, "models", "import", str(model), "--name", MODEL_ID, "--data", str(data))
 
     log = open(log_path, "wb")
@@ -118,7 +126,17 @@ def server():
                 )
             time.sleep(0.1)
 
-        yield f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        conn = ["--url", url, "--api-key", operator_key]
+        import json
+        agency = json.loads(_run_cli(binary, "admin", *conn, "agencies", "create",
+                                     "--name", "SDK Tests", "--branch", "executive"))
+        user = json.loads(_run_cli(binary, "admin", *conn, "users", "create",
+                                   "--agency", agency["id"], "--name", "sdk",
+                                   "--clearance", "SECRET", "--nationality", "USA"))
+        key = _printed_key(_run_cli(binary, "admin", *conn, "keys", "create",
+                                    "--user", user["id"], "--name", "pytest"))
+        yield url, key
 
         proc.send_signal(signal.SIGTERM)
         try:
@@ -137,5 +155,6 @@ def server():
 
 @pytest.fixture(scope="session")
 def client(server):
+    url, key = server
     # max_retries=0: observe the server's real responses, never SDK retries.
-    return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=120.0)
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=120.0)

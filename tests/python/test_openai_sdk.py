@@ -156,3 +156,14 @@ def test_server_still_serves_after_errors(client):
     )
     assert resp.choices[0].message.content
     assert 1 <= resp.usage.completion_tokens <= 8
+
+
+def test_bad_key_is_an_authentication_error(server):
+    url, _ = server
+    stranger = openai.OpenAI(
+        base_url=f"{url}/v1", api_key="hs_" + "0" * 16 + "_" + "0" * 64, max_retries=0
+    )
+    with pytest.raises(openai.AuthenticationError):
+        stranger.models.list()
+    with pytest.raises(openai.AuthenticationError):
+        stranger.chat.completions.create(model=MODEL_ID, messages=HELLO, max_tokens=4)

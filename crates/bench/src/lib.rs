@@ -65,7 +65,13 @@ pub async fn run(config: &BenchConfig) -> Result<String, BenchError> {
     let raw_prompt = peers::chat_prompt_tokens(config, PROMPT)?;
     let server = peers::HighsideServer::start(config).await?;
     for &c in &config.clients {
-        let scenario = Scenario::new(&server.base_url, "smollm2", c, config);
+        let scenario = Scenario::new(
+            &server.base_url,
+            Some(server.api_key.expose()),
+            "smollm2",
+            c,
+            config,
+        );
         rows.push(("highside", c, load::repeat(&scenario, config.repeat).await?));
     }
     server.stop().await;
@@ -78,7 +84,7 @@ pub async fn run(config: &BenchConfig) -> Result<String, BenchError> {
     if config.with_llama_cpp_python {
         let peer = peers::LlamaCppPython::start(config).await?;
         for &c in &config.clients {
-            let scenario = Scenario::new(&peer.base_url, "smollm2", c, config);
+            let scenario = Scenario::new(&peer.base_url, None, "smollm2", c, config);
             rows.push((
                 "llama-cpp-python",
                 c,

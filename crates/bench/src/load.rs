@@ -10,6 +10,7 @@ use crate::{BenchConfig, BenchError, PROMPT};
 #[derive(Debug, Clone)]
 pub struct Scenario {
     base_url: String,
+    api_key: Option<String>,
     model: String,
     clients: u32,
     requests_per_client: u32,
@@ -46,9 +47,16 @@ struct RequestTrace {
 
 impl Scenario {
     /// A scenario with `clients` concurrent streams.
-    pub fn new(base_url: &str, model: &str, clients: u32, config: &BenchConfig) -> Self {
+    pub fn new(
+        base_url: &str,
+        api_key: Option<&str>,
+        model: &str,
+        clients: u32,
+        config: &BenchConfig,
+    ) -> Self {
         Self {
             base_url: base_url.to_owned(),
+            api_key: api_key.map(str::to_owned),
             model: model.to_owned(),
             clients,
             // At least `min_requests` per scenario, spread over the clients.
@@ -67,12 +75,11 @@ impl Scenario {
             "stream_options": {"include_usage": true},
         });
         let start = Instant::now();
-        let res = http
-            .post(format!("{}/v1/chat/completions", self.base_url))
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?;
+        let mut req = http.post(format!("{}/v1/chat/completions", self.base_url));
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        let res = req.json(&body).send().await?.error_for_status()?;
         let mut stream = res.bytes_stream();
         let mut buf = Vec::new();
         let mut first: Option<Instant> = None;

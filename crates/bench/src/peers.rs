@@ -42,6 +42,8 @@ fn free_port() -> Result<u16, BenchError> {
 pub(crate) struct HighsideServer {
     child: Child,
     pub(crate) base_url: String,
+    /// The operator key the load generator authenticates with.
+    pub(crate) api_key: highside_identity::ApiKeySecret,
     _dir: tempfile::TempDir,
 }
 
@@ -57,6 +59,17 @@ impl HighsideServer {
             "smollm2",
             "UNCLASSIFIED",
             &mut highside_catalog::NoProgress,
+        )
+        .map_err(|e| setup(e.to_string()))?;
+        let (_, created) = highside_tenancy::bootstrap(
+            &store,
+            &highside_tenancy::Bootstrap {
+                agency_name: "Benchmark".into(),
+                branch: highside_identity::Branch::Executive,
+                operator_name: "bench".into(),
+                clearance: "UNCLASSIFIED".into(),
+                nationality: "USA".into(),
+            },
         )
         .map_err(|e| setup(e.to_string()))?;
         let port = free_port()?;
@@ -80,6 +93,7 @@ impl HighsideServer {
         Ok(Self {
             child,
             base_url,
+            api_key: created.secret,
             _dir: dir,
         })
     }

@@ -31,6 +31,14 @@ pub struct Config {
     pub prefill_chunk: u32,
     /// Seconds that running streams get to finish after SIGTERM before they are cancelled. Default 10.
     pub shutdown_grace_secs: u64,
+    /// PEM certificate chain; with `tls_key`, the API is served over TLS. Default: none
+    /// (plain HTTP). Relative paths in the file are relative to the data directory.
+    pub tls_cert: Option<String>,
+    /// PEM private key for `tls_cert`. Default: none.
+    pub tls_key: Option<String>,
+    /// PEM CA certificates; when set, every client must present a certificate this CA issued
+    /// (mutual TLS), mapped to a user. Default: none.
+    pub tls_client_ca: Option<String>,
 }
 
 impl Default for Config {
@@ -44,6 +52,9 @@ impl Default for Config {
             max_body_bytes: 4 * 1024 * 1024,
             prefill_chunk: 64,
             shutdown_grace_secs: 10,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -169,6 +180,18 @@ impl Config {
             self.shutdown_grace_secs,
             "must be at most 3600",
         )?;
+        check(
+            self.tls_cert.is_some() == self.tls_key.is_some(),
+            "tls_key",
+            self.tls_key.as_deref().unwrap_or("(none)"),
+            "tls_cert and tls_key go together",
+        )?;
+        check(
+            self.tls_client_ca.is_none() || self.tls_cert.is_some(),
+            "tls_client_ca",
+            self.tls_client_ca.as_deref().unwrap_or("(none)"),
+            "client certificates need TLS: set tls_cert and tls_key too",
+        )?;
         Ok(())
     }
 
@@ -195,6 +218,13 @@ max_body_bytes = {body}
 prefill_chunk = {chunk}
 # Seconds streams get to finish after SIGTERM (--shutdown-grace-secs, HIGHSIDE_SHUTDOWN_GRACE_SECS).
 shutdown_grace_secs = {grace}
+# TLS: certificate chain and key in PEM; paths relative to this directory (--tls-cert,
+# --tls-key, HIGHSIDE_TLS_CERT, HIGHSIDE_TLS_KEY). Unset = plain HTTP.
+# tls_cert = "tls/server.pem"
+# tls_key = "tls/server.key"
+# Mutual TLS: CA whose client certificates are accepted; each must be mapped to a user with
+# `highside admin certs add` (--tls-client-ca, HIGHSIDE_TLS_CLIENT_CA).
+# tls_client_ca = "tls/clients-ca.pem"
 "#,
             listen = d.listen,
             threads = d.engine_threads,
@@ -236,6 +266,18 @@ mod tests {
         assert!(err.to_string().contains("max_sequences"), "{err}");
         let err = Config::parse("listen = \"localhost\"", "t").unwrap_err();
         assert!(err.to_string().contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn tls_settings_must_be_complete() {
+        assert!(Config::parse("tls_cert = \"a\"", "t").is_err());
+        assert!(Config::parse("tls_client_ca = \"c\"", "t").is_err());
+        let c = Config::parse(
+            "tls_cert = \"a\"\ntls_key = \"b\"\ntls_client_ca = \"c\"",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.tls_client_ca.as_deref(), Some("c"));
     }
 
     #[test]

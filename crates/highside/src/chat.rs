@@ -10,9 +10,8 @@ pub struct ChatArgs {
     model: String,
     /// What to ask.
     prompt: String,
-    /// The server's base URL.
-    #[arg(long, env = "HIGHSIDE_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
+    #[command(flatten)]
+    connection: crate::client::Connection,
     /// An optional system message.
     #[arg(long)]
     system: Option<String>,
@@ -45,22 +44,18 @@ async fn chat(args: ChatArgs) -> anyhow::Result<()> {
         "stream": true,
         "stream_options": {"include_usage": true},
     });
-    let url = format!("{}/v1/chat/completions", args.url.trim_end_matches('/'));
-    let res = reqwest::Client::new()
-        .post(&url)
+    let conn = &args.connection;
+    let res = conn
+        .request(
+            &conn.client()?,
+            reqwest::Method::POST,
+            "/v1/chat/completions",
+        )
         .json(&body)
         .send()
         .await
-        .with_context(|| format!("cannot reach {url}; is `highside serve` running?"))?;
-    if !res.status().is_success() {
-        let status = res.status();
-        let text = res.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or(text);
-        bail!("{status}: {message}");
-    }
+        .with_context(|| format!("cannot reach {}; is `highside serve` running?", conn.url))?;
+    let res = crate::client::check(res).await?;
     let mut stdout = std::io::stdout();
     let mut buf = Vec::new();
     let mut usage = None;

@@ -1,7 +1,9 @@
 //! `highside`: the command line. Parsing and wiring only; the work happens in the library crates.
 
+mod admin;
 mod bench;
 mod chat;
+mod client;
 mod models;
 mod serve;
 
@@ -30,13 +32,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a data directory with a documented default highside.toml.
-    Init,
+    /// Create a data directory with a documented default highside.toml and the first
+    /// operator; prints the operator's one-time key as the last line: HIGHSIDE_API_KEY=<key>.
+    Init(InitArgs),
     /// Load every imported model and serve the API.
     Serve(serve::ServeArgs),
     /// Import, list and remove models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Manage agencies, users, keys and certificate mappings on a running server.
+    Admin(admin::AdminArgs),
     /// Stream an answer from a running server to the terminal.
     Chat(chat::ChatArgs),
     /// Benchmarks (programs that measure; never part of the test suite).
@@ -55,7 +60,8 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Init => init(&cli.data),
+        Command::Init(args) => init(&cli.data, args),
+        Command::Admin(args) => admin::run(args),
         Command::Serve(args) => serve::run(&cli.data, args),
         Command::Models(cmd) => models::run(&cli.data, cmd),
         Command::Chat(args) => chat::run(args),
@@ -70,12 +76,53 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init(data: &std::path::Path) -> anyhow::Result<()> {
+/// Who the first operator is. The clearance should be the enclave's system high: nobody can
+/// later be given more than the operator holds.
+#[derive(clap::Args)]
+struct InitArgs {
+    /// The operator's agency.
+    #[arg(long, default_value = "Enclave Operations")]
+    agency: String,
+    /// The agency's branch: executive, legislative or judicial.
+    #[arg(long, default_value = "executive")]
+    branch: String,
+    /// The operator's user name.
+    #[arg(long, default_value = "operator")]
+    operator: String,
+    /// The operator's clearance (the enclave's system high).
+    #[arg(long, default_value = "TOP SECRET")]
+    clearance: String,
+    /// The operator's nationality (ISO 3166-1 alpha-3).
+    #[arg(long, default_value = "USA")]
+    nationality: String,
+}
+
+fn init(data: &std::path::Path, args: InitArgs) -> anyhow::Result<()> {
     let dir = highside_store::DataDir::create(data)?;
     let config = data.join(highside_config::CONFIG_FILE);
     if !config.exists() {
         std::fs::write(&config, highside_config::Config::default_file_text())?;
     }
+    let store = dir.open_store()?;
+    let branch = args
+        .branch
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--branch: {e}"))?;
+    let (user, key) = highside_tenancy::bootstrap(
+        &store,
+        &highside_tenancy::Bootstrap {
+            agency_name: args.agency,
+            branch,
+            operator_name: args.operator,
+            clearance: args.clearance,
+            nationality: args.nationality,
+        },
+    )?;
     println!("initialised {}", dir.root().display());
+    println!(
+        "operator '{}' ({}) created; its key is shown once, below, and cannot be recovered",
+        user.name, user.id
+    );
+    println!("HIGHSIDE_API_KEY={}", key.secret.expose());
     Ok(())
 }

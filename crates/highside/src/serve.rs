@@ -1,11 +1,15 @@
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use highside_config::Config;
 use highside_engine::{Engine, EngineConfig};
-use highside_server::{AppState, LoadedModel, Registry, ServerConfig};
+use highside_server::{
+    tls_config, AppState, LoadedModel, PlainListener, Registry, ServerConfig, TlsListener,
+    TlsSettings,
+};
 use highside_store::{DataDir, Store};
 use highside_template::ChatTemplate;
 
@@ -36,6 +40,15 @@ pub struct ServeArgs {
     /// Seconds streams get to finish after SIGTERM.
     #[arg(long, env = "HIGHSIDE_SHUTDOWN_GRACE_SECS")]
     shutdown_grace_secs: Option<u64>,
+    /// PEM certificate chain: serve over TLS (with --tls-key).
+    #[arg(long, env = "HIGHSIDE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "HIGHSIDE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA: require client certificates it issued (mutual TLS).
+    #[arg(long, env = "HIGHSIDE_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
     /// Write the bound port to this file once listening (for scripts and tests).
     #[arg(long)]
     port_file: Option<PathBuf>,
@@ -45,6 +58,16 @@ impl ServeArgs {
     fn apply(&self, mut c: Config) -> anyhow::Result<Config> {
         if let Some(v) = &self.listen {
             c.listen = v.clone();
+        }
+        let path = |p: &PathBuf| p.display().to_string();
+        if let Some(p) = &self.tls_cert {
+            c.tls_cert = Some(path(p));
+        }
+        if let Some(p) = &self.tls_key {
+            c.tls_key = Some(path(p));
+        }
+        if let Some(p) = &self.tls_client_ca {
+            c.tls_client_ca = Some(path(p));
         }
         macro_rules! set {
             ($($f:ident),*) => { $(if let Some(v) = self.$f { c.$f = v; })* };
@@ -71,8 +94,28 @@ fn unix_secs(rfc3339: &str) -> u64 {
 
 pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let dir = DataDir::open(data)?;
-    let config = args.apply(Config::load(data)?)?;
-    let store = dir.open_store()?;
+    let mut file_config = Config::load(data)?;
+    // Paths in highside.toml are relative to the data directory; flags to the working one.
+    for p in [
+        &mut file_config.tls_cert,
+        &mut file_config.tls_key,
+        &mut file_config.tls_client_ca,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *p = data.join(&*p).display().to_string();
+    }
+    let config = args.apply(file_config)?;
+    let store = Arc::new(dir.open_store()?);
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_config(&TlsSettings {
+            cert: cert.into(),
+            key: key.into(),
+            client_ca: config.tls_client_ca.as_ref().map(PathBuf::from),
+        })?),
+        _ => None,
+    };
     let engine_config = EngineConfig {
         threads: config.engine_threads,
         max_sequences: config.max_sequences,
@@ -123,6 +166,7 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
             max_body_bytes: config.max_body_bytes,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         },
+        store,
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -137,8 +181,19 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
             std::fs::write(&tmp, addr.port().to_string())?;
             std::fs::rename(&tmp, path)?;
         }
-        tracing::info!(%addr, "serving");
-        highside_server::serve(listener, state.clone(), highside_server::shutdown_signal()).await?;
+        let shutdown = highside_server::shutdown_signal();
+        match tls {
+            Some(tls) => {
+                tracing::info!(%addr, mutual_tls = config.tls_client_ca.is_some(), "serving over TLS");
+                highside_server::serve(TlsListener::new(listener, tls)?, state.clone(), shutdown)
+                    .await?;
+            }
+            None => {
+                tracing::info!(%addr, "serving");
+                highside_server::serve(PlainListener::new(listener), state.clone(), shutdown)
+                    .await?;
+            }
+        }
         anyhow::Ok(())
     })?;
     // Engines stop (and join their threads) when the state is dropped.

@@ -21,7 +21,7 @@ fn model_files(dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn import_records_the_model_facts() {
-    let dir = data_dir_with_model();
+    let (dir, _key) = data_dir_with_model();
     let list = list_json(dir.path());
     let m = &list[0];
     assert_eq!(m["name"], "smollm2");
@@ -43,7 +43,7 @@ fn import_records_the_model_facts() {
 
 #[test]
 fn malformed_files_are_rejected_and_nothing_is_written() {
-    let dir = data_dir_with_model();
+    let (dir, _key) = data_dir_with_model();
     let before_list = list_json(dir.path());
     let before_files = model_files(dir.path());
     let good = std::fs::read(model_path()).unwrap();
@@ -102,7 +102,7 @@ fn malformed_files_are_rejected_and_nothing_is_written() {
 
 #[test]
 fn duplicate_names_bad_names_and_removal() {
-    let dir = data_dir_with_model();
+    let (dir, _key) = data_dir_with_model();
     let model = model_path();
     let out = highside(
         dir.path(),

@@ -19,7 +19,8 @@ fn chat_body(content: &str, max_tokens: u32, stream: bool) -> Value {
 }
 
 async fn post(server: &Server, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-    reqwest::Client::new()
+    server
+        .http()
         .post(server.url(path))
         .header("content-type", "application/json")
         .body(body)
@@ -95,14 +96,9 @@ async fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     )
     .await;
     assert_eq!(openai_error(res, 404).await["code"], "model_not_found");
-    openai_error(reqwest::get(server.url("/v1/nothing")).await.unwrap(), 404).await;
-    openai_error(
-        reqwest::get(server.url("/v1/chat/completions"))
-            .await
-            .unwrap(),
-        405,
-    )
-    .await;
+    let get = |path: &str| server.http().get(server.url(path)).send();
+    openai_error(get("/v1/nothing").await.unwrap(), 404).await;
+    openai_error(get("/v1/chat/completions").await.unwrap(), 405).await;
     // Still serving.
     let res = post(
         &server,
@@ -316,6 +312,8 @@ async fn the_chat_command_streams_an_answer() {
             "chat",
             "--url",
             &server.base,
+            "--api-key",
+            &server.key,
             "--temperature",
             "0",
             "--max-tokens",
@@ -335,6 +333,7 @@ async fn the_chat_command_streams_an_answer() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("completion tokens"));
     let out = tokio::process::Command::new(common::BIN)
         .args(["chat", "--url", &server.base, "nope", "Hi"])
+        .env("HIGHSIDE_API_KEY", &server.key)
         .output()
         .await
         .unwrap();

@@ -83,6 +83,38 @@ impl ApiError {
         )
     }
 
+    /// 401: no credentials, or credentials that do not authenticate.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self {
+            code: Some("invalid_api_key"),
+            ..Self::new(401, "invalid_request_error", message)
+        }
+    }
+
+    /// 403: authenticated, but this caller may not do this; the message names the rule.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            code: Some("permission_denied"),
+            ..Self::new(403, "permission_error", message)
+        }
+    }
+
+    /// 404 for an object of the admin API (or one the caller may not know exists).
+    pub fn not_found(what: &str) -> Self {
+        Self {
+            code: Some("not_found"),
+            ..Self::new(404, "invalid_request_error", format!("No such {what}"))
+        }
+    }
+
+    /// 409: a unique name is taken, or the change would lock the enclave out.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self {
+            code: Some("conflict"),
+            ..Self::new(409, "invalid_request_error", message)
+        }
+    }
+
     /// 413: the body exceeds the configured limit.
     pub fn too_large(limit: u64) -> Self {
         Self {

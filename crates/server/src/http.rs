@@ -8,7 +8,8 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
+use highside_identity::Principal;
 use highside_openai::{
     parse_json, ApiError, ChatCompletionRequest, CompletionRequest, ModelList, ModelObject,
     Prepared,
@@ -49,11 +50,37 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(list_models))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
+        .merge(crate::admin::routes())
+        .route(LIVE, get(live))
+        .route(READY, get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // On everything, unknown paths included, so nothing is reachable without a credential
+        // except the two health checks, which are exempted by exact path.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authenticate_unless_health,
+        ))
         .with_state(state)
+}
+
+const LIVE: &str = "/health/live";
+const READY: &str = "/health/ready";
+
+async fn authenticate_unless_health(
+    state: State<Arc<AppState>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    if path == LIVE || path == READY {
+        return next.run(req).await;
+    }
+    crate::auth::require_principal(state, req, next).await
+}
+
+fn may_infer(p: &Principal) -> Result<(), ApiError> {
+    p.may_infer().map_err(|d| ApiError::forbidden(d.0))
 }
 
 async fn not_found(uri: Uri) -> HttpError {
@@ -65,7 +92,7 @@ async fn method_not_allowed() -> HttpError {
 }
 
 /// Reads at most `limit` bytes; a larger body is a 413 whether or not it declared its length.
-async fn read_body(req: Request, limit: u64) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(req: Request, limit: u64) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -142,8 +169,10 @@ async fn generate(
 
 async fn chat_completions(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     req: Request,
 ) -> Result<Response, HttpError> {
+    may_infer(&principal)?;
     let body = read_body(req, state.config.max_body_bytes).await?;
     let prepared =
         parse_json::<ChatCompletionRequest>(&body).and_then(ChatCompletionRequest::prepare);
@@ -152,8 +181,10 @@ async fn chat_completions(
 
 async fn completions(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     req: Request,
 ) -> Result<Response, HttpError> {
+    may_infer(&principal)?;
     let body = read_body(req, state.config.max_body_bytes).await?;
     let prepared = parse_json::<CompletionRequest>(&body).and_then(CompletionRequest::prepare);
     generate(state, Kind::Completion, prepared).await

@@ -5,17 +5,27 @@
 //! result into JSON or server-sent events. Every error leaves in OpenAI's error shape.
 #![forbid(unsafe_code)]
 
+mod admin;
+mod auth;
 mod http;
+mod listener;
 mod registry;
 mod service;
 mod sse;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use highside_store::IdentityStore;
+use highside_tenancy::{Admin, Authenticator};
+
+pub use listener::{
+    peer_certificate, tls_config, ClientInfo, PlainListener, TlsError, TlsListener, TlsSettings,
+};
 pub use registry::{LoadedModel, Registry};
 pub use service::{Generation, Service};
 
@@ -34,15 +44,23 @@ pub struct AppState {
     pub(crate) service: Service,
     pub(crate) config: ServerConfig,
     pub(crate) shutting_down: AtomicBool,
+    pub(crate) auth: Authenticator,
+    pub(crate) admin: Admin,
 }
 
 impl AppState {
-    /// Wraps a loaded registry.
-    pub fn new(registry: Registry, config: ServerConfig) -> Arc<Self> {
+    /// Wraps a loaded registry and the identity store every request is authenticated against.
+    pub fn new(
+        registry: Registry,
+        config: ServerConfig,
+        identity: Arc<dyn IdentityStore>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             service: Service::new(registry),
             config,
             shutting_down: AtomicBool::new(false),
+            auth: Authenticator::new(Arc::clone(&identity)),
+            admin: Admin::new(identity),
         })
     }
 
@@ -62,11 +80,15 @@ pub enum ServeError {
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains: new requests get 503,
 /// running streams have `shutdown_grace` to finish, after which they are cancelled.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+pub async fn serve<L>(
+    listener: L,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
+) -> Result<(), ServeError>
+where
+    L: Listener<Addr = ClientInfo>,
+    for<'a> ClientInfo: Connected<IncomingStream<'a, L>>,
+{
     let app = http::router(Arc::clone(&state));
     let (tx, rx) = tokio::sync::watch::channel(false);
     let graceful = {
@@ -77,7 +99,7 @@ pub async fn serve(
     };
     let server = axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<ClientInfo>(),
     )
     .with_graceful_shutdown(graceful);
     let server = std::future::IntoFuture::into_future(server);

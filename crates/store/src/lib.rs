@@ -1,4 +1,4 @@
-//! Highside's embedded state: the data directory layout and the catalog store.
+//! Highside's embedded state: the data directory layout, the model catalog and identities.
 //!
 //! The [`Store`] trait is what the rest of Highside talks to; [`SqliteStore`] is the embedded
 //! default. A PostgreSQL backend (for several replicas) will implement the same trait with its
@@ -6,10 +6,15 @@
 #![forbid(unsafe_code)]
 
 mod datadir;
+mod identity;
 mod migrate;
 mod sqlite;
+mod sqlite_identity;
 
 pub use datadir::DataDir;
+pub use identity::{
+    AgencyRecord, ApiKeyRecord, CertMappingRecord, IdentityStore, Page, Scope, UserRecord,
+};
 pub use sqlite::SqliteStore;
 
 /// A model as recorded in the catalog.
@@ -66,6 +71,15 @@ pub enum StoreError {
         /// Highest version this build knows.
         known: i64,
     },
+    /// A unique name or value is already taken; names what.
+    #[error("{0} already exists")]
+    Duplicate(String),
+    /// The row to change does not exist.
+    #[error("no such {0}")]
+    NotFound(String),
+    /// `init` found users already: the first operator exists.
+    #[error("this data directory already has users; the first operator was created before")]
+    AlreadyBootstrapped,
     /// A stored value does not fit the type Highside expects.
     #[error("corrupt catalog row: {0}")]
     Corrupt(String),

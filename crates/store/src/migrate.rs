@@ -6,10 +6,16 @@ use rusqlite::{params, Connection};
 use crate::StoreError;
 
 /// SQLite migrations in order; the index + 1 is the version.
-pub(crate) const SQLITE: &[(&str, &str)] = &[(
-    "0001_models",
-    include_str!("../migrations/sqlite/0001_models.sql"),
-)];
+pub(crate) const SQLITE: &[(&str, &str)] = &[
+    (
+        "0001_models",
+        include_str!("../migrations/sqlite/0001_models.sql"),
+    ),
+    (
+        "0002_identity",
+        include_str!("../migrations/sqlite/0002_identity.sql"),
+    ),
+];
 
 pub(crate) fn run(conn: &mut Connection, migrations: &[(&str, &str)]) -> Result<(), StoreError> {
     conn.execute_batch(

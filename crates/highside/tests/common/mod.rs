@@ -32,8 +32,17 @@ pub fn highside(data: &Path, args: &[&str]) -> Output {
         .expect("run highside")
 }
 
-/// A data directory with the demo model imported as `smollm2`.
-pub fn data_dir_with_model() -> tempfile::TempDir {
+/// The key printed as the last line of `init` or `admin keys create`.
+pub fn printed_key(stdout: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stdout);
+    let last = text.lines().last().unwrap_or_default();
+    last.strip_prefix("HIGHSIDE_API_KEY=")
+        .unwrap_or_else(|| panic!("no key on the last line of: {text}"))
+        .to_owned()
+}
+
+/// A data directory with the demo model imported as `smollm2`, and its operator's key.
+pub fn data_dir_with_model() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = highside(dir.path(), &["init"]);
     assert!(
@@ -41,6 +50,7 @@ pub fn data_dir_with_model() -> tempfile::TempDir {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let key = printed_key(&out.stdout);
     let model = model_path();
     let out = highside(
         dir.path(),
@@ -57,34 +67,71 @@ pub fn data_dir_with_model() -> tempfile::TempDir {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    dir
+    (dir, key)
 }
 
 pub struct Server {
     pub child: Child,
     pub base: String,
     pub dir: tempfile::TempDir,
+    /// The operator's key.
+    pub key: String,
+}
+
+/// How to start a server beyond the defaults.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Extra `serve` flags.
+    pub args: &'a [&'a str],
+    /// Where the server's stderr goes (inherited when `None`).
+    pub log: Option<PathBuf>,
+    /// `HIGHSIDE_LOG` (default `warn`).
+    pub log_filter: Option<&'a str>,
+    /// A client for readiness checks (https servers need their CA); plain by default.
+    pub probe: Option<reqwest::Client>,
+    /// `https` instead of `http`.
+    pub tls: bool,
 }
 
 impl Server {
     pub async fn start(extra: &[&str]) -> Self {
-        let dir = data_dir_with_model();
+        Self::start_with(Options {
+            args: extra,
+            ..Options::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(opts: Options<'_>) -> Self {
+        let (dir, key) = data_dir_with_model();
         let port_file = dir.path().join("port");
+        let stderr = match &opts.log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::inherit(),
+        };
         let child = Command::new(BIN)
             .arg("--data")
             .arg(dir.path())
             .args(["serve", "--listen", "127.0.0.1:0", "--port-file"])
             .arg(&port_file)
-            .args(extra)
-            .env("HIGHSIDE_LOG", "warn")
+            .args(opts.args)
+            .env("HIGHSIDE_LOG", opts.log_filter.unwrap_or("warn"))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn highside serve");
         let mut server = Self {
             child,
             base: String::new(),
             dir,
+            key,
+        };
+        let probe = opts.probe.unwrap_or_default();
+        // A TLS server's certificate names localhost; plain servers are reached by address.
+        let (scheme, host) = if opts.tls {
+            ("https", "localhost")
+        } else {
+            ("http", "127.0.0.1")
         };
         // Poll for readiness (a condition, with a deadline), never a fixed sleep.
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -94,8 +141,11 @@ impl Server {
                 "highside serve exited during start-up"
             );
             if let Ok(port) = std::fs::read_to_string(&port_file) {
-                server.base = format!("http://127.0.0.1:{}", port.trim());
-                let ready = reqwest::get(format!("{}/health/ready", server.base)).await;
+                server.base = format!("{scheme}://{host}:{}", port.trim());
+                let ready = probe
+                    .get(format!("{}/health/ready", server.base))
+                    .send()
+                    .await;
                 if ready.is_ok_and(|r| r.status() == 200) {
                     return server;
                 }
@@ -110,6 +160,24 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A client that sends `key` on every request.
+    pub fn client_with(key: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {key}").parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+
+    /// A client authenticated as the operator.
+    pub fn http(&self) -> reqwest::Client {
+        Self::client_with(&self.key)
     }
 
     /// Sends SIGTERM and waits for a clean exit.

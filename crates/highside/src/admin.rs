@@ -1,0 +1,385 @@
+//! `highside admin ...`: the admin API from the command line, against a running server.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use crate::client::{check, Connection};
+
+#[derive(Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    connection: Connection,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Show who the key authenticates as.
+    Whoami,
+    /// Agencies (operators).
+    #[command(subcommand)]
+    Agencies(AgencyCommand),
+    /// Users.
+    #[command(subcommand)]
+    Users(UserCommand),
+    /// API keys.
+    #[command(subcommand)]
+    Keys(KeyCommand),
+    /// Client-certificate mappings.
+    #[command(subcommand)]
+    Certs(CertCommand),
+}
+
+#[derive(Args)]
+struct Paging {
+    /// Page size (1 to 100).
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Start after this ID (the previous page's last_id).
+    #[arg(long)]
+    after: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AgencyCommand {
+    /// Create an agency.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// executive, legislative or judicial.
+        #[arg(long)]
+        branch: String,
+    },
+    /// List agencies.
+    List {
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show an agency.
+    Get { id: String },
+    /// Change an agency.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        branch: Option<String>,
+    },
+    /// Disable an agency: none of its users can authenticate.
+    Disable { id: String },
+    /// Enable a disabled agency.
+    Enable { id: String },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Create {
+        /// The agency (default: your own).
+        #[arg(long)]
+        agency: Option<String>,
+        #[arg(long)]
+        name: String,
+        /// Clearance marking, e.g. SECRET or "TOP SECRET//SI/TK".
+        #[arg(long)]
+        clearance: String,
+        /// ISO 3166-1 alpha-3 code, e.g. USA.
+        #[arg(long)]
+        nationality: String,
+        /// Comma-separated roles: operator, agency-admin, user, auditor (default: user).
+        #[arg(long, value_delimiter = ',')]
+        roles: Option<Vec<String>>,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        agency: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show a user.
+    Get { id: String },
+    /// Change a user.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        clearance: Option<String>,
+        #[arg(long)]
+        nationality: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        roles: Option<Vec<String>>,
+    },
+    /// Disable a user: none of their keys or certificates authenticate.
+    Disable { id: String },
+    /// Enable a disabled user.
+    Enable { id: String },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key; its secret is printed once, as the last line: HIGHSIDE_API_KEY=<key>.
+    Create {
+        /// The user the key acts as (default: you).
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        name: String,
+        /// Comma-separated roles the key may exercise (default: all of the owner's).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// RFC 3339 expiry time.
+        #[arg(long, conflicts_with = "expires_in_days")]
+        expires_at: Option<String>,
+        /// Expiry in days from now.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        agency: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show a key.
+    Get { id: String },
+    /// Revoke a key; it fails on its next use.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Map a client certificate's subject or subjectAltName to a user.
+    Add {
+        #[arg(long)]
+        user: String,
+        /// The exact subject, e.g. "CN=alice, O=Agency".
+        #[arg(long, conflicts_with = "san", required_unless_present = "san")]
+        subject: Option<String>,
+        /// A DNS name, email address or URI from subjectAltName.
+        #[arg(long)]
+        san: Option<String>,
+    },
+    /// List mappings.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show a mapping.
+    Get { id: String },
+    /// Remove a mapping.
+    Remove { id: String },
+}
+
+/// Builds a JSON object from the given fields, leaving out the absent ones.
+fn object(fields: &[(&str, Option<Value>)]) -> Value {
+    let map: Map<String, Value> = fields
+        .iter()
+        .filter_map(|(k, v)| v.clone().map(|v| ((*k).to_owned(), v)))
+        .collect();
+    Value::Object(map)
+}
+
+fn s(v: &Option<String>) -> Option<Value> {
+    v.as_ref().map(|x| json!(x))
+}
+
+fn list_query(paging: &Paging, extra: &[(&str, &Option<String>)]) -> Vec<(String, String)> {
+    let mut q = Vec::new();
+    if let Some(l) = paging.limit {
+        q.push(("limit".into(), l.to_string()));
+    }
+    if let Some(a) = &paging.after {
+        q.push(("after".into(), a.clone()));
+    }
+    for (k, v) in extra {
+        if let Some(v) = v {
+            q.push(((*k).into(), v.clone()));
+        }
+    }
+    q
+}
+
+struct Call {
+    method: Method,
+    path: String,
+    query: Vec<(String, String)>,
+    body: Option<Value>,
+}
+
+fn call(method: Method, path: String) -> Call {
+    Call {
+        method,
+        path,
+        query: Vec::new(),
+        body: None,
+    }
+}
+
+fn plan(cmd: &AdminCommand) -> anyhow::Result<Call> {
+    use AdminCommand as A;
+    let p = |x: &str| format!("/admin/v1/{x}");
+    Ok(match cmd {
+        A::Whoami => call(Method::GET, p("whoami")),
+        A::Agencies(c) => match c {
+            AgencyCommand::Create { name, branch } => Call {
+                body: Some(json!({"name": name, "branch": branch})),
+                ..call(Method::POST, p("agencies"))
+            },
+            AgencyCommand::List { paging } => Call {
+                query: list_query(paging, &[]),
+                ..call(Method::GET, p("agencies"))
+            },
+            AgencyCommand::Get { id } => call(Method::GET, p(&format!("agencies/{id}"))),
+            AgencyCommand::Update { id, name, branch } => Call {
+                body: Some(object(&[("name", s(name)), ("branch", s(branch))])),
+                ..call(Method::PATCH, p(&format!("agencies/{id}")))
+            },
+            AgencyCommand::Disable { id } | AgencyCommand::Enable { id } => Call {
+                body: Some(
+                    json!({"status": if matches!(c, AgencyCommand::Disable { .. }) { "disabled" } else { "active" }}),
+                ),
+                ..call(Method::PATCH, p(&format!("agencies/{id}")))
+            },
+        },
+        A::Users(c) => match c {
+            UserCommand::Create {
+                agency,
+                name,
+                clearance,
+                nationality,
+                roles,
+            } => Call {
+                body: Some(object(&[
+                    ("agency_id", s(agency)),
+                    ("name", Some(json!(name))),
+                    ("clearance", Some(json!(clearance))),
+                    ("nationality", Some(json!(nationality))),
+                    ("roles", roles.as_ref().map(|r| json!(r))),
+                ])),
+                ..call(Method::POST, p("users"))
+            },
+            UserCommand::List { agency, paging } => Call {
+                query: list_query(paging, &[("agency_id", agency)]),
+                ..call(Method::GET, p("users"))
+            },
+            UserCommand::Get { id } => call(Method::GET, p(&format!("users/{id}"))),
+            UserCommand::Update {
+                id,
+                name,
+                clearance,
+                nationality,
+                roles,
+            } => Call {
+                body: Some(object(&[
+                    ("name", s(name)),
+                    ("clearance", s(clearance)),
+                    ("nationality", s(nationality)),
+                    ("roles", roles.as_ref().map(|r| json!(r))),
+                ])),
+                ..call(Method::PATCH, p(&format!("users/{id}")))
+            },
+            UserCommand::Disable { id } | UserCommand::Enable { id } => Call {
+                body: Some(
+                    json!({"status": if matches!(c, UserCommand::Disable { .. }) { "disabled" } else { "active" }}),
+                ),
+                ..call(Method::PATCH, p(&format!("users/{id}")))
+            },
+        },
+        A::Keys(c) => match c {
+            KeyCommand::Create {
+                user,
+                name,
+                scopes,
+                expires_at,
+                expires_in_days,
+            } => {
+                let expires = match (expires_at, expires_in_days) {
+                    (Some(t), _) => Some(t.clone()),
+                    (None, Some(days)) => {
+                        let t = time::OffsetDateTime::now_utc()
+                            + time::Duration::days(i64::from(*days));
+                        Some(t.format(&time::format_description::well_known::Rfc3339)?)
+                    }
+                    (None, None) => None,
+                };
+                Call {
+                    body: Some(object(&[
+                        ("user_id", s(user)),
+                        ("name", Some(json!(name))),
+                        ("scopes", scopes.as_ref().map(|r| json!(r))),
+                        ("expires_at", s(&expires)),
+                    ])),
+                    ..call(Method::POST, p("keys"))
+                }
+            }
+            KeyCommand::List {
+                user,
+                agency,
+                paging,
+            } => Call {
+                query: list_query(paging, &[("user_id", user), ("agency_id", agency)]),
+                ..call(Method::GET, p("keys"))
+            },
+            KeyCommand::Get { id } => call(Method::GET, p(&format!("keys/{id}"))),
+            KeyCommand::Revoke { id } => call(Method::DELETE, p(&format!("keys/{id}"))),
+        },
+        A::Certs(c) => match c {
+            CertCommand::Add { user, subject, san } => {
+                let (kind, value) = match (subject, san) {
+                    (Some(v), _) => ("subject", v),
+                    (None, Some(v)) => ("san", v),
+                    (None, None) => anyhow::bail!("give --subject or --san"),
+                };
+                Call {
+                    body: Some(json!({"user_id": user, "kind": kind, "value": value})),
+                    ..call(Method::POST, p("certificates"))
+                }
+            }
+            CertCommand::List { user, paging } => Call {
+                query: list_query(paging, &[("user_id", user)]),
+                ..call(Method::GET, p("certificates"))
+            },
+            CertCommand::Get { id } => call(Method::GET, p(&format!("certificates/{id}"))),
+            CertCommand::Remove { id } => call(Method::DELETE, p(&format!("certificates/{id}"))),
+        },
+    })
+}
+
+pub fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let call = plan(&args.command)?;
+        let conn = &args.connection;
+        let mut req = conn
+            .request(&conn.client()?, call.method, &call.path)
+            .query(&call.query);
+        if let Some(b) = &call.body {
+            req = req.json(b);
+        }
+        let res = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}; is `highside serve` running?", conn.url))?;
+        let mut value: Value = check(res).await?.json().await?;
+        // The one-time secret goes last, alone on its line, for scripts (and never in the JSON
+        // that might be pasted somewhere).
+        let secret = value.as_object_mut().and_then(|o| o.remove("key"));
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        if let Some(Value::String(k)) = secret {
+            println!("HIGHSIDE_API_KEY={k}");
+        }
+        anyhow::Ok(())
+    })
+}

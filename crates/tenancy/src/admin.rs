@@ -1,0 +1,585 @@
+//! The admin operations. Each takes the caller's principal first and applies, in order:
+//! the agency wall (another agency's objects do not exist for a non-operator: 404), the role
+//! check (403), then the grant rules (403) before anything is written.
+
+use std::sync::Arc;
+
+use highside_identity::{
+    AgencyId, ApiKeySecret, Branch, CertMappingId, Clearance, Denied, KeyId, Nationality,
+    Principal, Role, RoleSet, Status, UserId,
+};
+use highside_store::{
+    AgencyRecord, ApiKeyRecord, CertMappingRecord, IdentityStore, Page, Scope, UserRecord,
+};
+
+use crate::api::{
+    CreateAgency, CreateCertMapping, CreateKey, CreateUser, List, ListQuery, UpdateAgency,
+    UpdateUser,
+};
+use crate::{now_rfc3339, AdminError};
+
+const DEFAULT_PAGE: u32 = 20;
+const MAX_PAGE: u32 = 100;
+const MAX_NAME: usize = 128;
+const MAX_CERT_VALUE: usize = 1024;
+
+/// A created key: its record and the secret, shown once and never again.
+#[derive(Debug)]
+pub struct Created {
+    /// The stored record.
+    pub record: ApiKeyRecord,
+    /// The key itself.
+    pub secret: ApiKeySecret,
+}
+
+fn name(param: &'static str, value: &str, max: usize) -> Result<String, AdminError> {
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > max {
+        return Err(AdminError::invalid(
+            param,
+            format!("'{param}' must be 1 to {max} characters"),
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(AdminError::invalid(
+            param,
+            format!("'{param}' may not contain control characters"),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+fn clearance(value: &str) -> Result<Clearance, AdminError> {
+    value
+        .parse()
+        .map_err(|e: highside_identity::ClearanceError| {
+            AdminError::invalid("clearance", e.to_string())
+        })
+}
+
+fn nationality(value: &str) -> Result<Nationality, AdminError> {
+    Nationality::parse(value).map_err(|e| AdminError::invalid("nationality", e.to_string()))
+}
+
+fn page(q: &ListQuery) -> Result<Page, AdminError> {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AdminError::invalid(
+            "limit",
+            format!("'limit' must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    if q.after.as_ref().is_some_and(|a| a.len() > 64) {
+        return Err(AdminError::invalid("after", "'after' is not an ID"));
+    }
+    // One extra row tells whether another page follows.
+    Ok(Page {
+        limit: limit + 1,
+        after: q.after.clone(),
+    })
+}
+
+fn list<T>(mut rows: Vec<T>, page: &Page, id: impl Fn(&T) -> String) -> List<T> {
+    let has_more = rows.len() > (page.limit - 1) as usize;
+    rows.truncate((page.limit - 1) as usize);
+    List {
+        object: "list".into(),
+        first_id: rows.first().map(&id),
+        last_id: rows.last().map(&id),
+        has_more,
+        data: rows,
+    }
+}
+
+/// The admin operations over one identity store.
+#[derive(Clone)]
+pub struct Admin {
+    store: Arc<dyn IdentityStore>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// Operates on `store`.
+    pub fn new(store: Arc<dyn IdentityStore>) -> Self {
+        Self { store }
+    }
+
+    // ---- agencies ----
+
+    /// Creates an agency (operators only).
+    pub fn create_agency(
+        &self,
+        p: &Principal,
+        req: CreateAgency,
+    ) -> Result<AgencyRecord, AdminError> {
+        p.may_manage_agencies()?;
+        let now = now_rfc3339();
+        let agency = AgencyRecord {
+            id: AgencyId::generate(),
+            name: name("name", &req.name, MAX_NAME)?,
+            branch: req.branch,
+            status: Status::Active,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        self.store.insert_agency(&agency)?;
+        Ok(agency)
+    }
+
+    /// An agency the caller belongs to, or any agency for an operator.
+    pub fn get_agency(&self, p: &Principal, id: &str) -> Result<AgencyRecord, AdminError> {
+        let id = AgencyId::parse(id).ok_or(AdminError::NotFound("agency"))?;
+        if !(p.is_operator() || id == p.agency) {
+            return Err(AdminError::NotFound("agency"));
+        }
+        self.store
+            .get_agency(&id)?
+            .ok_or(AdminError::NotFound("agency"))
+    }
+
+    /// Every agency for an operator; the caller's own for anyone else.
+    pub fn list_agencies(
+        &self,
+        p: &Principal,
+        q: &ListQuery,
+    ) -> Result<List<AgencyRecord>, AdminError> {
+        let page = page(q)?;
+        let only = if p.is_operator() {
+            q.agency_id.clone()
+        } else {
+            Some(p.agency.clone())
+        };
+        let rows = self.store.list_agencies(only.as_ref(), &page)?;
+        Ok(list(rows, &page, |a| a.id.to_string()))
+    }
+
+    /// Changes an agency (operators only; an operator cannot disable their own agency).
+    pub fn update_agency(
+        &self,
+        p: &Principal,
+        id: &str,
+        req: UpdateAgency,
+    ) -> Result<AgencyRecord, AdminError> {
+        let mut agency = self.get_agency(p, id)?;
+        p.may_manage_agencies()?;
+        if let Some(n) = &req.name {
+            agency.name = name("name", n, MAX_NAME)?;
+        }
+        if let Some(b) = req.branch {
+            agency.branch = b;
+        }
+        if let Some(s) = req.status {
+            if s == Status::Disabled && agency.id == p.agency {
+                return Err(AdminError::Conflict(
+                    "you cannot disable your own agency".into(),
+                ));
+            }
+            agency.status = s;
+        }
+        agency.updated_at = now_rfc3339();
+        self.store.update_agency(&agency)?;
+        Ok(agency)
+    }
+
+    // ---- users ----
+
+    /// Loads a user, hiding other agencies' users from non-operators.
+    fn visible_user(&self, p: &Principal, id: &UserId) -> Result<UserRecord, AdminError> {
+        let user = self
+            .store
+            .get_user(id)?
+            .ok_or(AdminError::NotFound("user"))?;
+        if !(p.is_operator() || user.agency_id == p.agency) {
+            return Err(AdminError::NotFound("user"));
+        }
+        Ok(user)
+    }
+
+    /// Loads a user named in a request body. For non-operators, a user of another agency and
+    /// a user that does not exist get the same 403, so the answer reveals nothing.
+    fn target_user(&self, p: &Principal, id: &UserId) -> Result<UserRecord, AdminError> {
+        let found = self.store.get_user(id)?;
+        match found {
+            Some(u) if p.is_operator() || u.agency_id == p.agency => Ok(u),
+            None if p.is_operator() => Err(AdminError::NotFound("user")),
+            _ => Err(Denied("you may act only on users of your own agency".into()).into()),
+        }
+    }
+
+    /// Creates a user with no more than the caller holds.
+    pub fn create_user(&self, p: &Principal, req: CreateUser) -> Result<UserRecord, AdminError> {
+        let agency_id = req.agency_id.clone().unwrap_or_else(|| p.agency.clone());
+        p.may_administer(&agency_id)?;
+        let agency = self
+            .store
+            .get_agency(&agency_id)?
+            .ok_or(AdminError::NotFound("agency"))?;
+        let roles = req
+            .roles
+            .unwrap_or_else(|| [Role::User].into_iter().collect());
+        let clearance = clearance(&req.clearance)?;
+        p.may_grant(roles, &clearance)?;
+        let now = now_rfc3339();
+        let user = UserRecord {
+            id: UserId::generate(),
+            agency_id: agency.id,
+            name: name("name", &req.name, MAX_NAME)?,
+            clearance,
+            nationality: nationality(&req.nationality)?,
+            roles,
+            status: Status::Active,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        self.store.insert_user(&user)?;
+        Ok(user)
+    }
+
+    /// A user: yourself, or one of your agency's as its administrator.
+    pub fn get_user(&self, p: &Principal, id: &str) -> Result<UserRecord, AdminError> {
+        let id = UserId::parse(id).ok_or(AdminError::NotFound("user"))?;
+        let user = self.visible_user(p, &id)?;
+        if user.id != p.user {
+            p.may_administer(&user.agency_id)?;
+        }
+        Ok(user)
+    }
+
+    /// Users of the caller's agency (or any, for an operator).
+    pub fn list_users(&self, p: &Principal, q: &ListQuery) -> Result<List<UserRecord>, AdminError> {
+        let page = page(q)?;
+        let agency = match (&q.agency_id, p.is_operator()) {
+            (a, true) => a.clone(),
+            (Some(a), false) if *a != p.agency => return Err(AdminError::NotFound("agency")),
+            _ => Some(p.agency.clone()),
+        };
+        if let Some(a) = &agency {
+            p.may_administer(a)?;
+        }
+        let scope = Scope {
+            agency,
+            user: q.user_id.clone(),
+        };
+        let rows = self.store.list_users(&scope, &page)?;
+        Ok(list(rows, &page, |u| u.id.to_string()))
+    }
+
+    /// Changes a user; the caller must outrank the user both before and after the change.
+    pub fn update_user(
+        &self,
+        p: &Principal,
+        id: &str,
+        req: UpdateUser,
+    ) -> Result<UserRecord, AdminError> {
+        let id = UserId::parse(id).ok_or(AdminError::NotFound("user"))?;
+        let mut user = self.visible_user(p, &id)?;
+        p.may_administer(&user.agency_id)?;
+        p.may_act_on(&user.id, &user.agency_id, user.roles, &user.clearance)?;
+        if let Some(n) = &req.name {
+            user.name = name("name", n, MAX_NAME)?;
+        }
+        if let Some(c) = &req.clearance {
+            user.clearance = clearance(c)?;
+        }
+        if let Some(n) = &req.nationality {
+            user.nationality = nationality(n)?;
+        }
+        if let Some(r) = req.roles {
+            user.roles = r;
+        }
+        if req.roles.is_some() || req.clearance.is_some() {
+            p.may_grant(user.roles, &user.clearance)?;
+        }
+        if user.id == p.user {
+            if req.status == Some(Status::Disabled) {
+                return Err(AdminError::Conflict("you cannot disable yourself".into()));
+            }
+            if p.is_operator() && !user.roles.contains(Role::Operator) {
+                return Err(AdminError::Conflict(
+                    "you cannot remove your own operator role".into(),
+                ));
+            }
+        }
+        if let Some(s) = req.status {
+            user.status = s;
+        }
+        user.updated_at = now_rfc3339();
+        self.store.update_user(&user)?;
+        Ok(user)
+    }
+
+    // ---- keys ----
+
+    /// Issues a key for yourself or, as an administrator, for a user you outrank.
+    pub fn create_key(&self, p: &Principal, req: CreateKey) -> Result<Created, AdminError> {
+        let owner_id = req.user_id.clone().unwrap_or_else(|| p.user.clone());
+        let owner = self.target_user(p, &owner_id)?;
+        if owner.id != p.user {
+            p.may_act_on(&owner.id, &owner.agency_id, owner.roles, &owner.clearance)?;
+        }
+        if owner.status != Status::Active {
+            return Err(AdminError::Conflict("the user is disabled".into()));
+        }
+        let held = if owner.roles.contains(Role::Operator) {
+            RoleSet::all()
+        } else {
+            owner.roles
+        };
+        let scopes = req.scopes.unwrap_or(owner.roles.intersection(held));
+        if scopes.is_empty() {
+            return Err(AdminError::invalid(
+                "scopes",
+                "a key needs at least one scope",
+            ));
+        }
+        p.may_scope_key(owner.roles, scopes)?;
+        let expires_at = match &req.expires_at {
+            None => None,
+            Some(t) => {
+                let when = crate::parse_time(t).ok_or_else(|| {
+                    AdminError::invalid("expires_at", "'expires_at' must be an RFC 3339 time")
+                })?;
+                if when <= time::OffsetDateTime::now_utc() {
+                    return Err(AdminError::invalid(
+                        "expires_at",
+                        "'expires_at' is in the past",
+                    ));
+                }
+                Some(crate::format_time(when))
+            }
+        };
+        let (prefix, secret) = ApiKeySecret::generate();
+        let record = ApiKeyRecord {
+            id: KeyId::generate(),
+            prefix,
+            secret_hash: secret.hash(),
+            user_id: owner.id,
+            name: name("name", &req.name, MAX_NAME)?,
+            scopes,
+            expires_at,
+            created_at: now_rfc3339(),
+            created_by: p.user.clone(),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        self.store.insert_key(&record)?;
+        Ok(Created { record, secret })
+    }
+
+    /// Loads a key the caller may see: their own, or one of their agency's as its administrator.
+    fn visible_key(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> Result<(ApiKeyRecord, UserRecord), AdminError> {
+        let id = KeyId::parse(id).ok_or(AdminError::NotFound("key"))?;
+        let key = self
+            .store
+            .get_key(&id)?
+            .ok_or(AdminError::NotFound("key"))?;
+        let owner = self
+            .visible_user(p, &key.user_id)
+            .map_err(|_| AdminError::NotFound("key"))?;
+        if owner.id != p.user {
+            p.may_administer(&owner.agency_id)?;
+        }
+        Ok((key, owner))
+    }
+
+    /// A key's record (never its secret).
+    pub fn get_key(&self, p: &Principal, id: &str) -> Result<ApiKeyRecord, AdminError> {
+        Ok(self.visible_key(p, id)?.0)
+    }
+
+    /// Keys: your own; your agency's as its administrator; any as an operator.
+    pub fn list_keys(
+        &self,
+        p: &Principal,
+        q: &ListQuery,
+    ) -> Result<List<ApiKeyRecord>, AdminError> {
+        let page = page(q)?;
+        let scope = if p.is_operator() {
+            Scope {
+                agency: q.agency_id.clone(),
+                user: q.user_id.clone(),
+            }
+        } else if p.roles.contains(Role::AgencyAdmin) {
+            if q.agency_id.as_ref().is_some_and(|a| *a != p.agency) {
+                return Err(AdminError::NotFound("agency"));
+            }
+            Scope {
+                agency: Some(p.agency.clone()),
+                user: q.user_id.clone(),
+            }
+        } else {
+            if q.user_id.as_ref().is_some_and(|u| *u != p.user) || q.agency_id.is_some() {
+                return Err(Denied("you may list only your own keys".into()).into());
+            }
+            Scope {
+                agency: None,
+                user: Some(p.user.clone()),
+            }
+        };
+        let rows = self.store.list_keys(&scope, &page)?;
+        Ok(list(rows, &page, |k| k.id.to_string()))
+    }
+
+    /// Revokes a key at once: yours, or one of a user you outrank.
+    pub fn revoke_key(&self, p: &Principal, id: &str) -> Result<ApiKeyRecord, AdminError> {
+        let (key, owner) = self.visible_key(p, id)?;
+        p.may_act_on(&owner.id, &owner.agency_id, owner.roles, &owner.clearance)?;
+        self.store.revoke_key(&key.id, &now_rfc3339())?;
+        self.store
+            .get_key(&key.id)?
+            .ok_or(AdminError::NotFound("key"))
+    }
+
+    // ---- certificate mappings ----
+
+    /// Maps a certificate subject or SAN to a user you outrank (administrators only).
+    pub fn create_cert_mapping(
+        &self,
+        p: &Principal,
+        req: CreateCertMapping,
+    ) -> Result<CertMappingRecord, AdminError> {
+        let user = self.target_user(p, &req.user_id)?;
+        p.may_administer(&user.agency_id)?;
+        p.may_act_on(&user.id, &user.agency_id, user.roles, &user.clearance)?;
+        let mapping = CertMappingRecord {
+            id: CertMappingId::generate(),
+            user_id: user.id,
+            kind: req.kind,
+            value: name("value", &req.value, MAX_CERT_VALUE)?,
+            created_at: now_rfc3339(),
+        };
+        self.store.insert_cert_mapping(&mapping)?;
+        Ok(mapping)
+    }
+
+    fn visible_mapping(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> Result<(CertMappingRecord, UserRecord), AdminError> {
+        let id = CertMappingId::parse(id).ok_or(AdminError::NotFound("certificate mapping"))?;
+        let m = self
+            .store
+            .get_cert_mapping(&id)?
+            .ok_or(AdminError::NotFound("certificate mapping"))?;
+        let user = self
+            .visible_user(p, &m.user_id)
+            .map_err(|_| AdminError::NotFound("certificate mapping"))?;
+        p.may_administer(&user.agency_id)?;
+        Ok((m, user))
+    }
+
+    /// A certificate mapping.
+    pub fn get_cert_mapping(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> Result<CertMappingRecord, AdminError> {
+        Ok(self.visible_mapping(p, id)?.0)
+    }
+
+    /// Certificate mappings of your agency (any, for an operator).
+    pub fn list_cert_mappings(
+        &self,
+        p: &Principal,
+        q: &ListQuery,
+    ) -> Result<List<CertMappingRecord>, AdminError> {
+        let page = page(q)?;
+        let agency = if p.is_operator() {
+            q.agency_id.clone()
+        } else {
+            if q.agency_id.as_ref().is_some_and(|a| *a != p.agency) {
+                return Err(AdminError::NotFound("agency"));
+            }
+            p.may_administer(&p.agency)?;
+            Some(p.agency.clone())
+        };
+        let rows = self.store.list_cert_mappings(
+            &Scope {
+                agency,
+                user: q.user_id.clone(),
+            },
+            &page,
+        )?;
+        Ok(list(rows, &page, |m| m.id.to_string()))
+    }
+
+    /// Removes a certificate mapping.
+    pub fn delete_cert_mapping(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> Result<CertMappingRecord, AdminError> {
+        let (m, user) = self.visible_mapping(p, id)?;
+        p.may_act_on(&user.id, &user.agency_id, user.roles, &user.clearance)?;
+        self.store.delete_cert_mapping(&m.id)?;
+        Ok(m)
+    }
+}
+
+/// What `highside init` creates: the first agency, its operator, and the operator's key.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// The operator's agency.
+    pub agency_name: String,
+    /// Its branch.
+    pub branch: Branch,
+    /// The operator's name.
+    pub operator_name: String,
+    /// The operator's clearance (the enclave's system high).
+    pub clearance: String,
+    /// The operator's nationality.
+    pub nationality: String,
+}
+
+/// Creates the first operator and returns their one-time key; fails if any user exists.
+pub fn bootstrap(
+    store: &dyn IdentityStore,
+    b: &Bootstrap,
+) -> Result<(UserRecord, Created), AdminError> {
+    let now = now_rfc3339();
+    let agency = AgencyRecord {
+        id: AgencyId::generate(),
+        name: name("agency", &b.agency_name, MAX_NAME)?,
+        branch: b.branch,
+        status: Status::Active,
+        created_at: now.clone(),
+        updated_at: now.clone(),
+    };
+    let user = UserRecord {
+        id: UserId::generate(),
+        agency_id: agency.id.clone(),
+        name: name("name", &b.operator_name, MAX_NAME)?,
+        clearance: clearance(&b.clearance)?,
+        nationality: nationality(&b.nationality)?,
+        roles: [Role::Operator].into_iter().collect(),
+        status: Status::Active,
+        created_at: now.clone(),
+        updated_at: now.clone(),
+    };
+    let (prefix, secret) = ApiKeySecret::generate();
+    let record = ApiKeyRecord {
+        id: KeyId::generate(),
+        prefix,
+        secret_hash: secret.hash(),
+        user_id: user.id.clone(),
+        name: "bootstrap".into(),
+        scopes: user.roles,
+        expires_at: None,
+        created_at: now,
+        created_by: user.id.clone(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    store.bootstrap(&agency, &user, &record)?;
+    Ok((user, Created { record, secret }))
+}

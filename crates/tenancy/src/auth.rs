@@ -1,0 +1,188 @@
+//! Authentication: credentials in, a principal or a 401 out.
+//!
+//! Every check reads the store, so a revoked key, a disabled user or a disabled agency fails
+//! on the very next request; nothing is cached except when `last_used_at` was last written.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use highside_identity::{CredentialError, KeyId, ParsedKey, Principal, Role, RoleSet, Status};
+use highside_store::{IdentityStore, StoreError, UserRecord};
+
+/// `last_used_at` is written at most this often per key, so authentication stays a read.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// A client certificate the TLS layer has already verified against the configured CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// The subject distinguished name, e.g. `CN=alice, O=Agency`.
+    pub subject: String,
+    /// subjectAltName DNS names, email addresses and URIs.
+    pub sans: Vec<String>,
+}
+
+/// Why a request is not authenticated: a 401, except [`AuthError::Store`] (500).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No key and no client certificate.
+    #[error("missing credentials: send 'Authorization: Bearer <key>'")]
+    Missing,
+    /// The headers do not hold a usable key.
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    /// No key with this prefix, or the secret does not match.
+    #[error("invalid API key")]
+    InvalidKey,
+    /// The key was revoked.
+    #[error("this API key has been revoked")]
+    Revoked,
+    /// The key is past its expiry.
+    #[error("this API key has expired")]
+    Expired,
+    /// The key's user, or their agency, is disabled.
+    #[error("this account is disabled")]
+    Disabled,
+    /// The client certificate maps to no user, or to more than one.
+    #[error("the client certificate is not mapped to a user")]
+    UnmappedCertificate,
+    /// The key and the client certificate belong to different users.
+    #[error("the API key and the client certificate belong to different users")]
+    Mismatch,
+    /// The store failed.
+    #[error("cannot check credentials: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Turns credentials into principals.
+pub struct Authenticator {
+    store: Arc<dyn IdentityStore>,
+    touched: Mutex<HashMap<KeyId, Instant>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// Authenticates against `store`.
+    pub fn new(store: Arc<dyn IdentityStore>) -> Self {
+        Self {
+            store,
+            touched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Authenticates one request from its key (already parsed from the headers) and its
+    /// verified client certificate. A certificate alone must map to exactly one user. With a
+    /// key as well, the key decides who is calling and a certificate mapped to anyone else is
+    /// refused; an unmapped certificate then only vouches for the transport (which is how an
+    /// operator reaches a mutual-TLS server before any mapping exists).
+    pub fn authenticate(
+        &self,
+        key: Option<&ParsedKey>,
+        certificate: Option<&PeerCertificate>,
+        now: time::OffsetDateTime,
+    ) -> Result<Principal, AuthError> {
+        let Some(key) = key else {
+            return match certificate {
+                Some(c) => self.by_certificate(c),
+                None => Err(AuthError::Missing),
+            };
+        };
+        let record = self
+            .store
+            .find_key(&key.prefix)?
+            .ok_or(AuthError::InvalidKey)?;
+        if !record.secret_hash.matches(&key.secret.hash()) {
+            return Err(AuthError::InvalidKey);
+        }
+        if record.revoked_at.is_some() {
+            return Err(AuthError::Revoked);
+        }
+        if let Some(expiry) = &record.expires_at {
+            // An expiry that does not parse is treated as already past: deny on the unknown.
+            if crate::parse_time(expiry).is_none_or(|t| t <= now) {
+                return Err(AuthError::Expired);
+            }
+        }
+        let user = self
+            .store
+            .get_user(&record.user_id)?
+            .ok_or(AuthError::InvalidKey)?;
+        if let Some(c) = certificate {
+            let mapped = self.store.match_certificate(&c.subject, &c.sans)?;
+            if mapped.iter().any(|m| m.user_id != user.id) {
+                return Err(AuthError::Mismatch);
+            }
+        }
+        let principal = self.principal(user, Some(record.scopes), Some(record.id.clone()))?;
+        self.touch(&record.id, now);
+        Ok(principal)
+    }
+
+    fn by_certificate(&self, cert: &PeerCertificate) -> Result<Principal, AuthError> {
+        let matches = self.store.match_certificate(&cert.subject, &cert.sans)?;
+        let first = matches.first().ok_or(AuthError::UnmappedCertificate)?;
+        // A certificate whose fields map to two different users is ambiguous: deny.
+        if matches.iter().any(|m| m.user_id != first.user_id) {
+            return Err(AuthError::UnmappedCertificate);
+        }
+        let user = self
+            .store
+            .get_user(&first.user_id)?
+            .ok_or(AuthError::UnmappedCertificate)?;
+        self.principal(user, None, None)
+    }
+
+    fn principal(
+        &self,
+        user: UserRecord,
+        scopes: Option<RoleSet>,
+        key: Option<KeyId>,
+    ) -> Result<Principal, AuthError> {
+        let agency = self
+            .store
+            .get_agency(&user.agency_id)?
+            .ok_or(AuthError::Disabled)?;
+        if user.status != Status::Active || agency.status != Status::Active {
+            return Err(AuthError::Disabled);
+        }
+        // A key exercises the roles it was scoped to that its owner still holds; an
+        // operator's key may be scoped to any role (operators hold them all).
+        let held = if user.roles.contains(Role::Operator) {
+            RoleSet::all()
+        } else {
+            user.roles
+        };
+        let roles = scopes.map_or(user.roles, |s| s.intersection(held));
+        Ok(Principal {
+            user: user.id,
+            user_name: user.name,
+            agency: user.agency_id,
+            roles,
+            clearance: user.clearance,
+            nationality: user.nationality,
+            key,
+        })
+    }
+
+    fn touch(&self, id: &KeyId, now: time::OffsetDateTime) {
+        let due = {
+            let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+            let due = touched.get(id).is_none_or(|t| t.elapsed() >= TOUCH_EVERY);
+            if due {
+                touched.insert(id.clone(), Instant::now());
+            }
+            due
+        };
+        if due {
+            if let Err(e) = self.store.touch_key(id, &crate::format_time(now)) {
+                // Only bookkeeping: the request was authenticated; say so and carry on.
+                tracing::warn!(key = %id, error = %e, "cannot record the key's last use");
+            }
+        }
+    }
+}

@@ -1,0 +1,702 @@
+//! The tenancy rules against a real SQLite store: authentication failures, the agency wall,
+//! role checks and every privilege-amplification path.
+
+use std::sync::Arc;
+
+use highside_identity::{ApiKeySecret, Branch, ParsedKey, Principal, RoleSet, Status, UserId};
+use highside_store::{IdentityStore, SqliteStore};
+use highside_tenancy::api::*;
+use highside_tenancy::{
+    bootstrap, Admin, AdminError, AuthError, Authenticator, Bootstrap, PeerCertificate,
+};
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    admin: Admin,
+    auth: Authenticator,
+    operator: Principal,
+}
+
+fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+fn login(auth: &Authenticator, key: &ApiKeySecret) -> Result<Principal, AuthError> {
+    let parsed = ParsedKey::parse(key.expose()).unwrap();
+    auth.authenticate(Some(&parsed), None, now())
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("db")).unwrap());
+    let (_, created) = bootstrap(
+        store.as_ref(),
+        &Bootstrap {
+            agency_name: "Enclave Operations".into(),
+            branch: Branch::Executive,
+            operator_name: "operator".into(),
+            clearance: "TOP SECRET//SI/TK".into(),
+            nationality: "USA".into(),
+        },
+    )
+    .unwrap();
+    let dyn_store: Arc<dyn IdentityStore> = store.clone();
+    let auth = Authenticator::new(dyn_store.clone());
+    let operator = login(&auth, &created.secret).unwrap();
+    World {
+        _dir: dir,
+        store,
+        admin: Admin::new(dyn_store),
+        auth,
+        operator,
+    }
+}
+
+impl World {
+    fn agency(&self, name: &str) -> highside_identity::AgencyId {
+        self.admin
+            .create_agency(
+                &self.operator,
+                CreateAgency {
+                    name: name.into(),
+                    branch: Branch::Judicial,
+                },
+            )
+            .unwrap()
+            .id
+    }
+
+    /// Creates a user as the operator and logs in with a fresh key of theirs.
+    fn user(
+        &self,
+        agency: &highside_identity::AgencyId,
+        name: &str,
+        roles: &str,
+        clearance: &str,
+    ) -> (Principal, ApiKeySecret) {
+        let u = self
+            .admin
+            .create_user(
+                &self.operator,
+                CreateUser {
+                    agency_id: Some(agency.clone()),
+                    name: name.into(),
+                    clearance: clearance.into(),
+                    nationality: "USA".into(),
+                    roles: Some(RoleSet::parse_list(roles).unwrap()),
+                },
+            )
+            .unwrap();
+        let key = self
+            .admin
+            .create_key(
+                &self.operator,
+                CreateKey {
+                    user_id: Some(u.id),
+                    name: "k".into(),
+                    scopes: None,
+                    expires_at: None,
+                },
+            )
+            .unwrap();
+        (login(&self.auth, &key.secret).unwrap(), key.secret)
+    }
+}
+
+fn status<T: std::fmt::Debug>(r: Result<T, AdminError>) -> u16 {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.status(),
+    }
+}
+
+#[test]
+fn bootstrap_happens_once() {
+    let w = world();
+    assert!(w.operator.is_operator());
+    let again = bootstrap(
+        w.store.as_ref(),
+        &Bootstrap {
+            agency_name: "Other".into(),
+            branch: Branch::Executive,
+            operator_name: "second".into(),
+            clearance: "TS".into(),
+            nationality: "USA".into(),
+        },
+    );
+    assert_eq!(status(again), 409);
+}
+
+#[test]
+fn bad_credentials_fail() {
+    let w = world();
+    let a = w.agency("A");
+    let (_, key) = w.user(&a, "alice", "user", "SECRET");
+    // Unknown key of the right shape.
+    let (_, stranger) = ApiKeySecret::generate();
+    assert!(matches!(
+        login(&w.auth, &stranger),
+        Err(AuthError::InvalidKey)
+    ));
+    // Right prefix, wrong secret.
+    let forged = format!("{}{}", &key.expose()[..20], "0".repeat(64));
+    let forged = ParsedKey::parse(&forged).unwrap();
+    assert!(matches!(
+        w.auth.authenticate(Some(&forged), None, now()),
+        Err(AuthError::InvalidKey)
+    ));
+    // Nothing at all.
+    assert!(matches!(
+        w.auth.authenticate(None, None, now()),
+        Err(AuthError::Missing)
+    ));
+    // Revoked: fails on the very next call.
+    let p = login(&w.auth, &key).unwrap();
+    w.admin
+        .revoke_key(&w.operator, p.key.as_ref().unwrap().as_str())
+        .unwrap();
+    assert!(matches!(login(&w.auth, &key), Err(AuthError::Revoked)));
+}
+
+#[test]
+fn expired_keys_and_disabled_accounts_fail() {
+    let w = world();
+    let a = w.agency("A");
+    let (alice, key) = w.user(&a, "alice", "user", "SECRET");
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let expiring = w
+        .admin
+        .create_key(
+            &w.operator,
+            CreateKey {
+                user_id: Some(alice.user.clone()),
+                name: "short".into(),
+                scopes: None,
+                expires_at: Some(
+                    soon.format(&time::format_description::well_known::Rfc3339)
+                        .unwrap(),
+                ),
+            },
+        )
+        .unwrap();
+    let parsed = ParsedKey::parse(expiring.secret.expose()).unwrap();
+    assert!(w.auth.authenticate(Some(&parsed), None, now()).is_ok());
+    let later = soon + time::Duration::seconds(1);
+    assert!(matches!(
+        w.auth.authenticate(Some(&parsed), None, later),
+        Err(AuthError::Expired)
+    ));
+    let past = CreateKey {
+        user_id: None,
+        name: "x".into(),
+        scopes: None,
+        expires_at: Some("2001-01-01T00:00:00Z".into()),
+    };
+    assert_eq!(status(w.admin.create_key(&alice, past)), 400);
+
+    w.admin
+        .update_user(
+            &w.operator,
+            alice.user.as_str(),
+            UpdateUser {
+                status: Some(Status::Disabled),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(matches!(login(&w.auth, &key), Err(AuthError::Disabled)));
+    w.admin
+        .update_user(
+            &w.operator,
+            alice.user.as_str(),
+            UpdateUser {
+                status: Some(Status::Active),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(login(&w.auth, &key).is_ok());
+    w.admin
+        .update_agency(
+            &w.operator,
+            a.as_str(),
+            UpdateAgency {
+                status: Some(Status::Disabled),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(matches!(login(&w.auth, &key), Err(AuthError::Disabled)));
+}
+
+#[test]
+fn role_violations_are_403() {
+    let w = world();
+    let a = w.agency("A");
+    let (user, _) = w.user(&a, "alice", "user", "SECRET");
+    let (auditor, _) = w.user(&a, "audrey", "auditor", "SECRET");
+    let (admin, _) = w.user(&a, "adam", "agency-admin,user", "SECRET");
+    assert!(auditor.may_infer().is_err());
+    assert!(user.may_infer().is_ok());
+    let new_agency = || CreateAgency {
+        name: "B".into(),
+        branch: Branch::Legislative,
+    };
+    assert_eq!(status(w.admin.create_agency(&user, new_agency())), 403);
+    assert_eq!(status(w.admin.create_agency(&admin, new_agency())), 403);
+    let new_user = || CreateUser {
+        agency_id: None,
+        name: "bob".into(),
+        clearance: "S".into(),
+        nationality: "USA".into(),
+        roles: None,
+    };
+    assert_eq!(status(w.admin.create_user(&user, new_user())), 403);
+    assert_eq!(status(w.admin.create_user(&auditor, new_user())), 403);
+    assert!(w.admin.create_user(&admin, new_user()).is_ok());
+    assert_eq!(
+        status(w.admin.list_users(&user, &ListQuery::default())),
+        403
+    );
+    assert_eq!(status(w.admin.get_user(&user, admin.user.as_str())), 403);
+    // Everyone may see themselves and manage their own keys.
+    assert!(w.admin.get_user(&user, user.user.as_str()).is_ok());
+    let own = w
+        .admin
+        .create_key(
+            &user,
+            CreateKey {
+                user_id: None,
+                name: "mine".into(),
+                scopes: None,
+                expires_at: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        w.admin
+            .list_keys(&user, &ListQuery::default())
+            .unwrap()
+            .data
+            .len(),
+        2
+    );
+    assert!(w.admin.revoke_key(&user, own.record.id.as_str()).is_ok());
+    assert_eq!(
+        status(w.admin.update_agency(
+            &admin,
+            a.as_str(),
+            UpdateAgency {
+                name: Some("x".into()),
+                ..Default::default()
+            }
+        )),
+        403
+    );
+}
+
+#[test]
+fn other_agencies_do_not_exist() {
+    let w = world();
+    let (a, b) = (w.agency("A"), w.agency("B"));
+    let (admin_a, _) = w.user(&a, "adam", "agency-admin,user", "SECRET");
+    let (bob, _) = w.user(&b, "bob", "user", "SECRET");
+    let bob_key = w
+        .admin
+        .list_keys(
+            &w.operator,
+            &ListQuery {
+                user_id: Some(bob.user.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .data[0]
+        .id
+        .clone();
+    // Reads.
+    assert_eq!(status(w.admin.get_agency(&admin_a, b.as_str())), 404);
+    assert_eq!(status(w.admin.get_user(&admin_a, bob.user.as_str())), 404);
+    assert_eq!(status(w.admin.get_key(&admin_a, bob_key.as_str())), 404);
+    assert_eq!(
+        status(w.admin.list_users(
+            &admin_a,
+            &ListQuery {
+                agency_id: Some(b.clone()),
+                ..Default::default()
+            }
+        )),
+        404
+    );
+    assert_eq!(
+        status(w.admin.list_keys(
+            &admin_a,
+            &ListQuery {
+                agency_id: Some(b.clone()),
+                ..Default::default()
+            }
+        )),
+        404
+    );
+    let listed = w
+        .admin
+        .list_agencies(&admin_a, &ListQuery::default())
+        .unwrap();
+    assert_eq!(
+        listed.data.iter().map(|x| x.id.clone()).collect::<Vec<_>>(),
+        vec![a.clone()]
+    );
+    let users = w.admin.list_users(&admin_a, &ListQuery::default()).unwrap();
+    assert!(users.data.iter().all(|u| u.agency_id == a));
+    // Writes.
+    assert_eq!(
+        status(w.admin.update_user(
+            &admin_a,
+            bob.user.as_str(),
+            UpdateUser {
+                status: Some(Status::Disabled),
+                ..Default::default()
+            }
+        )),
+        404
+    );
+    assert_eq!(status(w.admin.revoke_key(&admin_a, bob_key.as_str())), 404);
+    assert_eq!(
+        status(
+            w.admin
+                .update_agency(&admin_a, b.as_str(), UpdateAgency::default())
+        ),
+        404
+    );
+    // Nonexistent and foreign look the same.
+    assert_eq!(
+        status(w.admin.get_user(&admin_a, UserId::generate().as_str())),
+        404
+    );
+}
+
+#[test]
+fn no_privilege_amplification() {
+    let w = world();
+    let (a, b) = (w.agency("A"), w.agency("B"));
+    let (admin_a, _) = w.user(&a, "adam", "agency-admin,user", "SECRET");
+    let (bob, _) = w.user(&b, "bob", "user", "SECRET");
+    let (boss, _) = w.user(&a, "boss", "user", "TOP SECRET");
+    let mk = |roles: &str, clearance: &str| CreateUser {
+        agency_id: None,
+        name: format!("u-{roles}-{clearance}"),
+        clearance: clearance.into(),
+        nationality: "GBR".into(),
+        roles: Some(RoleSet::parse_list(roles).unwrap()),
+    };
+    assert_eq!(
+        status(w.admin.create_user(&admin_a, mk("user", "TOP SECRET"))),
+        403,
+        "higher clearance"
+    );
+    assert_eq!(
+        status(w.admin.create_user(&admin_a, mk("user", "SECRET//SI"))),
+        403,
+        "extra compartment"
+    );
+    assert_eq!(
+        status(w.admin.create_user(&admin_a, mk("operator", "SECRET"))),
+        403,
+        "operator role"
+    );
+    assert_eq!(
+        status(w.admin.create_user(&admin_a, mk("auditor", "SECRET"))),
+        403,
+        "role not held"
+    );
+    let in_b = CreateUser {
+        agency_id: Some(b.clone()),
+        ..mk("user", "SECRET")
+    };
+    assert_eq!(
+        status(w.admin.create_user(&admin_a, in_b)),
+        403,
+        "user in another agency"
+    );
+    // Keys for another agency's user, for a more privileged user, with more scopes than held.
+    let key_for = |u: &UserId, scopes: Option<&str>| CreateKey {
+        user_id: Some(u.clone()),
+        name: "k".into(),
+        scopes: scopes.map(|s| RoleSet::parse_list(s).unwrap()),
+        expires_at: None,
+    };
+    assert_eq!(
+        status(w.admin.create_key(&admin_a, key_for(&bob.user, None))),
+        403
+    );
+    assert_eq!(
+        status(
+            w.admin
+                .create_key(&admin_a, key_for(&UserId::generate(), None))
+        ),
+        403,
+        "same answer for a missing user"
+    );
+    assert_eq!(
+        status(w.admin.create_key(&admin_a, key_for(&boss.user, None))),
+        403
+    );
+    assert_eq!(
+        status(
+            w.admin
+                .create_key(&admin_a, key_for(&admin_a.user, Some("operator")))
+        ),
+        403
+    );
+    // Raising someone through an update is a grant too.
+    let (carol, _) = w.user(&a, "carol", "user", "CONFIDENTIAL");
+    let raise = UpdateUser {
+        clearance: Some("TOP SECRET".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        status(w.admin.update_user(&admin_a, carol.user.as_str(), raise)),
+        403
+    );
+    let promote = UpdateUser {
+        roles: Some(RoleSet::parse_list("operator").unwrap()),
+        ..Default::default()
+    };
+    assert_eq!(
+        status(
+            w.admin
+                .update_user(&admin_a, admin_a.user.as_str(), promote)
+        ),
+        403,
+        "self-promotion"
+    );
+    assert_eq!(
+        status(w.admin.update_user(
+            &admin_a,
+            boss.user.as_str(),
+            UpdateUser {
+                status: Some(Status::Disabled),
+                ..Default::default()
+            }
+        )),
+        403
+    );
+    // A key scoped down stays down: a user-only key of an admin cannot administer.
+    let narrow = w
+        .admin
+        .create_key(&admin_a, key_for(&admin_a.user, Some("user")))
+        .unwrap();
+    let narrowed = login(&w.auth, &narrow.secret).unwrap();
+    assert_eq!(
+        status(w.admin.create_user(&narrowed, mk("user", "SECRET"))),
+        403
+    );
+    assert_eq!(
+        status(
+            w.admin
+                .create_key(&narrowed, key_for(&narrowed.user, Some("agency-admin")))
+        ),
+        403
+    );
+    // Certificate mappings are keys by another name.
+    let map = CreateCertMapping {
+        user_id: boss.user.clone(),
+        kind: highside_identity::CertKind::Subject,
+        value: "CN=boss".into(),
+    };
+    assert_eq!(status(w.admin.create_cert_mapping(&admin_a, map)), 403);
+}
+
+#[test]
+fn lockout_is_refused() {
+    let w = world();
+    let own = w.operator.agency.clone();
+    assert_eq!(
+        status(w.admin.update_agency(
+            &w.operator,
+            own.as_str(),
+            UpdateAgency {
+                status: Some(Status::Disabled),
+                ..Default::default()
+            }
+        )),
+        409
+    );
+    assert_eq!(
+        status(w.admin.update_user(
+            &w.operator,
+            w.operator.user.as_str(),
+            UpdateUser {
+                status: Some(Status::Disabled),
+                ..Default::default()
+            }
+        )),
+        409
+    );
+}
+
+#[test]
+fn validation_and_paging() {
+    let w = world();
+    let a = w.agency("A");
+    let bad = |clearance: &str, nationality: &str, name: &str| CreateUser {
+        agency_id: Some(a.clone()),
+        name: name.into(),
+        clearance: clearance.into(),
+        nationality: nationality.into(),
+        roles: None,
+    };
+    assert_eq!(
+        status(w.admin.create_user(&w.operator, bad("COSMIC", "USA", "x"))),
+        400
+    );
+    assert_eq!(
+        status(w.admin.create_user(&w.operator, bad("S", "XXX", "x"))),
+        400
+    );
+    assert_eq!(
+        status(w.admin.create_user(&w.operator, bad("S", "USA", " "))),
+        400
+    );
+    assert_eq!(
+        status(w.admin.create_user(&w.operator, bad("S", "USA", "a\u{0}b"))),
+        400
+    );
+    w.admin
+        .create_user(&w.operator, bad("S", "USA", "x"))
+        .unwrap();
+    assert_eq!(
+        status(w.admin.create_user(&w.operator, bad("S", "USA", "x"))),
+        409
+    );
+    assert_eq!(
+        status(w.admin.create_agency(
+            &w.operator,
+            CreateAgency {
+                name: "A".into(),
+                branch: Branch::Executive
+            }
+        )),
+        409
+    );
+    for i in 0..5 {
+        w.admin
+            .create_user(&w.operator, bad("S", "USA", &format!("p{i}")))
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = w
+            .admin
+            .list_users(
+                &w.operator,
+                &ListQuery {
+                    limit: Some(2),
+                    after: after.clone(),
+                    agency_id: Some(a.clone()),
+                    user_id: None,
+                },
+            )
+            .unwrap();
+        assert!(page.data.len() <= 2);
+        seen.extend(page.data.iter().map(|u| u.id.clone()));
+        if !page.has_more {
+            break;
+        }
+        after = page.last_id;
+    }
+    assert_eq!(seen.len(), 6);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "ID order, no repeats");
+    assert_eq!(
+        status(w.admin.list_users(
+            &w.operator,
+            &ListQuery {
+                limit: Some(0),
+                ..Default::default()
+            }
+        )),
+        400
+    );
+    assert_eq!(
+        status(w.admin.list_users(
+            &w.operator,
+            &ListQuery {
+                limit: Some(101),
+                ..Default::default()
+            }
+        )),
+        400
+    );
+}
+
+#[test]
+fn certificates_authenticate_their_user_only() {
+    let w = world();
+    let a = w.agency("A");
+    let (alice, alice_key) = w.user(&a, "alice", "user", "SECRET");
+    let (bob, _) = w.user(&a, "bob", "user", "SECRET");
+    w.admin
+        .create_cert_mapping(
+            &w.operator,
+            CreateCertMapping {
+                user_id: alice.user.clone(),
+                kind: highside_identity::CertKind::Subject,
+                value: "CN=alice, O=A".into(),
+            },
+        )
+        .unwrap();
+    w.admin
+        .create_cert_mapping(
+            &w.operator,
+            CreateCertMapping {
+                user_id: bob.user.clone(),
+                kind: highside_identity::CertKind::San,
+                value: "bob@a.example".into(),
+            },
+        )
+        .unwrap();
+    let cert = |subject: &str, sans: &[&str]| PeerCertificate {
+        subject: subject.into(),
+        sans: sans.iter().map(|s| s.to_string()).collect(),
+    };
+    let by = |c: &PeerCertificate| w.auth.authenticate(None, Some(c), now());
+    assert_eq!(by(&cert("CN=alice, O=A", &[])).unwrap().user, alice.user);
+    assert_eq!(
+        by(&cert("CN=whoever", &["bob@a.example"])).unwrap().user,
+        bob.user
+    );
+    assert!(matches!(
+        by(&cert("CN=mallory", &[])),
+        Err(AuthError::UnmappedCertificate)
+    ));
+    assert!(
+        matches!(
+            by(&cert("CN=alice, O=A", &["bob@a.example"])),
+            Err(AuthError::UnmappedCertificate)
+        ),
+        "ambiguous"
+    );
+    let k = ParsedKey::parse(alice_key.expose()).unwrap();
+    assert!(w
+        .auth
+        .authenticate(Some(&k), Some(&cert("CN=alice, O=A", &[])), now())
+        .is_ok());
+    // An unmapped certificate with a key: the key decides.
+    assert_eq!(
+        w.auth
+            .authenticate(Some(&k), Some(&cert("CN=gateway", &[])), now())
+            .unwrap()
+            .user,
+        alice.user
+    );
+    assert!(matches!(
+        w.auth
+            .authenticate(Some(&k), Some(&cert("CN=x", &["bob@a.example"])), now()),
+        Err(AuthError::Mismatch)
+    ));
+}
