@@ -4,6 +4,7 @@ mod admin;
 mod bench;
 mod chat;
 mod client;
+mod label;
 mod models;
 mod serve;
 
@@ -42,6 +43,9 @@ enum Command {
     Models(models::ModelsCommand),
     /// Manage agencies, users, keys and certificate mappings on a running server.
     Admin(admin::AdminArgs),
+    /// Classification markings: parse, canonicalise, compare.
+    #[command(subcommand)]
+    Label(label::LabelCommand),
     /// Stream an answer from a running server to the terminal.
     Chat(chat::ChatArgs),
     /// Benchmarks (programs that measure; never part of the test suite).
@@ -62,6 +66,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Init(args) => init(&cli.data, args),
         Command::Admin(args) => admin::run(args),
+        Command::Label(cmd) => label::run(&cli.data, cmd),
         Command::Serve(args) => serve::run(&cli.data, args),
         Command::Models(cmd) => models::run(&cli.data, cmd),
         Command::Chat(args) => chat::run(args),

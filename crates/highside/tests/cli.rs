@@ -157,3 +157,46 @@ fn commands_refuse_an_uninitialised_directory_and_bad_config() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_sequences"));
 }
+
+#[test]
+fn label_check_canonicalises_and_compares() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = highside(
+        dir.path(),
+        &[
+            "label",
+            "check",
+            "(s//rel to usa, fvey)",
+            "TOP SECRET//SI//NOFORN",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("banner:  SECRET//REL TO USA, AUS, CAN, GBR, NZL"),
+        "{text}"
+    );
+    assert!(
+        text.contains("compare: the second dominates the first"),
+        "{text}"
+    );
+    assert!(text.contains("join:    TOP SECRET//SI//NOFORN"), "{text}");
+    let out = highside(dir.path(), &["label", "check", "TS//BOGUS"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown marking 'BOGUS'"));
+    // An enclave's own encodings in the data directory replace the built-in ones.
+    std::fs::write(
+        dir.path().join("label-encodings.toml"),
+        "levels = [{ name = \"UNCLASSIFIED\", abbrev = \"U\" }, { name = \"RESTRICTED\", abbrev = \"R\" }]\ncountries = [\"USA\"]\nsystem_high = \"RESTRICTED\"\n",
+    )
+    .unwrap();
+    let out = highside(dir.path(), &["label", "check", "(R)"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("banner:  RESTRICTED"));
+    assert!(!highside(dir.path(), &["label", "check", "SECRET"])
+        .status
+        .success());
+}
