@@ -214,6 +214,13 @@ impl Encodings {
         }
     }
 
+    /// The spelled-out name of a label's level, e.g. `TOP SECRET`.
+    pub fn level_name(&self, label: &Label) -> &str {
+        self.levels
+            .get(usize::from(label.level))
+            .map_or("", |(name, _)| name.as_str())
+    }
+
     /// Number of levels.
     pub fn level_count(&self) -> usize {
         self.levels.len()
@@ -230,7 +237,7 @@ mod tests {
         assert_eq!(e.level_count(), 5);
         assert_eq!(
             e.banner(e.system_high()),
-            "TOP SECRET//HCS/SI/TK//IMCON/ORCON/PROPIN"
+            "TOP SECRET//HCS/SI/TK//LEI/PRVCY/SP-CTI/SP-EXPT/SP-PRVCY//FOUO/IMCON/ORCON/PROPIN/NOFORN"
         );
     }
 
@@ -249,7 +256,7 @@ mod tests {
                 r#"{ name = "PROPIN", abbrev = "SI" }"#,
             ),
             base.replace(
-                r#"system_high = "TOP SECRET//SI/TK/HCS//ORCON/PROPIN/IMCON""#,
+                r#"system_high = "TOP SECRET//SI/TK/HCS//SP-PRVCY/SP-CTI/SP-EXPT/LEI/PRVCY//ORCON/PROPIN/IMCON/FOUO/NOFORN""#,
                 r#"system_high = "COSMIC""#,
             ),
             base.replace("levels = [", "levls = ["),

@@ -9,10 +9,12 @@
 //! anything it does not list is an error, because an error must deny.
 #![forbid(unsafe_code)]
 
+mod detect;
 mod encodings;
 mod label;
 mod parse;
 
+pub use detect::{Detector, Found};
 pub use encodings::{Encodings, EncodingsError};
 pub use label::{Label, Releasability};
 pub use parse::LabelError;

@@ -34,6 +34,9 @@ pub enum LabelError {
     /// A REL TO list without the home country, or empty.
     #[error("REL TO must list USA first and at least one country")]
     BadRelTo,
+    /// An accreditation above what the enclave itself is accredited for.
+    #[error("the label is above the enclave's system high")]
+    AboveSystemHigh,
 }
 
 fn short(s: &str) -> String {
@@ -71,6 +74,15 @@ impl Encodings {
                 let word = word.split_whitespace().collect::<Vec<_>>().join(" ");
                 self.apply(&mut label, &word)?;
             }
+        }
+        Ok(label)
+    }
+
+    /// Parses a model's accreditation: any label the enclave's system high dominates.
+    pub fn parse_accreditation(&self, marking: &str) -> Result<Label, LabelError> {
+        let label = self.parse(marking)?;
+        if !self.system_high().dominates(&label) {
+            return Err(LabelError::AboveSystemHigh);
         }
         Ok(label)
     }
