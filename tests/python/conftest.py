@@ -100,7 +100,8 @@ def server():
     port_file = data / "port"
     log_path = tmp / "server.log"
     operator_key = _printed_key(_run_cli(binary, "init", "--data", str(data)))
-    _run_cli(binary, "models", "import", str(model), "--name", MODEL_ID, "--data", str(data))
+    _run_cli(binary, "models", "import", str(model), "--name", MODEL_ID, "--data", str(data),
+             "--label", "SECRET//NOFORN")
 
     log = open(log_path, "wb")
     proc = subprocess.Popen(

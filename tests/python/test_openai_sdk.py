@@ -167,3 +167,47 @@ def test_bad_key_is_an_authentication_error(server):
         stranger.models.list()
     with pytest.raises(openai.AuthenticationError):
         stranger.chat.completions.create(model=MODEL_ID, messages=HELLO, max_tokens=4)
+
+
+def test_output_label_header_and_body(client):
+    # The model is accredited SECRET//NOFORN and the key's user holds SECRET (see conftest.py).
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL_ID, messages=HELLO, max_tokens=4, temperature=0,
+        extra_headers={"X-Highside-Label": "CONFIDENTIAL"},
+        extra_body={"highside": {"label": "(S//NF)"}},
+    )
+    assert raw.headers.get("x-highside-label") == "SECRET//NOFORN"
+    resp = raw.parse()
+    assert resp.model_extra["highside"]["label"] == "SECRET//NOFORN"
+    assert resp.choices[0].message.content
+
+
+def test_streaming_chunks_carry_the_label(client):
+    stream = client.chat.completions.create(
+        model=MODEL_ID, max_tokens=4, temperature=0, stream=True,
+        messages=[{"role": "user", "content": "(C) Say hello."}],
+    )
+    labels = {chunk.model_extra["highside"]["label"] for chunk in stream}
+    assert labels == {"CONFIDENTIAL"}
+
+
+def test_reading_up_is_permission_denied(client):
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client.chat.completions.create(
+            model=MODEL_ID, max_tokens=4,
+            messages=[{"role": "user", "content": "TOP SECRET//SI\nSummarise the annex."}],
+        )
+    err = _error_body(info.value)
+    assert err["code"] == "access_denied"
+    assert "mac.no_read_up.level" in err["message"]
+    assert "annex" not in err["message"]
+
+
+def test_an_invalid_declared_label_is_a_bad_request(client):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model=MODEL_ID, messages=HELLO, max_tokens=4,
+            extra_body={"highside": {"label": "SECRET//NOSUCHCOMPARTMENT"}},
+        )
+    err = _error_body(info.value)
+    assert err["param"] == "highside.label"

@@ -63,6 +63,7 @@ impl HighsideServer {
         .map_err(|e| setup(e.to_string()))?;
         let (_, created) = highside_tenancy::bootstrap(
             &store,
+            &highside_label::Encodings::builtin(),
             &highside_tenancy::Bootstrap {
                 agency_name: "Benchmark".into(),
                 branch: highside_identity::Branch::Executive,

@@ -31,6 +31,20 @@ enum AdminCommand {
     /// Client-certificate mappings.
     #[command(subcommand)]
     Certs(CertCommand),
+    /// Models' accreditations (operators).
+    #[command(subcommand)]
+    Models(ModelCommand),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Change the highest label a model is accredited to process (never above system high).
+    Label {
+        /// The model name.
+        name: String,
+        /// The accreditation, e.g. "SECRET//NOFORN".
+        marking: String,
+    },
 }
 
 #[derive(Args)]
@@ -52,6 +66,9 @@ enum AgencyCommand {
         /// executive, legislative or judicial.
         #[arg(long)]
         branch: String,
+        /// Prompts holding personal data: off (default), flag, block or cui.
+        #[arg(long)]
+        pii_action: Option<String>,
     },
     /// List agencies.
     List {
@@ -67,6 +84,9 @@ enum AgencyCommand {
         name: Option<String>,
         #[arg(long)]
         branch: Option<String>,
+        /// Prompts holding personal data: off, flag, block or cui.
+        #[arg(long)]
+        pii_action: Option<String>,
     },
     /// Disable an agency: none of its users can authenticate.
     Disable { id: String },
@@ -231,8 +251,16 @@ fn plan(cmd: &AdminCommand) -> anyhow::Result<Call> {
     Ok(match cmd {
         A::Whoami => call(Method::GET, p("whoami")),
         A::Agencies(c) => match c {
-            AgencyCommand::Create { name, branch } => Call {
-                body: Some(json!({"name": name, "branch": branch})),
+            AgencyCommand::Create {
+                name,
+                branch,
+                pii_action,
+            } => Call {
+                body: Some(object(&[
+                    ("name", Some(json!(name))),
+                    ("branch", Some(json!(branch))),
+                    ("pii_action", s(pii_action)),
+                ])),
                 ..call(Method::POST, p("agencies"))
             },
             AgencyCommand::List { paging } => Call {
@@ -240,8 +268,17 @@ fn plan(cmd: &AdminCommand) -> anyhow::Result<Call> {
                 ..call(Method::GET, p("agencies"))
             },
             AgencyCommand::Get { id } => call(Method::GET, p(&format!("agencies/{id}"))),
-            AgencyCommand::Update { id, name, branch } => Call {
-                body: Some(object(&[("name", s(name)), ("branch", s(branch))])),
+            AgencyCommand::Update {
+                id,
+                name,
+                branch,
+                pii_action,
+            } => Call {
+                body: Some(object(&[
+                    ("name", s(name)),
+                    ("branch", s(branch)),
+                    ("pii_action", s(pii_action)),
+                ])),
                 ..call(Method::PATCH, p(&format!("agencies/{id}")))
             },
             AgencyCommand::Disable { id } | AgencyCommand::Enable { id } => Call {
@@ -351,6 +388,10 @@ fn plan(cmd: &AdminCommand) -> anyhow::Result<Call> {
             },
             CertCommand::Get { id } => call(Method::GET, p(&format!("certificates/{id}"))),
             CertCommand::Remove { id } => call(Method::DELETE, p(&format!("certificates/{id}"))),
+        },
+        A::Models(ModelCommand::Label { name, marking }) => Call {
+            body: Some(json!({ "label": marking })),
+            ..call(Method::PATCH, p(&format!("models/{name}")))
         },
     })
 }

@@ -21,6 +21,9 @@ pub struct ChatArgs {
     /// Sampling temperature (0 = greedy).
     #[arg(long, default_value_t = 0.7)]
     temperature: f32,
+    /// Declare the prompt's classification, e.g. "SECRET//NOFORN" (sent as X-Highside-Label).
+    #[arg(long)]
+    label: Option<String>,
 }
 
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
@@ -45,17 +48,25 @@ async fn chat(args: ChatArgs) -> anyhow::Result<()> {
         "stream_options": {"include_usage": true},
     });
     let conn = &args.connection;
-    let res = conn
+    let mut req = conn
         .request(
             &conn.client()?,
             reqwest::Method::POST,
             "/v1/chat/completions",
         )
-        .json(&body)
+        .json(&body);
+    if let Some(l) = &args.label {
+        req = req.header("x-highside-label", l);
+    }
+    let res = req
         .send()
         .await
         .with_context(|| format!("cannot reach {}; is `highside serve` running?", conn.url))?;
     let res = crate::client::check(res).await?;
+    // The answer's classification goes to stderr, so stdout stays the answer alone.
+    if let Some(label) = res.headers().get("x-highside-label") {
+        eprintln!("[output label: {}]", label.to_str().unwrap_or("?"));
+    }
     let mut stdout = std::io::stdout();
     let mut buf = Vec::new();
     let mut usage = None;

@@ -9,6 +9,54 @@ use highside_label::Encodings;
 /// The encodings file an enclave may put in its data directory.
 pub const ENCODINGS_FILE: &str = "label-encodings.toml";
 
+/// The agency policies (Cedar) in the data directory.
+pub const POLICIES_FILE: &str = "policies.cedar";
+
+/// What `init` writes to `policies.cedar`: permit what the mandatory check allows, with
+/// examples of the restrictions an enclave adds.
+pub const DEFAULT_POLICIES: &str = r#"// Agency policies for Highside's reference monitor, in Cedar (https://www.cedarpolicy.com).
+// They are checked against Highside's schema when the server starts (a policy that does not
+// type-check stops the start). They run only after the mandatory label check has allowed a
+// request, and a request runs only if they permit it too: they can deny more, never less.
+// The schema: principal Highside::User (in Highside::Agency::"agency_..." and
+// Highside::Role::"user"...), resource Highside::Model::"name", action Highside::Action::"infer",
+// context.label / context.declared (level, level_name, compartments, unrestricted,
+// releasable_to, dissemination, cui), context.detected, context.pii.
+
+@id("default-permit")
+permit(principal, action, resource);
+
+// Examples (remove the leading slashes to use them):
+//
+// Only one agency may use a model:
+// @id("ts-model-for-ops-only")
+// forbid(principal, action, resource == Highside::Model::"ts-analyst")
+//   unless { principal in Highside::Agency::"agency_0123456789abcdef" };
+//
+// ORCON material only for users who are also auditors:
+// @id("orcon-needs-auditor")
+// forbid(principal, action, resource)
+//   when { context.label.dissemination.contains("ORCON") }
+//   unless { principal in Highside::Role::"auditor" };
+//
+// Nobody may declare TOP SECRET without the agency-admin role:
+// @id("declare-ts")
+// forbid(principal, action, resource)
+//   when { context.declared.level >= 4 }
+//   unless { principal in Highside::Role::"agency-admin" };
+"#;
+
+/// Loads the agency policies: DATA/policies.cedar, or permit-all when there is none.
+pub fn policies(data: &Path) -> anyhow::Result<highside_monitor::Policies> {
+    let path = data.join(POLICIES_FILE);
+    if !path.is_file() {
+        return Ok(highside_monitor::Policies::permit_all());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    highside_monitor::Policies::parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
 #[derive(Subcommand)]
 pub enum LabelCommand {
     /// Print a marking's canonical banner and portion mark; with a second marking, compare them.

@@ -94,9 +94,10 @@ struct InitArgs {
     /// The operator's user name.
     #[arg(long, default_value = "operator")]
     operator: String,
-    /// The operator's clearance (the enclave's system high).
-    #[arg(long, default_value = "TOP SECRET")]
-    clearance: String,
+    /// The operator's clearance (default: the level and compartments of the enclave's system
+    /// high, from DATA/label-encodings.toml or the built-in encodings).
+    #[arg(long)]
+    clearance: Option<String>,
     /// The operator's nationality (ISO 3166-1 alpha-3).
     #[arg(long, default_value = "USA")]
     nationality: String,
@@ -109,17 +110,26 @@ fn init(data: &std::path::Path, args: InitArgs) -> anyhow::Result<()> {
         std::fs::write(&config, highside_config::Config::default_file_text())?;
     }
     let store = dir.open_store()?;
+    let encodings = label::encodings(data, None)?;
+    let policies = data.join(label::POLICIES_FILE);
+    if !policies.exists() {
+        std::fs::write(&policies, label::DEFAULT_POLICIES)?;
+    }
+    let clearance = args
+        .clearance
+        .unwrap_or_else(|| highside_identity::Clearance::highest(&encodings).to_string());
     let branch = args
         .branch
         .parse()
         .map_err(|e| anyhow::anyhow!("--branch: {e}"))?;
     let (user, key) = highside_tenancy::bootstrap(
         &store,
+        &encodings,
         &highside_tenancy::Bootstrap {
             agency_name: args.agency,
             branch,
             operator_name: args.operator,
-            clearance: args.clearance,
+            clearance,
             nationality: args.nationality,
         },
     )?;

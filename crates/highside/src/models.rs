@@ -64,6 +64,11 @@ pub fn run(data: &Path, cmd: ModelsCommand) -> anyhow::Result<()> {
     let store = dir.open_store()?;
     match cmd {
         ModelsCommand::Import { file, name, label } => {
+            let encodings = crate::label::encodings(data, None)?;
+            let label = encodings
+                .parse_accreditation(&label)
+                .with_context(|| format!("--label '{label}' is not a valid accreditation"))?;
+            let label = encodings.banner(&label);
             let (record, info) =
                 highside_catalog::import(&dir, &store, &file, &name, &label, &mut Bar(None))
                     .with_context(|| {

@@ -7,8 +7,8 @@ use clap::Args;
 use highside_config::Config;
 use highside_engine::{Engine, EngineConfig};
 use highside_server::{
-    tls_config, AppState, LoadedModel, PlainListener, Registry, ServerConfig, TlsListener,
-    TlsSettings,
+    tls_config, Accreditation, AppState, LoadedModel, PlainListener, Registry, ServerConfig,
+    TlsListener, TlsSettings,
 };
 use highside_store::{DataDir, Store};
 use highside_template::ChatTemplate;
@@ -123,8 +123,26 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
         queue_depth: config.queue_depth,
         prefill_chunk: config.prefill_chunk,
     };
+    let encodings = std::sync::Arc::new(crate::label::encodings(data, None)?);
+    let policies = crate::label::policies(data)?;
+    tracing::info!(
+        system_high = %encodings.banner(encodings.system_high()),
+        policies = policies.len(),
+        "reference monitor ready"
+    );
     let mut registry = Registry::default();
     for record in store.list_models()? {
+        // An accreditation that no longer parses must not be guessed at: refuse to start.
+        let accreditation = encodings
+            .parse_accreditation(&record.label)
+            .with_context(|| {
+                format!(
+                    "model {}'s accreditation '{}' is not valid under the label encodings; \
+                 change it with `highside admin models label` on a running server or \
+                 re-import the model",
+                    record.name, record.label
+                )
+            })?;
         let path = dir.model_path(&record.digest);
         // Only files the catalog validated are ever handed to llama.cpp; re-check the
         // structure in case the store was tampered with since import.
@@ -155,6 +173,10 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
             created: unix_secs(&record.imported_at),
             engine,
             template,
+            accreditation: std::sync::RwLock::new(Accreditation {
+                banner: encodings.banner(&accreditation),
+                label: accreditation,
+            }),
         });
     }
     if registry.is_empty() {
@@ -166,7 +188,9 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
             max_body_bytes: config.max_body_bytes,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         },
+        store.clone(),
         store,
+        highside_monitor::Monitor::new(encodings, policies),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,142 +1,110 @@
-//! A user's clearance: a classification level and the compartments they are read into.
+//! A user's clearance: a classification level and the compartments they are read into,
+//! parsed against the enclave's label encodings like every other marking.
 //!
-//! This is the identity stage's stand-in for the full label algebra (releasability, dissemination
-//! controls, the enclave's label encodings), which the reference-monitor stage brings. It already
-//! refuses anything it does not know, because an unknown marking must deny, never allow.
+//! A clearance carries no releasability (the holder's nationality decides that) and no other
+//! dissemination controls or CUI categories (those ride along on data; agency policies decide
+//! on them). It may not exceed the enclave's system high. Anything the encodings do not know
+//! is refused, because an unknown marking must deny, never allow.
 
-use std::collections::BTreeSet;
 use std::fmt;
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-/// Classification levels, low to high.
-const LEVELS: &[(&str, &str)] = &[
-    ("UNCLASSIFIED", "U"),
-    ("CUI", "CUI"),
-    ("CONFIDENTIAL", "C"),
-    ("SECRET", "S"),
-    ("TOP SECRET", "TS"),
-];
-
-/// The longest marking accepted; real banners are far shorter.
-const MAX_LEN: usize = 256;
+use highside_label::{Encodings, Label, LabelError, Releasability};
+use serde::{Serialize, Serializer};
 
 /// Why a clearance marking was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClearanceError {
-    /// The marking is empty or longer than the limit.
-    #[error("a clearance must be 1 to {MAX_LEN} characters")]
-    Length,
-    /// The level is not one of the known levels.
-    #[error("unknown classification level '{0}' (expected UNCLASSIFIED, CUI, CONFIDENTIAL, SECRET or TOP SECRET, or U, CUI, C, S, TS)")]
-    UnknownLevel(String),
-    /// A compartment name is empty or has characters other than A-Z, 0-9 and '-'.
-    #[error("invalid compartment '{0}' (compartments are like SI, TK, SI-G)")]
-    BadCompartment(String),
-    /// More than `LEVEL//COMPARTMENTS` was given.
-    #[error(
-        "a clearance is a level and optional compartments, e.g. TOP SECRET//SI/TK; '{0}' is not"
-    )]
-    TooManyParts(String),
+    /// The marking is not a label of this enclave.
+    #[error(transparent)]
+    Label(#[from] LabelError),
+    /// The marking carries releasability, dissemination controls or CUI categories.
+    #[error("a clearance is a level and compartments only, e.g. TOP SECRET//SI/TK (nationality decides releasability)")]
+    NotAClearance,
+    /// The marking is above the enclave's system high.
+    #[error("a clearance may not exceed the enclave's system high")]
+    AboveSystemHigh,
 }
 
 /// A clearance: a level and a set of compartments. Dominance is the product order.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Clearance {
-    level: u8,
-    compartments: BTreeSet<String>,
+    label: Label,
+    marking: String,
 }
 
 impl Clearance {
-    /// Parses `TOP SECRET//SI/TK`, `TS//SI/TK`, `secret`, `U`; case-insensitive.
-    pub fn parse(s: &str) -> Result<Self, ClearanceError> {
-        let s = s.trim();
-        if s.is_empty() || s.len() > MAX_LEN {
-            return Err(ClearanceError::Length);
+    /// Parses `TOP SECRET//SI/TK`, `TS//SI/TK`, `secret`, `U` against `encodings`.
+    pub fn parse(encodings: &Encodings, s: &str) -> Result<Self, ClearanceError> {
+        let label = encodings.parse(s)?;
+        if *label.releasability() != Releasability::Unrestricted
+            || !label.dissemination().is_empty()
+            || !label.cui().is_empty()
+        {
+            return Err(ClearanceError::NotAClearance);
         }
-        let upper = s.to_ascii_uppercase();
-        let mut parts = upper.split("//");
-        let level_text = parts.next().unwrap_or_default().trim();
-        let level_text = level_text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let level = LEVELS
-            .iter()
-            .position(|(long, short)| level_text == *long || level_text == *short)
-            .ok_or_else(|| ClearanceError::UnknownLevel(level_text.clone()))?;
-        let mut compartments = BTreeSet::new();
-        if let Some(list) = parts.next() {
-            for c in list.split('/') {
-                let c = c.trim();
-                let ok = !c.is_empty()
-                    && c.len() <= 32
-                    && c.bytes()
-                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
-                if !ok {
-                    return Err(ClearanceError::BadCompartment(c.chars().take(32).collect()));
-                }
-                compartments.insert(c.to_owned());
-            }
-        }
-        if parts.next().is_some() {
-            return Err(ClearanceError::TooManyParts(s.chars().take(64).collect()));
+        let high = encodings.system_high();
+        if label.level() > high.level() || !high.compartments().is_superset(label.compartments()) {
+            return Err(ClearanceError::AboveSystemHigh);
         }
         Ok(Self {
-            level: level as u8,
-            compartments,
+            marking: encodings.banner(&label),
+            label,
         })
     }
 
-    /// The lowest clearance: UNCLASSIFIED, no compartments.
-    pub fn lowest() -> Self {
+    /// The lowest clearance of `encodings`: its lowest level, no compartments.
+    pub fn lowest(encodings: &Encodings) -> Self {
+        let label = encodings.lowest();
         Self {
-            level: 0,
-            compartments: BTreeSet::new(),
+            marking: encodings.banner(&label),
+            label,
         }
+    }
+
+    /// The highest clearance `encodings` allows: the system high's level and compartments.
+    pub fn highest(encodings: &Encodings) -> Self {
+        let high = encodings.system_high();
+        let level = encodings.level_name(high).to_owned();
+        let comps: Vec<&str> = high.compartments().iter().map(String::as_str).collect();
+        let marking = if comps.is_empty() {
+            level
+        } else {
+            format!("{level}//{}", comps.join("/"))
+        };
+        Self::parse(encodings, &marking).expect("the system high's level and compartments parse")
     }
 
     /// Whether this clearance is at least `other`: level at least as high, every compartment.
     pub fn dominates(&self, other: &Clearance) -> bool {
-        self.level >= other.level && self.compartments.is_superset(&other.compartments)
+        self.label.dominates(&other.label)
     }
-}
 
-impl FromStr for Clearance {
-    type Err = ClearanceError;
-    fn from_str(s: &str) -> Result<Self, ClearanceError> {
-        Self::parse(s)
+    /// The clearance as a label (unrestricted releasability, no other controls).
+    pub fn label(&self) -> &Label {
+        &self.label
+    }
+
+    /// The canonical banner form, e.g. `TOP SECRET//SI/TK`.
+    pub fn as_str(&self) -> &str {
+        &self.marking
     }
 }
 
 impl fmt::Display for Clearance {
-    /// The canonical banner form: `TOP SECRET//SI/TK`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (long, _) = LEVELS[usize::from(self.level)];
-        f.write_str(long)?;
-        if !self.compartments.is_empty() {
-            f.write_str("//")?;
-            let list: Vec<&str> = self.compartments.iter().map(String::as_str).collect();
-            f.write_str(&list.join("/"))?;
-        }
-        Ok(())
+        f.write_str(&self.marking)
     }
 }
 
 impl fmt::Debug for Clearance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Clearance({self})")
+        write!(f, "Clearance({})", self.marking)
     }
 }
 
 impl Serialize for Clearance {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Clearance {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        s.serialize_str(&self.marking)
     }
 }
 
@@ -145,8 +113,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn enc() -> Encodings {
+        Encodings::builtin()
+    }
+
     fn c(s: &str) -> Clearance {
-        s.parse().unwrap()
+        Clearance::parse(&enc(), s).unwrap()
     }
 
     #[test]
@@ -156,29 +128,30 @@ mod tests {
         assert_eq!(c(" s ").to_string(), "SECRET");
         assert_eq!(c("TOP   SECRET").to_string(), "TOP SECRET");
         assert_eq!(c("CUI").to_string(), "CUI");
-        assert_eq!(Clearance::lowest().to_string(), "UNCLASSIFIED");
+        assert_eq!(Clearance::lowest(&enc()).to_string(), "UNCLASSIFIED");
+        assert_eq!(
+            Clearance::highest(&enc()).to_string(),
+            "TOP SECRET//HCS/SI/TK"
+        );
     }
 
     #[test]
     fn refuses_what_it_does_not_know() {
+        let e = enc();
+        let err = |s: &str| Clearance::parse(&e, s).unwrap_err();
         assert!(matches!(
-            Clearance::parse("COSMIC"),
-            Err(ClearanceError::UnknownLevel(_))
+            err("COSMIC"),
+            ClearanceError::Label(LabelError::UnknownLevel(_))
         ));
-        assert!(matches!(Clearance::parse(""), Err(ClearanceError::Length)));
-        assert!(matches!(
-            Clearance::parse("TS//"),
-            Err(ClearanceError::BadCompartment(_))
-        ));
-        assert!(matches!(
-            Clearance::parse("TS//SI//NOFORN"),
-            Err(ClearanceError::TooManyParts(_))
-        ));
-        assert!(matches!(
-            Clearance::parse("TS//S I"),
-            Err(ClearanceError::BadCompartment(_))
-        ));
-        assert!(Clearance::parse(&"S".repeat(300)).is_err());
+        assert!(matches!(err(""), ClearanceError::Label(LabelError::Length)));
+        assert!(matches!(err("TS//"), ClearanceError::Label(_)));
+        assert!(matches!(err("TS//XX"), ClearanceError::Label(_)));
+        assert_eq!(err("TS//SI//NOFORN"), ClearanceError::NotAClearance);
+        assert_eq!(err("S//ORCON"), ClearanceError::NotAClearance);
+        assert_eq!(err("CUI//SP-PRVCY"), ClearanceError::NotAClearance);
+        // SI-G is a known compartment, but not within the built-in system high.
+        assert_eq!(err("TS//SI-G"), ClearanceError::AboveSystemHigh);
+        assert!(Clearance::parse(&e, &"S".repeat(600)).is_err());
     }
 
     #[test]
@@ -192,19 +165,23 @@ mod tests {
 
     fn arb() -> impl Strategy<Value = Clearance> {
         (
-            0u8..5,
-            proptest::collection::btree_set("SI|TK|HCS|SI-G", 0..3),
+            "U|CUI|C|S|TS",
+            proptest::collection::btree_set("SI|TK|HCS", 0..3),
         )
-            .prop_map(|(level, compartments)| Clearance {
-                level,
-                compartments,
+            .prop_map(|(l, cs)| {
+                let mut s = l;
+                if !cs.is_empty() {
+                    s.push_str("//");
+                    s.push_str(&cs.into_iter().collect::<Vec<_>>().join("/"));
+                }
+                c(&s)
             })
     }
 
     proptest! {
         #[test]
         fn format_then_parse_is_identity(x in arb()) {
-            prop_assert_eq!(Clearance::parse(&x.to_string()).unwrap(), x);
+            prop_assert_eq!(Clearance::parse(&enc(), x.as_str()).unwrap(), x);
         }
 
         #[test]
@@ -216,7 +193,7 @@ mod tests {
 
         #[test]
         fn parse_never_panics(s in ".{0,80}") {
-            let _ = Clearance::parse(&s);
+            let _ = Clearance::parse(&enc(), &s);
         }
     }
 }

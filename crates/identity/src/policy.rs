@@ -21,6 +21,8 @@ pub struct Principal {
     pub nationality: Nationality,
     /// The key used, if the caller authenticated with one (not with a certificate).
     pub key: Option<KeyId>,
+    /// The agency's choice for prompts holding personal data (`off`, `flag`, `block`, `cui`).
+    pub pii_action: String,
 }
 
 /// A refusal, with a reason that names the rule (never protected content). A 403.
@@ -145,15 +147,20 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn cl(s: &str) -> Clearance {
+        Clearance::parse(&highside_label::Encodings::builtin(), s).unwrap()
+    }
+
     fn principal(roles: &[Role], clearance: &str) -> Principal {
         Principal {
             user: UserId::generate(),
             user_name: "p".into(),
             agency: AgencyId::generate(),
             roles: roles.iter().copied().collect(),
-            clearance: clearance.parse().unwrap(),
+            clearance: cl(clearance),
             nationality: Nationality::parse("USA").unwrap(),
             key: None,
+            pii_action: "off".into(),
         }
     }
 
@@ -177,7 +184,7 @@ mod tests {
     #[test]
     fn no_amplification() {
         let admin = principal(&[Role::AgencyAdmin, Role::User], "S//SI");
-        let s: Clearance = "S".parse().unwrap();
+        let s = cl("S");
         let user = RoleSet::parse_list("user").unwrap();
         assert!(admin.may_grant(user, &s).is_ok());
         assert!(admin
@@ -186,8 +193,8 @@ mod tests {
         assert!(admin
             .may_grant(RoleSet::parse_list("auditor").unwrap(), &s)
             .is_err());
-        assert!(admin.may_grant(user, &"TS".parse().unwrap()).is_err());
-        assert!(admin.may_grant(user, &"S//TK".parse().unwrap()).is_err());
+        assert!(admin.may_grant(user, &cl("TS")).is_err());
+        assert!(admin.may_grant(user, &cl("S//TK")).is_err());
         // Keys: never more than the owner holds, never more than the issuer could grant.
         assert!(admin.may_scope_key(user, user).is_ok());
         assert!(admin
@@ -199,7 +206,7 @@ mod tests {
             .is_ok());
         // Acting on someone above you is refused, even in your own agency.
         let target = UserId::generate();
-        let ts: Clearance = "TS".parse().unwrap();
+        let ts = cl("TS");
         assert!(admin.may_act_on(&target, &admin.agency, user, &ts).is_err());
         assert!(admin
             .may_act_on(
@@ -231,7 +238,7 @@ mod tests {
                     s.push_str("//");
                     s.push_str(&cs.into_iter().collect::<Vec<_>>().join("/"));
                 }
-                s.parse().unwrap()
+                cl(&s)
             })
     }
 

@@ -10,11 +10,11 @@ mod response;
 
 pub use error::ApiError;
 pub use request::{
-    parse_json, ChatCompletionRequest, ChatMessage, CompletionRequest, MessageContent, Prepared,
-    PromptInput, Stop, StreamOptions,
+    parse_json, ChatCompletionRequest, ChatMessage, CompletionRequest, HighsideOptions,
+    MessageContent, Prepared, PromptInput, Stop, StreamOptions,
 };
 pub use response::{
     finish_reason_str, ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion, ChunkDelta,
-    Completion, CompletionChoice, CompletionChunk, ModelList, ModelObject, ResponseMessage,
-    UsageBody,
+    Completion, CompletionChoice, CompletionChunk, HighsideMeta, ModelList, ModelObject,
+    ResponseMessage, UsageBody,
 };

@@ -30,6 +30,18 @@ pub struct StreamOptions {
     pub include_usage: bool,
 }
 
+/// `highside`: Highside's own request options (the OpenAI SDK sends them with `extra_body`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HighsideOptions {
+    /// The classification the client declares for its request, e.g. `SECRET//NOFORN`.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Start the generated text with the output's banner line.
+    #[serde(default)]
+    pub banner: Option<bool>,
+}
+
 /// A message's content: a string or a list of typed parts.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
@@ -119,6 +131,8 @@ macro_rules! with_common_fields {
             store: Option<bool>,
             #[serde(default)]
             service_tier: Option<String>,
+            #[serde(default)]
+            highside: Option<HighsideOptions>,
         }
 
         impl $name {
@@ -140,6 +154,7 @@ macro_rules! with_common_fields {
                     metadata: std::mem::take(&mut self.metadata),
                     store: std::mem::take(&mut self.store),
                     service_tier: std::mem::take(&mut self.service_tier),
+                    highside: std::mem::take(&mut self.highside),
                 }
             }
         }
@@ -218,6 +233,7 @@ struct Common {
     metadata: Option<serde_json::Value>,
     store: Option<bool>,
     service_tier: Option<String>,
+    highside: Option<HighsideOptions>,
 }
 
 /// What the engine is asked to continue.
@@ -246,6 +262,10 @@ pub struct Prepared {
     pub stream: bool,
     /// Send a usage chunk at the end of a stream.
     pub include_usage: bool,
+    /// The label the client declared in the body (`highside.label`), not yet parsed.
+    pub declared_label: Option<String>,
+    /// Start the generated text with the output's banner line (`highside.banner`).
+    pub banner: bool,
 }
 
 fn unsupported(param: &str, what: &str) -> ApiError {
@@ -318,6 +338,12 @@ impl Common {
             max_tokens,
             stream: self.stream.unwrap_or(false),
             include_usage: self.stream_options.is_some_and(|o| o.include_usage),
+            declared_label: self.highside.as_ref().and_then(|h| h.label.clone()),
+            banner: self
+                .highside
+                .as_ref()
+                .and_then(|h| h.banner)
+                .unwrap_or(false),
         })
     }
 }

@@ -9,6 +9,17 @@ pub fn finish_reason_str(r: FinishReason) -> &'static str {
     }
 }
 
+/// `highside` in responses: the output's label and what the monitor noticed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HighsideMeta {
+    /// The canonical banner of the output's label (the request's high-water mark), or of a
+    /// model's accreditation in `/v1/models`.
+    pub label: String,
+    /// Kinds of personal data found in the prompt, when the agency flags them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pii: Vec<&'static str>,
+}
+
 /// `usage` in responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct UsageBody {
@@ -67,6 +78,9 @@ pub struct ChatCompletion {
     pub choices: Vec<ChatChoice>,
     /// Token counts.
     pub usage: UsageBody,
+    /// The output's label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub highside: Option<HighsideMeta>,
 }
 
 /// The delta of a streamed chunk.
@@ -108,6 +122,9 @@ pub struct ChatChunk {
     pub choices: Vec<ChatChunkChoice>,
     /// Null except in the final usage chunk (with `include_usage`).
     pub usage: Option<UsageBody>,
+    /// The output's label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub highside: Option<HighsideMeta>,
 }
 
 /// One choice of a text completion.
@@ -138,6 +155,9 @@ pub struct Completion {
     pub choices: Vec<CompletionChoice>,
     /// Token counts.
     pub usage: UsageBody,
+    /// The output's label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub highside: Option<HighsideMeta>,
 }
 
 /// A streamed `text_completion` chunk.
@@ -155,6 +175,9 @@ pub struct CompletionChunk {
     pub choices: Vec<CompletionChoice>,
     /// Null except in the final usage chunk.
     pub usage: Option<UsageBody>,
+    /// The output's label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub highside: Option<HighsideMeta>,
 }
 
 /// One entry of `/v1/models`.
@@ -168,6 +191,9 @@ pub struct ModelObject {
     pub created: u64,
     /// Always `highside`.
     pub owned_by: &'static str,
+    /// The model's accreditation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub highside: Option<HighsideMeta>,
 }
 
 /// `/v1/models`.

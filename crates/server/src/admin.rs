@@ -37,6 +37,76 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             "/admin/v1/certificates/{id}",
             get(get_cert).delete(delete_cert),
         )
+        .route(
+            "/admin/v1/models/{name}",
+            axum::routing::patch(update_model),
+        )
+}
+
+// ---- models ----
+
+/// `PATCH /admin/v1/models/{name}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateModel {
+    /// The new accreditation, e.g. `SECRET//NOFORN`; never above the system high.
+    label: String,
+}
+
+#[derive(Serialize)]
+struct ModelLabel {
+    name: String,
+    label: String,
+}
+
+/// Changes a model's accreditation (operators only): the catalog first, then the running
+/// engine's, so the next request is decided against the new label.
+async fn update_model(
+    State(s): State<Arc<AppState>>,
+    Extension(p): Extension<Principal>,
+    path: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> Result<Response, HttpError> {
+    let name = id(path)?;
+    if !p.is_operator() {
+        return Err(
+            ApiError::forbidden("only an operator may change a model's accreditation").into(),
+        );
+    }
+    let body: UpdateModel = body(&s, req).await?;
+    let label = s
+        .encodings()
+        .parse_accreditation(&body.label)
+        .map_err(|e| ApiError {
+            code: Some("invalid_label"),
+            ..ApiError::bad_request(format!("Invalid 'label': {e}"), Some("label"))
+        })?;
+    let banner = s.encodings().banner(&label);
+    let st = Arc::clone(&s);
+    let (n, b) = (name.clone(), banner.clone());
+    let record = tokio::task::spawn_blocking(move || st.catalog.set_model_label(&n, &b))
+        .await
+        .map_err(|_| ApiError::internal("the catalog update failed"))?
+        .map_err(|e| match e {
+            highside_store::StoreError::UnknownModel(_) => ApiError::not_found("model"),
+            e => {
+                tracing::error!(error = %e, "catalog failed");
+                ApiError::internal("the catalog failed")
+            }
+        })?;
+    if let Some(m) = s.service.registry().get(&name) {
+        let before = m.accreditation().banner;
+        m.set_accreditation(crate::Accreditation {
+            label,
+            banner: banner.clone(),
+        });
+        tracing::info!(operator = %p.user, model = %name, %before, after = %banner, "model accreditation changed");
+    }
+    Ok(Json(ModelLabel {
+        name: record.name,
+        label: record.label,
+    })
+    .into_response())
 }
 
 fn api_error(e: AdminError) -> ApiError {

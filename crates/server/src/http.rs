@@ -11,10 +11,11 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use highside_identity::Principal;
 use highside_openai::{
-    parse_json, ApiError, ChatCompletionRequest, CompletionRequest, ModelList, ModelObject,
-    Prepared,
+    parse_json, ApiError, ChatCompletionRequest, CompletionRequest, HighsideMeta, ModelList,
+    ModelObject, Prepared,
 };
 
+use crate::service::Caller;
 use crate::sse::{self, Kind};
 use crate::AppState;
 
@@ -135,6 +136,10 @@ async fn list_models(State(state): State<Arc<AppState>>) -> Response {
             object: "model",
             created: m.created,
             owned_by: "highside",
+            highside: Some(HighsideMeta {
+                label: m.accreditation().banner,
+                pii: Vec::new(),
+            }),
         })
         .collect();
     axum::Json(ModelList {
@@ -144,16 +149,54 @@ async fn list_models(State(state): State<Arc<AppState>>) -> Response {
     .into_response()
 }
 
+/// `X-Highside-Label` headers: the label a client declares outside the body.
+pub(crate) const LABEL_HEADER: &str = "x-highside-label";
+
+fn header_labels(headers: &axum::http::HeaderMap) -> Result<Vec<String>, ApiError> {
+    headers
+        .get_all(LABEL_HEADER)
+        .iter()
+        .map(|v| {
+            v.to_str().map(str::to_owned).map_err(|_| ApiError {
+                code: Some("invalid_label"),
+                ..ApiError::bad_request(
+                    "the X-Highside-Label header must be a visible ASCII marking",
+                    None,
+                )
+            })
+        })
+        .collect()
+}
+
 async fn generate(
     state: Arc<AppState>,
+    principal: Principal,
+    header_labels: Vec<String>,
     kind: Kind,
     prepared: Result<Prepared, ApiError>,
 ) -> Result<Response, HttpError> {
     check_running(&state)?;
-    let generation = state.service.start(prepared?)?;
+    let prepared = prepared?;
+    // Rendering, tokenizing and the monitor's detection pass are CPU work: off the workers.
+    let st = Arc::clone(&state);
+    let generation = tokio::task::spawn_blocking(move || {
+        let caller = Caller {
+            principal: &principal,
+            header_labels: &header_labels,
+        };
+        st.service.start(&caller, prepared)
+    })
+    .await
+    .map_err(|_| ApiError::internal("the request task failed"))??;
     let id = sse::new_id(kind);
     let request_id =
         HeaderValue::from_str(&id).map_err(|_| ApiError::internal("bad request id"))?;
+    // Banners are ASCII by construction (the encodings allow only upper-case words).
+    let label = HeaderValue::from_str(&generation.label)
+        .map_err(|_| ApiError::internal("the output label is not a valid header"))?;
+    let pii = (!generation.pii.is_empty())
+        .then(|| HeaderValue::from_str(&generation.pii.join(",")).ok())
+        .flatten();
     let mut res = if generation.stream {
         Response::builder()
             .header(header::CONTENT_TYPE, "text/event-stream")
@@ -164,6 +207,10 @@ async fn generate(
         axum::Json(sse::collect(kind, id, generation).await?).into_response()
     };
     res.headers_mut().insert("x-request-id", request_id);
+    res.headers_mut().insert(LABEL_HEADER, label);
+    if let Some(pii) = pii {
+        res.headers_mut().insert("x-highside-pii", pii);
+    }
     Ok(res)
 }
 
@@ -173,10 +220,11 @@ async fn chat_completions(
     req: Request,
 ) -> Result<Response, HttpError> {
     may_infer(&principal)?;
+    let labels = header_labels(req.headers())?;
     let body = read_body(req, state.config.max_body_bytes).await?;
     let prepared =
         parse_json::<ChatCompletionRequest>(&body).and_then(ChatCompletionRequest::prepare);
-    generate(state, Kind::Chat, prepared).await
+    generate(state, principal, labels, Kind::Chat, prepared).await
 }
 
 async fn completions(
@@ -185,9 +233,10 @@ async fn completions(
     req: Request,
 ) -> Result<Response, HttpError> {
     may_infer(&principal)?;
+    let labels = header_labels(req.headers())?;
     let body = read_body(req, state.config.max_body_bytes).await?;
     let prepared = parse_json::<CompletionRequest>(&body).and_then(CompletionRequest::prepare);
-    generate(state, Kind::Completion, prepared).await
+    generate(state, principal, labels, Kind::Completion, prepared).await
 }
 
 async fn live() -> Response {

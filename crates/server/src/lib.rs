@@ -20,14 +20,16 @@ use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
-use highside_store::IdentityStore;
+use highside_label::Encodings;
+use highside_monitor::Monitor;
+use highside_store::{IdentityStore, Store};
 use highside_tenancy::{Admin, Authenticator};
 
 pub use listener::{
     peer_certificate, tls_config, ClientInfo, PlainListener, TlsError, TlsListener, TlsSettings,
 };
-pub use registry::{LoadedModel, Registry};
-pub use service::{Generation, Service};
+pub use registry::{Accreditation, LoadedModel, Registry};
+pub use service::{Caller, Generation, Service};
 
 /// Settings the HTTP layer needs.
 #[derive(Debug, Clone)]
@@ -39,29 +41,48 @@ pub struct ServerConfig {
 }
 
 /// Shared state of a running server.
-#[derive(Debug)]
 pub struct AppState {
     pub(crate) service: Service,
     pub(crate) config: ServerConfig,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) auth: Authenticator,
     pub(crate) admin: Admin,
+    pub(crate) catalog: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("service", &self.service)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppState {
-    /// Wraps a loaded registry and the identity store every request is authenticated against.
+    /// Wraps a loaded registry, the identity store every request is authenticated against,
+    /// the catalog (for accreditation changes) and the reference monitor.
     pub fn new(
         registry: Registry,
         config: ServerConfig,
         identity: Arc<dyn IdentityStore>,
+        catalog: Arc<dyn Store>,
+        monitor: Monitor,
     ) -> Arc<Self> {
+        let encodings = Arc::new(monitor.encodings().clone());
         Arc::new(Self {
-            service: Service::new(registry),
+            service: Service::new(registry, monitor),
             config,
             shutting_down: AtomicBool::new(false),
-            auth: Authenticator::new(Arc::clone(&identity)),
-            admin: Admin::new(identity),
+            auth: Authenticator::new(Arc::clone(&identity), Arc::clone(&encodings)),
+            admin: Admin::new(identity, encodings),
+            catalog,
         })
+    }
+
+    /// The enclave's label encodings.
+    pub fn encodings(&self) -> &Encodings {
+        self.service.monitor().encodings()
     }
 
     /// The request pipeline.

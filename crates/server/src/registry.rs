@@ -1,7 +1,18 @@
 use std::collections::BTreeMap;
+use std::sync::RwLock;
 
 use highside_engine::Engine;
+use highside_label::Label;
 use highside_template::ChatTemplate;
+
+/// The highest label a model is accredited to process, with its canonical banner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accreditation {
+    /// The label.
+    pub label: Label,
+    /// Its canonical banner.
+    pub banner: String,
+}
 
 /// A model ready to serve: its engine and its compiled chat template.
 #[derive(Debug)]
@@ -14,6 +25,26 @@ pub struct LoadedModel {
     pub engine: Engine,
     /// The chat template, or why there is none usable (reported on chat requests).
     pub template: Result<ChatTemplate, String>,
+    /// The model's accreditation; an operator may change it while the server runs.
+    pub accreditation: RwLock<Accreditation>,
+}
+
+impl LoadedModel {
+    /// The accreditation in force now.
+    pub fn accreditation(&self) -> Accreditation {
+        self.accreditation
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the accreditation; the next request is decided against the new one.
+    pub fn set_accreditation(&self, a: Accreditation) {
+        *self
+            .accreditation
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = a;
+    }
 }
 
 /// Every loaded model, by name.

@@ -1,6 +1,13 @@
 //! The path from a validated request to an engine stream, with no HTTP types in sight.
+//!
+//! [`Service::start`] is the only way to reach an engine, and it asks the reference monitor
+//! first: no route can submit a generation the monitor did not allow.
+
+use std::str::FromStr;
 
 use highside_engine::{EngineError, Event};
+use highside_identity::Principal;
+use highside_monitor::{Decision, Input, Monitor, PiiAction, Rule};
 use highside_openai::{ApiError, Prepared, PromptInput};
 use highside_template::TemplateError;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -11,6 +18,16 @@ use crate::Registry;
 #[derive(Debug)]
 pub struct Service {
     registry: Registry,
+    monitor: Monitor,
+}
+
+/// Who is asking, and what they declared outside the body.
+#[derive(Debug, Clone)]
+pub struct Caller<'a> {
+    /// The authenticated principal.
+    pub principal: &'a Principal,
+    /// Labels declared in `X-Highside-Label` headers, not yet parsed.
+    pub header_labels: &'a [String],
 }
 
 /// A generation that has been admitted by an engine.
@@ -26,6 +43,28 @@ pub struct Generation {
     pub stream: bool,
     /// Whether a usage chunk ends the stream.
     pub include_usage: bool,
+    /// The output's label: the canonical banner of the request's high-water mark.
+    pub label: String,
+    /// Start the text with the banner line.
+    pub banner: bool,
+    /// Kinds of personal data found, when the agency flags them.
+    pub pii: Vec<&'static str>,
+}
+
+/// A denial as the client sees it: 400 for a declared label that is not one of this enclave's,
+/// 403 otherwise, naming the rules and never the protected content.
+fn denied(d: &Decision) -> ApiError {
+    let first = d.reasons.first().map(|r| r.rule);
+    if first == Some(Rule::InvalidDeclaredLabel) {
+        return ApiError {
+            code: Some("invalid_label"),
+            ..ApiError::bad_request(d.explain(), Some("highside.label"))
+        };
+    }
+    ApiError {
+        code: Some("access_denied"),
+        ..ApiError::forbidden(format!("denied by the reference monitor: {}", d.explain()))
+    }
 }
 
 fn engine_error(e: EngineError, param: &str) -> ApiError {
@@ -47,9 +86,14 @@ fn engine_error(e: EngineError, param: &str) -> ApiError {
 }
 
 impl Service {
-    /// Wraps the loaded models.
-    pub fn new(registry: Registry) -> Self {
-        Self { registry }
+    /// Wraps the loaded models and the reference monitor every request passes.
+    pub fn new(registry: Registry, monitor: Monitor) -> Self {
+        Self { registry, monitor }
+    }
+
+    /// The reference monitor.
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
     }
 
     /// The loaded models.
@@ -57,13 +101,19 @@ impl Service {
         &self.registry
     }
 
-    /// Renders and tokenizes the prompt, fixes `max_tokens`, and queues the generation.
-    pub fn start(&self, req: Prepared) -> Result<Generation, ApiError> {
+    /// Asks the reference monitor, then renders and tokenizes the prompt, fixes
+    /// `max_tokens`, and queues the generation.
+    pub fn start(&self, caller: &Caller<'_>, req: Prepared) -> Result<Generation, ApiError> {
         let model = self
             .registry
             .get(&req.model)
             .ok_or_else(|| ApiError::model_not_found(&req.model))?;
         let engine = &model.engine;
+        let decision = self.decide(caller, &req, model)?;
+        if !decision.allowed {
+            return Err(denied(&decision));
+        }
+        let label = self.monitor.encodings().banner(&decision.label);
         let (prompt, param) = match &req.input {
             PromptInput::Chat(messages) => {
                 // Control-token text in a message would become real control tokens below.
@@ -126,6 +176,76 @@ impl Service {
             prompt_tokens,
             stream: req.stream,
             include_usage: req.include_usage,
+            label,
+            banner: req.banner,
+            pii: decision.pii,
         })
+    }
+
+    /// The monitor's decision on one request, logged either way.
+    fn decide(
+        &self,
+        caller: &Caller<'_>,
+        req: &Prepared,
+        model: &crate::LoadedModel,
+    ) -> Result<Decision, ApiError> {
+        let p = caller.principal;
+        // Token-id prompts are read back as text, so markings cannot hide in token ids.
+        let token_text;
+        let texts: Vec<&str> = match &req.input {
+            PromptInput::Chat(messages) => messages.iter().map(|m| m.content.as_str()).collect(),
+            PromptInput::Text(t) => vec![t.as_str()],
+            PromptInput::Tokens(ids) => {
+                let bytes: Vec<u8> = ids
+                    .iter()
+                    .flat_map(|&t| model.engine.token_bytes(t))
+                    .collect();
+                token_text = String::from_utf8_lossy(&bytes).into_owned();
+                vec![token_text.as_str()]
+            }
+        };
+        let mut declared: Vec<&str> = caller.header_labels.iter().map(String::as_str).collect();
+        if let Some(l) = &req.declared_label {
+            declared.push(l);
+        }
+        // An agency setting that does not parse blocks rather than guesses.
+        let pii = PiiAction::from_str(&p.pii_action).unwrap_or(PiiAction::Block);
+        // Operators hold every role, for policies as for everything else.
+        let held = if p.is_operator() {
+            highside_identity::RoleSet::all()
+        } else {
+            p.roles
+        };
+        let roles: Vec<&str> = held.iter().map(|r| r.as_str()).collect();
+        let accreditation = model.accreditation();
+        let user = p.user.to_string();
+        let agency = p.agency.to_string();
+        let decision = self.monitor.decide(&Input {
+            user: &user,
+            user_name: &p.user_name,
+            agency: &agency,
+            roles: &roles,
+            clearance: p.clearance.label(),
+            nationality: p.nationality.as_str(),
+            model: &model.name,
+            accreditation: &accreditation.label,
+            declared: &declared,
+            texts: &texts,
+            pii,
+        });
+        let label = self.monitor.encodings().banner(&decision.label);
+        if decision.allowed {
+            tracing::info!(
+                user = %p.user, agency = %p.agency, model = %model.name, %label,
+                pii = ?decision.pii, "monitor: allowed"
+            );
+        } else {
+            let rules: Vec<&str> = decision.reasons.iter().map(|r| r.rule.as_str()).collect();
+            tracing::warn!(
+                user = %p.user, agency = %p.agency, model = %model.name, %label,
+                rules = ?rules, "monitor: denied"
+            );
+        }
+        Ok(decision)
     }
 }

@@ -9,7 +9,8 @@ use futures_util::Stream;
 use highside_engine::{Event, FinishReason, Usage};
 use highside_openai::{
     finish_reason_str, ApiError, ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion,
-    ChunkDelta, Completion, CompletionChoice, CompletionChunk, ResponseMessage, UsageBody,
+    ChunkDelta, Completion, CompletionChoice, CompletionChunk, HighsideMeta, ResponseMessage,
+    UsageBody,
 };
 use serde::Serialize;
 
@@ -42,7 +43,15 @@ pub(crate) async fn collect(
     id: String,
     mut g: Generation,
 ) -> Result<serde_json::Value, ApiError> {
-    let mut text = String::new();
+    let mut text = if g.banner {
+        format!("{}\n", g.label)
+    } else {
+        String::new()
+    };
+    let highside = Some(HighsideMeta {
+        label: g.label.clone(),
+        pii: g.pii.clone(),
+    });
     let (reason, usage) = loop {
         match g.events.recv().await {
             Some(Event::Token { text: t, .. }) | Some(Event::Text(t)) => text.push_str(&t),
@@ -77,6 +86,7 @@ pub(crate) async fn collect(
                 logprobs: None,
             }],
             usage,
+            highside,
         }),
         Kind::Completion => serde_json::to_value(Completion {
             id,
@@ -90,6 +100,7 @@ pub(crate) async fn collect(
                 finish_reason: Some(finish_reason),
             }],
             usage,
+            highside,
         }),
     };
     value.map_err(|e| ApiError::internal(format!("cannot encode the answer: {e}")))
@@ -101,6 +112,10 @@ struct Chunker {
     id: String,
     model: String,
     created: u64,
+    /// Every chunk carries the output's label, so a client that reads any chunk sees it.
+    highside: HighsideMeta,
+    /// The banner line to send before the first token, if asked for.
+    banner: Option<String>,
 }
 
 fn frame(value: &impl Serialize) -> String {
@@ -130,6 +145,7 @@ impl Chunker {
                     logprobs: None,
                 }],
                 usage: None,
+                highside: Some(self.highside.clone()),
             }),
             Kind::Completion => frame(&CompletionChunk {
                 id: self.id.clone(),
@@ -143,6 +159,7 @@ impl Chunker {
                     finish_reason,
                 }],
                 usage: None,
+                highside: Some(self.highside.clone()),
             }),
         }
     }
@@ -157,6 +174,7 @@ impl Chunker {
                 model: self.model.clone(),
                 choices: vec![],
                 usage,
+                highside: Some(self.highside.clone()),
             }),
             Kind::Completion => frame(&CompletionChunk {
                 id: self.id.clone(),
@@ -165,6 +183,7 @@ impl Chunker {
                 model: self.model.clone(),
                 choices: vec![],
                 usage,
+                highside: Some(self.highside.clone()),
             }),
         }
     }
@@ -188,6 +207,11 @@ pub(crate) fn stream(
         id,
         model: g.model.clone(),
         created: now_secs(),
+        highside: HighsideMeta {
+            label: g.label.clone(),
+            pii: g.pii.clone(),
+        },
+        banner: g.banner.then(|| format!("{}\n", g.label)),
     };
     let include_usage = g.include_usage;
     futures_util::stream::unfold(
@@ -196,7 +220,11 @@ pub(crate) fn stream(
             match phase {
                 Phase::Ended => None,
                 Phase::Start if c.kind == Kind::Chat => {
-                    let first = c.chunk(Some(String::new()), true, None);
+                    let first = c.chunk(Some(c.banner.clone().unwrap_or_default()), true, None);
+                    Some((Ok(Bytes::from(first)), (g, c, Phase::Running)))
+                }
+                Phase::Start if c.banner.is_some() => {
+                    let first = c.chunk(c.banner.clone(), false, None);
                     Some((Ok(Bytes::from(first)), (g, c, Phase::Running)))
                 }
                 Phase::Start | Phase::Running => {

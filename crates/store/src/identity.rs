@@ -1,8 +1,8 @@
 //! Identity records and the operations every backend provides for them.
 
 use highside_identity::{
-    AgencyId, Branch, CertKind, CertMappingId, Clearance, KeyHash, KeyId, KeyPrefix, Nationality,
-    RoleSet, Status, UserId,
+    AgencyId, Branch, CertKind, CertMappingId, KeyHash, KeyId, KeyPrefix, Nationality, RoleSet,
+    Status, UserId,
 };
 use serde::Serialize;
 
@@ -19,6 +19,8 @@ pub struct AgencyRecord {
     pub branch: Branch,
     /// Active or disabled; a disabled agency's users cannot authenticate.
     pub status: Status,
+    /// What happens to prompts holding personal data: `off`, `flag`, `block` or `cui`.
+    pub pii_action: String,
     /// RFC 3339 creation time.
     pub created_at: String,
     /// RFC 3339 time of the last change.
@@ -34,8 +36,9 @@ pub struct UserRecord {
     pub agency_id: AgencyId,
     /// Name, unique within the agency.
     pub name: String,
-    /// Clearance.
-    pub clearance: Clearance,
+    /// Clearance, as the canonical marking; parsed against the enclave's label encodings by
+    /// whoever uses it (the store does not know the encodings).
+    pub clearance: String,
     /// ISO 3166-1 alpha-3 nationality.
     pub nationality: Nationality,
     /// Roles.

@@ -34,7 +34,8 @@ pub struct ModelRecord {
     pub chat_template: Option<String>,
     /// File size in bytes.
     pub size_bytes: u64,
-    /// Classification marking the model is accredited to process (parsed by a later layer).
+    /// The highest label the model is accredited to process: a canonical banner, validated
+    /// against the enclave's label encodings when it is set and again when the model loads.
     pub label: String,
     /// RFC 3339 UTC time of import.
     pub imported_at: String,
@@ -95,6 +96,8 @@ pub trait Store: Send + Sync {
     fn list_models(&self) -> Result<Vec<ModelRecord>, StoreError>;
     /// Removes a model by name and returns its record.
     fn remove_model(&self, name: &str) -> Result<ModelRecord, StoreError>;
+    /// Changes a model's accreditation marking and returns the updated record.
+    fn set_model_label(&self, name: &str, label: &str) -> Result<ModelRecord, StoreError>;
     /// How many catalog rows still refer to a file digest.
     fn count_digest_refs(&self, digest: &str) -> Result<u64, StoreError>;
 }

@@ -15,6 +15,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         "0002_identity",
         include_str!("../migrations/sqlite/0002_identity.sql"),
     ),
+    (
+        "0003_labels",
+        include_str!("../migrations/sqlite/0003_labels.sql"),
+    ),
 ];
 
 pub(crate) fn run(conn: &mut Connection, migrations: &[(&str, &str)]) -> Result<(), StoreError> {

@@ -139,6 +139,25 @@ impl Store for SqliteStore {
         Ok(record)
     }
 
+    fn set_model_label(&self, name: &str, label: &str) -> Result<ModelRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE models SET label = ?2 WHERE name = ?1",
+            params![name, label],
+        )?;
+        if n == 0 {
+            return Err(StoreError::UnknownModel(name.to_owned()));
+        }
+        let record = tx.query_row(
+            &format!("SELECT {MODEL_COLUMNS} FROM models WHERE name = ?1"),
+            params![name],
+            from_row,
+        )?;
+        tx.commit()?;
+        Ok(record)
+    }
+
     fn count_digest_refs(&self, digest: &str) -> Result<u64, StoreError> {
         let n: i64 = self.conn().query_row(
             "SELECT COUNT(*) FROM models WHERE digest = ?1",

@@ -1,10 +1,8 @@
 //! The SQLite implementation of [`IdentityStore`]. Every statement is parameterized; the only
 //! text spliced into SQL is the constant column lists below.
 
-use std::str::FromStr;
-
 use highside_identity::{
-    AgencyId, CertMappingId, Clearance, KeyHash, KeyId, KeyPrefix, Nationality, RoleSet, UserId,
+    AgencyId, CertMappingId, KeyHash, KeyId, KeyPrefix, Nationality, RoleSet, UserId,
 };
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -14,7 +12,7 @@ use crate::identity::{
 };
 use crate::{SqliteStore, StoreError};
 
-const AGENCY: &str = "id, name, branch, status, created_at, updated_at";
+const AGENCY: &str = "id, name, branch, status, created_at, updated_at, pii_action";
 const USER: &str =
     "id, agency_id, name, clearance, nationality, roles, status, created_at, updated_at";
 const KEY: &str = "k.id, k.prefix, k.secret_hash, k.user_id, k.name, k.scopes, k.expires_at, \
@@ -45,6 +43,7 @@ fn agency_row(r: &Row<'_>) -> rusqlite::Result<AgencyRecord> {
         status: parsed(r, 3, |s| s.parse().ok())?,
         created_at: r.get(4)?,
         updated_at: r.get(5)?,
+        pii_action: r.get(6)?,
     })
 }
 
@@ -53,7 +52,7 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
         id: parsed(r, 0, UserId::parse)?,
         agency_id: parsed(r, 1, AgencyId::parse)?,
         name: r.get(2)?,
-        clearance: parsed(r, 3, |s| Clearance::from_str(s).ok())?,
+        clearance: r.get(3)?,
         nationality: parsed(r, 4, |s| Nationality::parse(s).ok())?,
         roles: parsed(r, 5, |s| RoleSet::parse_list(s).ok())?,
         status: parsed(r, 6, |s| s.parse().ok())?,
@@ -115,14 +114,15 @@ fn changed(n: usize, what: &str) -> Result<(), StoreError> {
 
 fn insert_agency(c: &Connection, a: &AgencyRecord) -> Result<(), StoreError> {
     c.execute(
-        &format!("INSERT INTO agencies ({AGENCY}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        &format!("INSERT INTO agencies ({AGENCY}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
         params![
             a.id.as_str(),
             a.name,
             a.branch.as_str(),
             a.status.as_str(),
             a.created_at,
-            a.updated_at
+            a.updated_at,
+            a.pii_action
         ],
     )
     .map_err(unique("an agency with this name"))?;
@@ -136,7 +136,7 @@ fn insert_user(c: &Connection, u: &UserRecord) -> Result<(), StoreError> {
             u.id.as_str(),
             u.agency_id.as_str(),
             u.name,
-            u.clearance.to_string(),
+            u.clearance,
             u.nationality.as_str(),
             u.roles.to_list(),
             u.status.as_str(),
@@ -228,8 +228,16 @@ impl IdentityStore for SqliteStore {
         let n = self
             .conn()
             .execute(
-                "UPDATE agencies SET name = ?2, branch = ?3, status = ?4, updated_at = ?5 WHERE id = ?1",
-                params![a.id.as_str(), a.name, a.branch.as_str(), a.status.as_str(), a.updated_at],
+                "UPDATE agencies SET name = ?2, branch = ?3, status = ?4, updated_at = ?5, \
+                 pii_action = ?6 WHERE id = ?1",
+                params![
+                    a.id.as_str(),
+                    a.name,
+                    a.branch.as_str(),
+                    a.status.as_str(),
+                    a.updated_at,
+                    a.pii_action
+                ],
             )
             .map_err(unique("an agency with this name"))?;
         changed(n, "agency")
@@ -277,7 +285,7 @@ impl IdentityStore for SqliteStore {
                 params![
                     u.id.as_str(),
                     u.name,
-                    u.clearance.to_string(),
+                    u.clearance,
                     u.nationality.as_str(),
                     u.roles.to_list(),
                     u.status.as_str(),
@@ -451,12 +459,13 @@ mod tests {
             status: Status::Active,
             created_at: t.clone(),
             updated_at: t.clone(),
+            pii_action: "off".into(),
         };
         let user = UserRecord {
             id: UserId::generate(),
             agency_id: agency.id.clone(),
             name: "Robert'); DELETE FROM api_keys; --".into(),
-            clearance: "TS//SI".parse().unwrap(),
+            clearance: "TOP SECRET//SI".into(),
             nationality: Nationality::parse("AUS").unwrap(),
             roles: [Role::Operator].into_iter().collect(),
             status: Status::Active,
@@ -529,7 +538,7 @@ mod tests {
         store
             .conn()
             .execute(
-                "UPDATE users SET roles = 'operator', clearance = 'COSMIC' WHERE id = ?1",
+                "UPDATE users SET roles = 'operator', nationality = '1x!' WHERE id = ?1",
                 params![user.id.as_str()],
             )
             .unwrap();

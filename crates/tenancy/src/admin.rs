@@ -17,6 +17,8 @@ use crate::api::{
     UpdateUser,
 };
 use crate::{now_rfc3339, AdminError};
+use highside_label::Encodings;
+use highside_monitor::PiiAction;
 
 const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
@@ -49,12 +51,15 @@ fn name(param: &'static str, value: &str, max: usize) -> Result<String, AdminErr
     Ok(v.to_owned())
 }
 
-fn clearance(value: &str) -> Result<Clearance, AdminError> {
+fn clearance(encodings: &Encodings, value: &str) -> Result<Clearance, AdminError> {
+    Clearance::parse(encodings, value).map_err(|e| AdminError::invalid("clearance", e.to_string()))
+}
+
+fn pii_action(value: &str) -> Result<String, AdminError> {
     value
-        .parse()
-        .map_err(|e: highside_identity::ClearanceError| {
-            AdminError::invalid("clearance", e.to_string())
-        })
+        .parse::<PiiAction>()
+        .map(|a| a.as_str().to_owned())
+        .map_err(|e| AdminError::invalid("pii_action", e.to_string()))
 }
 
 fn nationality(value: &str) -> Result<Nationality, AdminError> {
@@ -95,6 +100,7 @@ fn list<T>(mut rows: Vec<T>, page: &Page, id: impl Fn(&T) -> String) -> List<T> 
 #[derive(Clone)]
 pub struct Admin {
     store: Arc<dyn IdentityStore>,
+    encodings: Arc<Encodings>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -104,9 +110,19 @@ impl std::fmt::Debug for Admin {
 }
 
 impl Admin {
-    /// Operates on `store`.
-    pub fn new(store: Arc<dyn IdentityStore>) -> Self {
-        Self { store }
+    /// Operates on `store`, parsing clearances against `encodings`.
+    pub fn new(store: Arc<dyn IdentityStore>, encodings: Arc<Encodings>) -> Self {
+        Self { store, encodings }
+    }
+
+    /// A stored user's clearance. One that no longer parses (the encodings changed) counts
+    /// as more than anyone but an operator holds, so only an operator can act on, and fix, it.
+    fn held(&self, p: &Principal, user: &UserRecord) -> Result<Clearance, AdminError> {
+        match Clearance::parse(&self.encodings, &user.clearance) {
+            Ok(c) => Ok(c),
+            Err(_) if p.is_operator() => Ok(Clearance::lowest(&self.encodings)),
+            Err(_) => Err(Denied("cannot act on a user who holds more than you do".into()).into()),
+        }
     }
 
     // ---- agencies ----
@@ -126,6 +142,7 @@ impl Admin {
             status: Status::Active,
             created_at: now.clone(),
             updated_at: now,
+            pii_action: pii_action(req.pii_action.as_deref().unwrap_or("off"))?,
         };
         self.store.insert_agency(&agency)?;
         Ok(agency)
@@ -181,6 +198,9 @@ impl Admin {
             }
             agency.status = s;
         }
+        if let Some(a) = &req.pii_action {
+            agency.pii_action = pii_action(a)?;
+        }
         agency.updated_at = now_rfc3339();
         self.store.update_agency(&agency)?;
         Ok(agency)
@@ -222,14 +242,14 @@ impl Admin {
         let roles = req
             .roles
             .unwrap_or_else(|| [Role::User].into_iter().collect());
-        let clearance = clearance(&req.clearance)?;
+        let clearance = clearance(&self.encodings, &req.clearance)?;
         p.may_grant(roles, &clearance)?;
         let now = now_rfc3339();
         let user = UserRecord {
             id: UserId::generate(),
             agency_id: agency.id,
             name: name("name", &req.name, MAX_NAME)?,
-            clearance,
+            clearance: clearance.to_string(),
             nationality: nationality(&req.nationality)?,
             roles,
             status: Status::Active,
@@ -279,12 +299,14 @@ impl Admin {
         let id = UserId::parse(id).ok_or(AdminError::NotFound("user"))?;
         let mut user = self.visible_user(p, &id)?;
         p.may_administer(&user.agency_id)?;
-        p.may_act_on(&user.id, &user.agency_id, user.roles, &user.clearance)?;
+        let mut held = self.held(p, &user)?;
+        p.may_act_on(&user.id, &user.agency_id, user.roles, &held)?;
         if let Some(n) = &req.name {
             user.name = name("name", n, MAX_NAME)?;
         }
         if let Some(c) = &req.clearance {
-            user.clearance = clearance(c)?;
+            held = clearance(&self.encodings, c)?;
+            user.clearance = held.to_string();
         }
         if let Some(n) = &req.nationality {
             user.nationality = nationality(n)?;
@@ -293,7 +315,7 @@ impl Admin {
             user.roles = r;
         }
         if req.roles.is_some() || req.clearance.is_some() {
-            p.may_grant(user.roles, &user.clearance)?;
+            p.may_grant(user.roles, &held)?;
         }
         if user.id == p.user {
             if req.status == Some(Status::Disabled) {
@@ -320,7 +342,12 @@ impl Admin {
         let owner_id = req.user_id.clone().unwrap_or_else(|| p.user.clone());
         let owner = self.target_user(p, &owner_id)?;
         if owner.id != p.user {
-            p.may_act_on(&owner.id, &owner.agency_id, owner.roles, &owner.clearance)?;
+            p.may_act_on(
+                &owner.id,
+                &owner.agency_id,
+                owner.roles,
+                &self.held(p, &owner)?,
+            )?;
         }
         if owner.status != Status::Active {
             return Err(AdminError::Conflict("the user is disabled".into()));
@@ -432,7 +459,12 @@ impl Admin {
     /// Revokes a key at once: yours, or one of a user you outrank.
     pub fn revoke_key(&self, p: &Principal, id: &str) -> Result<ApiKeyRecord, AdminError> {
         let (key, owner) = self.visible_key(p, id)?;
-        p.may_act_on(&owner.id, &owner.agency_id, owner.roles, &owner.clearance)?;
+        p.may_act_on(
+            &owner.id,
+            &owner.agency_id,
+            owner.roles,
+            &self.held(p, &owner)?,
+        )?;
         self.store.revoke_key(&key.id, &now_rfc3339())?;
         self.store
             .get_key(&key.id)?
@@ -449,7 +481,7 @@ impl Admin {
     ) -> Result<CertMappingRecord, AdminError> {
         let user = self.target_user(p, &req.user_id)?;
         p.may_administer(&user.agency_id)?;
-        p.may_act_on(&user.id, &user.agency_id, user.roles, &user.clearance)?;
+        p.may_act_on(&user.id, &user.agency_id, user.roles, &self.held(p, &user)?)?;
         let mapping = CertMappingRecord {
             id: CertMappingId::generate(),
             user_id: user.id,
@@ -520,7 +552,7 @@ impl Admin {
         id: &str,
     ) -> Result<CertMappingRecord, AdminError> {
         let (m, user) = self.visible_mapping(p, id)?;
-        p.may_act_on(&user.id, &user.agency_id, user.roles, &user.clearance)?;
+        p.may_act_on(&user.id, &user.agency_id, user.roles, &self.held(p, &user)?)?;
         self.store.delete_cert_mapping(&m.id)?;
         Ok(m)
     }
@@ -544,6 +576,7 @@ pub struct Bootstrap {
 /// Creates the first operator and returns their one-time key; fails if any user exists.
 pub fn bootstrap(
     store: &dyn IdentityStore,
+    encodings: &Encodings,
     b: &Bootstrap,
 ) -> Result<(UserRecord, Created), AdminError> {
     let now = now_rfc3339();
@@ -554,12 +587,13 @@ pub fn bootstrap(
         status: Status::Active,
         created_at: now.clone(),
         updated_at: now.clone(),
+        pii_action: "off".into(),
     };
     let user = UserRecord {
         id: UserId::generate(),
         agency_id: agency.id.clone(),
         name: name("name", &b.operator_name, MAX_NAME)?,
-        clearance: clearance(&b.clearance)?,
+        clearance: clearance(encodings, &b.clearance)?.to_string(),
         nationality: nationality(&b.nationality)?,
         roles: [Role::Operator].into_iter().collect(),
         status: Status::Active,

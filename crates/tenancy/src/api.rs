@@ -11,6 +11,9 @@ pub struct CreateAgency {
     pub name: String,
     /// Branch of government.
     pub branch: Branch,
+    /// What happens to prompts holding personal data: `off` (default), `flag`, `block`, `cui`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pii_action: Option<String>,
 }
 
 /// `PATCH /admin/v1/agencies/{id}`: only the fields given change.
@@ -26,6 +29,9 @@ pub struct UpdateAgency {
     /// `disabled` stops every user of the agency from authenticating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
+    /// What happens to prompts holding personal data: `off`, `flag`, `block` or `cui`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pii_action: Option<String>,
 }
 
 /// `POST /admin/v1/users`.

@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use highside_identity::{CredentialError, KeyId, ParsedKey, Principal, Role, RoleSet, Status};
+use highside_identity::{
+    Clearance, CredentialError, KeyId, ParsedKey, Principal, Role, RoleSet, Status,
+};
+use highside_label::Encodings;
 use highside_store::{IdentityStore, StoreError, UserRecord};
 
 /// `last_used_at` is written at most this often per key, so authentication stays a read.
@@ -49,6 +52,9 @@ pub enum AuthError {
     /// The key and the client certificate belong to different users.
     #[error("the API key and the client certificate belong to different users")]
     Mismatch,
+    /// The user's stored clearance is not valid under the enclave's label encodings.
+    #[error("this account's clearance is not valid under the enclave's label encodings; an operator must correct it")]
+    InvalidClearance,
     /// The store failed.
     #[error("cannot check credentials: {0}")]
     Store(#[from] StoreError),
@@ -57,6 +63,7 @@ pub enum AuthError {
 /// Turns credentials into principals.
 pub struct Authenticator {
     store: Arc<dyn IdentityStore>,
+    encodings: Arc<Encodings>,
     touched: Mutex<HashMap<KeyId, Instant>>,
 }
 
@@ -67,10 +74,11 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Authenticates against `store`.
-    pub fn new(store: Arc<dyn IdentityStore>) -> Self {
+    /// Authenticates against `store`, parsing clearances against `encodings`.
+    pub fn new(store: Arc<dyn IdentityStore>, encodings: Arc<Encodings>) -> Self {
         Self {
             store,
+            encodings,
             touched: Mutex::new(HashMap::new()),
         }
     }
@@ -158,14 +166,18 @@ impl Authenticator {
             user.roles
         };
         let roles = scopes.map_or(user.roles, |s| s.intersection(held));
+        // A clearance that no longer parses (the encodings changed) must not become a guess.
+        let clearance = Clearance::parse(&self.encodings, &user.clearance)
+            .map_err(|_| AuthError::InvalidClearance)?;
         Ok(Principal {
             user: user.id,
             user_name: user.name,
             agency: user.agency_id,
             roles,
-            clearance: user.clearance,
+            clearance,
             nationality: user.nationality,
             key,
+            pii_action: agency.pii_action,
         })
     }
 

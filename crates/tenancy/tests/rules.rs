@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use highside_identity::{ApiKeySecret, Branch, ParsedKey, Principal, RoleSet, Status, UserId};
+use highside_label::Encodings;
 use highside_store::{IdentityStore, SqliteStore};
 use highside_tenancy::api::*;
 use highside_tenancy::{
@@ -30,8 +31,10 @@ fn login(auth: &Authenticator, key: &ApiKeySecret) -> Result<Principal, AuthErro
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("db")).unwrap());
+    let encodings = Arc::new(Encodings::builtin());
     let (_, created) = bootstrap(
         store.as_ref(),
+        &encodings,
         &Bootstrap {
             agency_name: "Enclave Operations".into(),
             branch: Branch::Executive,
@@ -42,12 +45,12 @@ fn world() -> World {
     )
     .unwrap();
     let dyn_store: Arc<dyn IdentityStore> = store.clone();
-    let auth = Authenticator::new(dyn_store.clone());
+    let auth = Authenticator::new(dyn_store.clone(), encodings.clone());
     let operator = login(&auth, &created.secret).unwrap();
     World {
         _dir: dir,
         store,
-        admin: Admin::new(dyn_store),
+        admin: Admin::new(dyn_store, encodings),
         auth,
         operator,
     }
@@ -61,6 +64,7 @@ impl World {
                 CreateAgency {
                     name: name.into(),
                     branch: Branch::Judicial,
+                    pii_action: None,
                 },
             )
             .unwrap()
@@ -117,6 +121,7 @@ fn bootstrap_happens_once() {
     assert!(w.operator.is_operator());
     let again = bootstrap(
         w.store.as_ref(),
+        &Encodings::builtin(),
         &Bootstrap {
             agency_name: "Other".into(),
             branch: Branch::Executive,
@@ -242,6 +247,7 @@ fn role_violations_are_403() {
     let new_agency = || CreateAgency {
         name: "B".into(),
         branch: Branch::Legislative,
+        pii_action: None,
     };
     assert_eq!(status(w.admin.create_agency(&user, new_agency())), 403);
     assert_eq!(status(w.admin.create_agency(&admin, new_agency())), 403);
@@ -575,7 +581,8 @@ fn validation_and_paging() {
             &w.operator,
             CreateAgency {
                 name: "A".into(),
-                branch: Branch::Executive
+                branch: Branch::Executive,
+                pii_action: None,
             }
         )),
         409

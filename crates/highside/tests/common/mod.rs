@@ -91,6 +91,8 @@ pub struct Options<'a> {
     pub probe: Option<reqwest::Client>,
     /// `https` instead of `http`.
     pub tls: bool,
+    /// Agency policies written to `DATA/policies.cedar` before the server starts.
+    pub policies: Option<&'a str>,
 }
 
 impl Server {
@@ -104,6 +106,9 @@ impl Server {
 
     pub async fn start_with(opts: Options<'_>) -> Self {
         let (dir, key) = data_dir_with_model();
+        if let Some(p) = opts.policies {
+            std::fs::write(dir.path().join("policies.cedar"), p).unwrap();
+        }
         let port_file = dir.path().join("port");
         let stderr = match &opts.log {
             Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),

@@ -1,0 +1,151 @@
+//! Optional detectors for personal data in prompts: U.S. social security numbers, phone
+//! numbers and e-mail addresses. What happens on a hit is each agency's choice.
+
+use std::fmt;
+use std::str::FromStr;
+
+use regex::Regex;
+
+/// What an agency wants done when a prompt holds personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PiiAction {
+    /// Do not look.
+    #[default]
+    Off,
+    /// Allow, and report what was found (response header, logs, later the audit record).
+    Flag,
+    /// Deny the request.
+    Block,
+    /// Raise the request label to at least CUI.
+    Cui,
+}
+
+impl PiiAction {
+    /// Every action, as stored and as the admin API spells it.
+    pub const ALL: [PiiAction; 4] = [Self::Off, Self::Flag, Self::Block, Self::Cui];
+
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Flag => "flag",
+            Self::Block => "block",
+            Self::Cui => "cui",
+        }
+    }
+}
+
+impl fmt::Display for PiiAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown PII action name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown PII action '{0}' (expected off, flag, block or cui)")]
+pub struct UnknownPiiAction(pub String);
+
+impl FromStr for PiiAction {
+    type Err = UnknownPiiAction;
+    fn from_str(s: &str) -> Result<Self, UnknownPiiAction> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| UnknownPiiAction(s.chars().take(32).collect()))
+    }
+}
+
+/// The compiled detectors.
+#[derive(Debug, Clone)]
+pub struct PiiDetector {
+    ssn: Regex,
+    phone: Regex,
+    email: Regex,
+}
+
+impl Default for PiiDetector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PiiDetector {
+    /// Compiles the detectors.
+    pub fn new() -> Self {
+        let re = |p: &str| Regex::new(p).expect("the PII patterns are valid");
+        Self {
+            // Area 000, 666 and 9xx, group 00 and serial 0000 are never issued.
+            ssn: re(r"\b(\d{3})-(\d{2})-(\d{4})\b"),
+            // North American numbers: optional +1, area code in parentheses or not.
+            phone: re(r"(?:^|[^\w+])(?:\+?1[ .-]?)?(?:\(\d{3}\)\s?|\d{3}[ .-])\d{3}[ .-]\d{4}\b"),
+            email: re(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+        }
+    }
+
+    /// The kinds of personal data in `text`: any of `ssn`, `phone`, `email`, in that order.
+    pub fn find(&self, text: &str) -> Vec<&'static str> {
+        let mut kinds = Vec::new();
+        let ssn = self.ssn.captures_iter(text).any(|c| {
+            let (area, group, serial) = (&c[1], &c[2], &c[3]);
+            area != "000"
+                && area != "666"
+                && !area.starts_with('9')
+                && group != "00"
+                && serial != "0000"
+        });
+        if ssn {
+            kinds.push("ssn");
+        }
+        if self.phone.is_match(text) {
+            kinds.push("phone");
+        }
+        if self.email.is_match(text) {
+            kinds.push("email");
+        }
+        kinds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_each_kind() {
+        let d = PiiDetector::new();
+        assert_eq!(d.find("SSN 123-45-6789 on file"), ["ssn"]);
+        assert_eq!(d.find("call (703) 555-0100 today"), ["phone"]);
+        assert_eq!(d.find("call +1 703-555-0100"), ["phone"]);
+        assert_eq!(d.find("mail j.doe@agency.gov"), ["email"]);
+        assert_eq!(
+            d.find("123-45-6789, 703.555.0100, a@b.io"),
+            ["ssn", "phone", "email"]
+        );
+    }
+
+    #[test]
+    fn ignores_lookalikes() {
+        let d = PiiDetector::new();
+        for text in [
+            "000-12-3456 is not issued",
+            "666-12-3456 neither",
+            "900-12-3456 neither",
+            "version 1.2.3",
+            "order 12345-6789",
+            "meet at 10:30",
+            "user@localhost",
+            "plain text",
+        ] {
+            assert!(d.find(text).is_empty(), "{text}: {:?}", d.find(text));
+        }
+    }
+
+    #[test]
+    fn actions_round_trip() {
+        for a in PiiAction::ALL {
+            assert_eq!(a.as_str().parse::<PiiAction>().unwrap(), a);
+        }
+        assert!("raise".parse::<PiiAction>().is_err());
+    }
+}

@@ -1,0 +1,33 @@
+//! Feeds arbitrary text to the marking parser and the marking detector (both read what clients
+//! send: the X-Highside-Label header, `highside.label`, every message). No input may panic; a
+//! parsed label must format to a banner and portion mark that parse back to the same label;
+//! and detection only ever finds labels that are labels of the encodings.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use highside_label::{Detector, Encodings};
+use libfuzzer_sys::fuzz_target;
+
+fn fixtures() -> &'static (Encodings, Detector) {
+    static F: OnceLock<(Encodings, Detector)> = OnceLock::new();
+    F.get_or_init(|| {
+        let e = Encodings::builtin();
+        let d = Detector::new(&e);
+        (e, d)
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (e, d) = fixtures();
+    if let Ok(label) = e.parse(text) {
+        assert_eq!(e.parse(&e.banner(&label)).as_ref(), Ok(&label));
+        assert_eq!(e.parse(&e.portion(&label)).as_ref(), Ok(&label));
+    }
+    for found in d.find(text) {
+        assert_eq!(e.parse(&e.banner(&found.label)).as_ref(), Ok(&found.label));
+    }
+});
