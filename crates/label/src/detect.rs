@@ -171,7 +171,12 @@ impl Detector {
         while end < bytes.len() && end - start < MAX_BANNER && is_marking_char(bytes[end]) {
             end += 1;
         }
-        let mut candidate = flat[start..end].trim_end_matches([' ', '/', ',', '-']);
+        self.longest_prefix(&flat[start..end])
+    }
+
+    /// The longest prefix of `text`, cut at a space, slash or comma, that parses.
+    fn longest_prefix(&self, text: &str) -> Option<Label> {
+        let mut candidate = text.trim_end_matches([' ', '/', ',', '-']);
         loop {
             if let Ok(label) = self.encodings.parse(candidate) {
                 return Some(label);
@@ -190,7 +195,13 @@ impl Detector {
         let window = flat.get(start..(start + MAX_PORTION).min(flat.len()))?;
         let close = window.find(')')?;
         let inner = &window[1..close];
-        let label = self.encodings.parse(&window[..=close]).ok()?;
+        let label = match self.encodings.parse(&window[..=close]) {
+            Ok(label) => label,
+            // `(TS//SI//FAKE/NF)`: a known level and `//` make it a marking even with a word we
+            // do not know; every known word still counts.
+            Err(_) if inner.contains("//") => self.encodings.parse_lenient(&window[..=close])?,
+            Err(_) => return None,
+        };
         // `(c)`, `(s)` and `(u)` are everyday text (copyright, plurals, list items): a mark that
         // is only a one-letter level counts only in capitals at the start of a paragraph.
         let bare_letter = inner.trim().len() == 1;

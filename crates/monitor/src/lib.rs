@@ -19,7 +19,7 @@ use std::sync::Arc;
 use highside_label::{Detector, Encodings, Label};
 
 pub use pii::{PiiAction, PiiDetector, UnknownPiiAction};
-pub use policy::{label_json, Policies, PolicyError, PolicyRequest, PERMIT_ALL, SCHEMA};
+pub use policy::{Policies, PolicyError, PolicyRequest, PERMIT_ALL, SCHEMA};
 
 /// The rule behind a reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

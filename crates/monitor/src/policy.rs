@@ -5,14 +5,15 @@
 //! policy whose evaluation fails; since a skipped `forbid` would turn into an allow, any
 //! evaluation error denies.
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, Schema, ValidationMode,
-    Validator,
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use highside_label::{Encodings, Label, Releasability};
-use serde_json::{json, Value};
 
 use crate::{Reason, Rule};
 
@@ -43,7 +44,31 @@ pub struct Policies {
     #[cfg_attr(not(test), allow(dead_code))]
     schema: Schema,
     action: EntityUid,
+    types: Types,
+    cache: Arc<Mutex<EntityCache>>,
 }
+
+/// Users and models change rarely, and Cedar evaluates every attribute value when an entity is
+/// built (about half a microsecond each), so built entities are kept, keyed by everything
+/// they are made of: a changed clearance or accreditation is a different key, never stale.
+#[derive(Debug, Default)]
+struct EntityCache {
+    users: HashMap<UserKey, Entity>,
+    models: HashMap<(String, Label), Entity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct UserKey {
+    user: String,
+    name: String,
+    agency: String,
+    roles: Vec<String>,
+    clearance: Label,
+    nationality: String,
+}
+
+/// Entries kept per kind before the cache starts over.
+const CACHE_LIMIT: usize = 4096;
 
 /// The request facts Cedar sees besides the principal and the model.
 #[derive(Debug, Clone)]
@@ -80,21 +105,64 @@ fn schema() -> Schema {
     schema
 }
 
+fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> RestrictedExpression {
+    RestrictedExpression::new_set(
+        items
+            .into_iter()
+            .map(|s| RestrictedExpression::new_string(s.to_owned())),
+    )
+}
+
 /// A label as the schema's `Label` record.
-pub fn label_json(encodings: &Encodings, label: &Label) -> Value {
-    let (unrestricted, countries): (bool, Vec<&String>) = match label.releasability() {
-        Releasability::Unrestricted => (true, Vec::new()),
-        Releasability::RelTo(set) => (false, set.iter().collect()),
+fn label_expr(encodings: &Encodings, label: &Label) -> RestrictedExpression {
+    let (unrestricted, countries) = match label.releasability() {
+        Releasability::Unrestricted => (true, strings([])),
+        Releasability::RelTo(set) => (false, strings(set.iter().map(String::as_str))),
     };
-    json!({
-        "level": i64::from(label.level()),
-        "level_name": encodings.level_name(label),
-        "compartments": label.compartments(),
-        "unrestricted": unrestricted,
-        "releasable_to": countries,
-        "dissemination": label.dissemination(),
-        "cui": label.cui(),
-    })
+    let fields = [
+        (
+            "level",
+            RestrictedExpression::new_long(i64::from(label.level())),
+        ),
+        (
+            "level_name",
+            RestrictedExpression::new_string(encodings.level_name(label).to_owned()),
+        ),
+        (
+            "compartments",
+            strings(label.compartments().iter().map(String::as_str)),
+        ),
+        ("unrestricted", RestrictedExpression::new_bool(unrestricted)),
+        ("releasable_to", countries),
+        (
+            "dissemination",
+            strings(label.dissemination().iter().map(String::as_str)),
+        ),
+        ("cui", strings(label.cui().iter().map(String::as_str))),
+    ];
+    RestrictedExpression::new_record(fields.into_iter().map(|(k, v)| (k.to_owned(), v)))
+        .expect("the record's field names are distinct")
+}
+
+/// The schema's entity types, parsed once.
+#[derive(Debug, Clone)]
+struct Types {
+    user: EntityTypeName,
+    agency: EntityTypeName,
+    role: EntityTypeName,
+    model: EntityTypeName,
+}
+
+impl Types {
+    fn new() -> Self {
+        let t = |n: &str| EntityTypeName::from_str(n).expect("the schema's type names are valid");
+        Self {
+            user: t("Highside::User"),
+            agency: t("Highside::Agency"),
+            role: t("Highside::Role"),
+            model: t("Highside::Model"),
+        }
+    }
 }
 
 impl Policies {
@@ -111,6 +179,8 @@ impl Policies {
             set,
             schema,
             action: EntityUid::from_str(ACTION).expect("the action name is valid"),
+            types: Types::new(),
+            cache: Arc::new(Mutex::new(EntityCache::default())),
         })
     }
 
@@ -129,39 +199,97 @@ impl Policies {
         self.len() == 0
     }
 
-    /// The request as Cedar JSON: principal uid, resource uid, entities, context.
-    fn facts(&self, encodings: &Encodings, r: &PolicyRequest<'_>) -> (Value, Value, Value, Value) {
-        let user = json!({"type": "Highside::User", "id": r.user});
-        let agency = json!({"type": "Highside::Agency", "id": r.agency});
-        let model = json!({"type": "Highside::Model", "id": r.model});
-        let mut parents = vec![agency.clone()];
-        let mut entities = vec![json!({"uid": agency, "attrs": {}, "parents": []})];
+    fn uid(&self, ty: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+    }
+
+    /// The request as Cedar values, built directly (no JSON to parse on the hot path): the
+    /// principal, the resource, the entities and the context.
+    fn facts(
+        &self,
+        encodings: &Encodings,
+        r: &PolicyRequest<'_>,
+    ) -> Result<(EntityUid, EntityUid, Vec<Entity>, Context), String> {
+        let t = &self.types;
+        let user = self.uid(&t.user, r.user);
+        let agency = self.uid(&t.agency, r.agency);
+        let model = self.uid(&t.model, r.model);
+        let mut parents = HashSet::from([agency.clone()]);
+        let mut entities = vec![Entity::new_no_attrs(agency, HashSet::new())];
         for role in r.roles {
-            let uid = json!({"type": "Highside::Role", "id": role});
-            parents.push(uid.clone());
-            entities.push(json!({"uid": uid, "attrs": {}, "parents": []}));
+            let uid = self.uid(&t.role, role);
+            parents.insert(uid.clone());
+            entities.push(Entity::new_no_attrs(uid, HashSet::new()));
         }
-        entities.push(json!({
-            "uid": user,
-            "attrs": {
-                "name": r.user_name,
-                "clearance": label_json(encodings, r.clearance),
-                "nationality": r.nationality,
-            },
-            "parents": parents,
-        }));
-        entities.push(json!({
-            "uid": model,
-            "attrs": {"accreditation": label_json(encodings, r.accreditation)},
-            "parents": [],
-        }));
-        let context = json!({
-            "label": label_json(encodings, r.label),
-            "declared": label_json(encodings, r.declared),
-            "detected": r.detected,
-            "pii": r.pii,
-        });
-        (user, model, Value::Array(entities), context)
+        let key = UserKey {
+            user: r.user.to_owned(),
+            name: r.user_name.to_owned(),
+            agency: r.agency.to_owned(),
+            roles: r.roles.iter().map(|s| (*s).to_owned()).collect(),
+            clearance: r.clearance.clone(),
+            nationality: r.nationality.to_owned(),
+        };
+        let model_key = (r.model.to_owned(), r.accreditation.clone());
+        let (cached_user, cached_model) = {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                cache.users.get(&key).cloned(),
+                cache.models.get(&model_key).cloned(),
+            )
+        };
+        let user_entity = match cached_user {
+            Some(e) => e,
+            None => {
+                let attrs = HashMap::from([
+                    (
+                        "name".to_owned(),
+                        RestrictedExpression::new_string(r.user_name.to_owned()),
+                    ),
+                    ("clearance".to_owned(), label_expr(encodings, r.clearance)),
+                    (
+                        "nationality".to_owned(),
+                        RestrictedExpression::new_string(r.nationality.to_owned()),
+                    ),
+                ]);
+                let e = Entity::new(user.clone(), attrs, parents).map_err(|e| e.to_string())?;
+                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.users.len() >= CACHE_LIMIT {
+                    cache.users.clear();
+                }
+                cache.users.insert(key, e.clone());
+                e
+            }
+        };
+        let model_entity = match cached_model {
+            Some(e) => e,
+            None => {
+                let attrs = HashMap::from([(
+                    "accreditation".to_owned(),
+                    label_expr(encodings, r.accreditation),
+                )]);
+                let e =
+                    Entity::new(model.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())?;
+                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.models.len() >= CACHE_LIMIT {
+                    cache.models.clear();
+                }
+                cache.models.insert(model_key, e.clone());
+                e
+            }
+        };
+        entities.push(user_entity);
+        entities.push(model_entity);
+        let context = Context::from_pairs([
+            ("label".to_owned(), label_expr(encodings, r.label)),
+            ("declared".to_owned(), label_expr(encodings, r.declared)),
+            (
+                "detected".to_owned(),
+                RestrictedExpression::new_bool(r.detected),
+            ),
+            ("pii".to_owned(), strings(r.pii.iter().copied())),
+        ])
+        .map_err(|e| e.to_string())?;
+        Ok((user, model, entities, context))
     }
 
     /// Evaluates the policies; `Ok` allows. Every failure to build or evaluate denies.
@@ -172,15 +300,12 @@ impl Policies {
                 format!("agency policy could not be evaluated ({what}); denied"),
             )
         };
-        let (user, model, entities, context) = self.facts(encodings, r);
+        let (user, model, entities, context) = self.facts(encodings, r).map_err(fail)?;
         // The policies were validated against the schema when they were loaded and these
-        // values are built here to its shape (tests check that), so they are not re-validated
-        // on every request: that would triple the cost of a decision.
-        let entities =
-            Entities::from_json_value(entities, None).map_err(|e| fail(e.to_string()))?;
-        let context = Context::from_json_value(context, None).map_err(|e| fail(e.to_string()))?;
-        let uid = |v: Value| EntityUid::from_json(v).map_err(|e| fail(e.to_string()));
-        let request = Request::new(uid(user)?, self.action.clone(), uid(model)?, context, None)
+        // values are built here to its shape (a test checks that), so they are not
+        // re-validated on every request: that would multiply the cost of a decision.
+        let entities = Entities::from_entities(entities, None).map_err(|e| fail(e.to_string()))?;
+        let request = Request::new(user, self.action.clone(), model, context, None)
             .map_err(|e| fail(e.to_string()))?;
         let response = Authorizer::new().is_authorized(&request, &self.set, &entities);
         if let Some(e) = response.diagnostics().errors().next() {
@@ -245,10 +370,10 @@ mod tests {
             "CUI//SP-PRVCY//NOFORN",
         ] {
             let l = e.parse(m).unwrap();
-            let (_, _, entities, context) = p.facts(&e, &request(&l));
-            Entities::from_json_value(entities, Some(&p.schema)).expect("entities conform");
-            Context::from_json_value(context, Some((&p.schema, &p.action)))
-                .expect("context conforms");
+            let (user, model, entities, context) = p.facts(&e, &request(&l)).unwrap();
+            Entities::from_entities(entities, Some(&p.schema)).expect("entities conform");
+            Request::new(user, p.action.clone(), model, context, Some(&p.schema))
+                .expect("the request and its context conform");
             assert!(p.evaluate(&e, &request(&l)).is_ok());
         }
     }
