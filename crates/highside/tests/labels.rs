@@ -167,6 +167,38 @@ async fn mandatory_access_control_end_to_end() {
         "{err}"
     );
 
+    // The cases: a SECRET user's `(S)` paragraph may not go into the UNCLASSIFIED
+    // model; a TS//SI user with TS//SI text to a TS//SI model gets an answer labelled so.
+    let s_paragraph = chat("(S) The convoy leaves at dawn.\nSummarise.");
+    let err = refused(post(&server, &s_usa, path, &s_paragraph, &[]).await, 403).await;
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("mac.no_write_down.level"),
+        "{err}"
+    );
+    assert_eq!(
+        set_model_label(&server, &server.key, "TOP SECRET//SI")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        allowed(
+            post(
+                &server,
+                &ts_usa,
+                path,
+                &chat("(TS//SI) The intercept says."),
+                &[]
+            )
+            .await
+        )
+        .await,
+        "TOP SECRET//SI"
+    );
+
     // A model without a releasability marking may be released to anyone, so it may not
     // receive NOFORN data; accredited NOFORN it may.
     let res = set_model_label(&server, &server.key, "top secret//tk/si").await;
