@@ -55,6 +55,12 @@ async fn refused(res: reqwest::Response, status: u16) -> Value {
     err
 }
 
+/// The denial names `rule`.
+fn names_rule(err: &Value, rule: &str) {
+    let message = err["message"].as_str().unwrap_or_default();
+    assert!(message.contains(rule), "{rule} not in {err}");
+}
+
 async fn create(server: &Server, path: &str, body: Value) -> Value {
     let res = Server::client_with(&server.key)
         .post(server.url(path))
@@ -159,25 +165,13 @@ async fn mandatory_access_control_end_to_end() {
     )
     .await;
     assert_eq!(err["code"], "access_denied");
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("mac.no_write_down.level"),
-        "{err}"
-    );
+    names_rule(&err, "mac.no_write_down.level");
 
     // The cases: a SECRET user's `(S)` paragraph may not go into the UNCLASSIFIED
     // model; a TS//SI user with TS//SI text to a TS//SI model gets an answer labelled so.
     let s_paragraph = chat("(S) The convoy leaves at dawn.\nSummarise.");
     let err = refused(post(&server, &s_usa, path, &s_paragraph, &[]).await, 403).await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("mac.no_write_down.level"),
-        "{err}"
-    );
+    names_rule(&err, "mac.no_write_down.level");
     assert_eq!(
         set_model_label(&server, &server.key, "TOP SECRET//SI")
             .await
@@ -213,13 +207,7 @@ async fn mandatory_access_control_end_to_end() {
         403,
     )
     .await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("mac.no_write_down.releasability"),
-        "{err}"
-    );
+    names_rule(&err, "mac.no_write_down.releasability");
     assert_eq!(
         set_model_label(&server, &server.key, "TS//SI/TK//NF")
             .await
@@ -255,13 +243,7 @@ async fn mandatory_access_control_end_to_end() {
         403,
     )
     .await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("mac.no_read_up.level"),
-        "{err}"
-    );
+    names_rule(&err, "mac.no_read_up.level");
     let secret_text = "(TS//SI) The asset codenamed KESTREL reports.";
     let err = refused(
         post(&server, &s_usa, path, &chat(secret_text), &[]).await,
@@ -289,23 +271,14 @@ async fn mandatory_access_control_end_to_end() {
         403,
     )
     .await;
-    assert!(
-        err["message"].as_str().unwrap().contains("no_read_up"),
-        "{err}"
-    );
+    names_rule(&err, "no_read_up");
     // Compartments: TS//SI does not read TK.
     let err = refused(
         post(&server, &ts_usa, path, &chat("(TS//TK) x"), &[]).await,
         403,
     )
     .await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("mac.no_read_up.compartment"),
-        "{err}"
-    );
+    names_rule(&err, "mac.no_read_up.compartment");
 
     // Releasability: NOFORN is not for a GBR national; REL TO USA, GBR is.
     let nf = chat("SECRET//NOFORN\nThe plan.");
@@ -314,13 +287,7 @@ async fn mandatory_access_control_end_to_end() {
         "SECRET//NOFORN"
     );
     let err = refused(post(&server, &ts_gbr, path, &nf, &[]).await, 403).await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("mac.releasability"),
-        "{err}"
-    );
+    names_rule(&err, "mac.releasability");
     let rel = chat("(S//REL TO USA, GBR) The plan.");
     assert_eq!(
         allowed(post(&server, &ts_gbr, path, &rel, &[]).await).await,
@@ -336,13 +303,7 @@ async fn mandatory_access_control_end_to_end() {
         200
     );
     let err = refused(post(&server, &ts_usa, path, &nf, &[]).await, 403).await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("mac.no_write_down.releasability"),
-        "{err}"
-    );
+    names_rule(&err, "mac.no_write_down.releasability");
     assert_eq!(
         allowed(post(&server, &ts_gbr, path, &rel, &[]).await).await,
         "SECRET//REL TO USA, GBR"
@@ -465,10 +426,7 @@ async fn output_labels_streaming_banner_and_pii() {
     );
     set_pii("block").await;
     let err = refused(post(&server, &key, path, &pii, &[]).await, 403).await;
-    assert!(
-        err["message"].as_str().unwrap().contains("pii.blocked"),
-        "{err}"
-    );
+    names_rule(&err, "pii.blocked");
     assert!(
         !err["message"].as_str().unwrap().contains("123-45"),
         "{err}"
@@ -535,12 +493,6 @@ async fn cedar_policies_deny_more_never_allow_more() {
         403,
     )
     .await;
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("mac.no_write_down.level"),
-        "{err}"
-    );
+    names_rule(&err, "mac.no_write_down.level");
     assert!(server.stop().await.success());
 }

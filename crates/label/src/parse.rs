@@ -44,8 +44,9 @@ fn short(s: &str) -> String {
 }
 
 impl Encodings {
-    /// Parses a banner line or a portion mark (one in parentheses).
-    pub fn parse(&self, marking: &str) -> Result<Label, LabelError> {
+    /// The level of a banner or portion mark, as a label with nothing else, and its other
+    /// words (upper case, whitespace-normalised), in order.
+    fn level_and_words(&self, marking: &str) -> Result<(Label, Vec<String>), LabelError> {
         let s = marking.trim();
         if s.is_empty() || s.len() > MAX_LEN {
             return Err(LabelError::Length);
@@ -55,13 +56,9 @@ impl Encodings {
             Some(rest) => rest.strip_suffix(')').ok_or(LabelError::Malformed)?.trim(),
             None => upper.as_str(),
         };
+        let normal = |w: &str| w.split_whitespace().collect::<Vec<_>>().join(" ");
         let mut segments = body.split("//");
-        let level_text = segments
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let level_text = normal(segments.next().unwrap_or_default());
         let level = self
             .levels
             .iter()
@@ -69,11 +66,18 @@ impl Encodings {
             .ok_or_else(|| LabelError::UnknownLevel(short(&level_text)))?;
         let mut label = self.lowest();
         label.level = level as u8;
-        for segment in segments {
-            for word in segment.split('/') {
-                let word = word.split_whitespace().collect::<Vec<_>>().join(" ");
-                self.apply(&mut label, &word)?;
-            }
+        let words = segments
+            .flat_map(|segment| segment.split('/'))
+            .map(normal)
+            .collect();
+        Ok((label, words))
+    }
+
+    /// Parses a banner line or a portion mark (one in parentheses).
+    pub fn parse(&self, marking: &str) -> Result<Label, LabelError> {
+        let (mut label, words) = self.level_and_words(marking)?;
+        for word in &words {
+            self.apply(&mut label, word)?;
         }
         Ok(label)
     }
@@ -83,47 +87,23 @@ impl Encodings {
     /// the level must be known. Unknown countries are dropped from a REL TO list, which leaves
     /// it at most as wide as written (fewer countries is more restrictive).
     pub fn parse_lenient(&self, marking: &str) -> Option<Label> {
-        let s = marking.trim();
-        if s.is_empty() || s.len() > MAX_LEN {
-            return None;
-        }
-        let upper = s.to_ascii_uppercase();
-        let body = match upper.strip_prefix('(') {
-            Some(rest) => rest.strip_suffix(')')?.trim(),
-            None => upper.as_str(),
-        };
-        let mut segments = body.split("//");
-        let level_text = segments
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let level = self
-            .levels
-            .iter()
-            .position(|(name, abbrev)| *name == level_text || *abbrev == level_text)?;
-        let mut label = self.lowest();
-        label.level = level as u8;
-        for segment in segments {
-            for word in segment.split('/') {
-                let word = word.split_whitespace().collect::<Vec<_>>().join(" ");
-                if let Some(list) = word.strip_prefix("REL TO ") {
-                    let mut countries: BTreeSet<String> = [HOME.to_owned()].into();
-                    for item in list.split(',').map(str::trim) {
-                        if let Some(members) = self.tetragraphs.get(item) {
-                            countries.extend(members.iter().cloned());
-                        } else if self.countries.contains(item) {
-                            countries.insert(item.to_owned());
-                        }
+        let (mut label, words) = self.level_and_words(marking).ok()?;
+        for word in &words {
+            if let Some(list) = word.strip_prefix("REL TO ") {
+                let mut countries: BTreeSet<String> = [HOME.to_owned()].into();
+                for item in list.split(',').map(str::trim) {
+                    if let Some(members) = self.tetragraphs.get(item) {
+                        countries.extend(members.iter().cloned());
+                    } else if self.countries.contains(item) {
+                        countries.insert(item.to_owned());
                     }
-                    label.releasability = label
-                        .releasability
-                        .restrict(&Releasability::RelTo(countries));
-                } else {
-                    // An unknown word is skipped; a known one applies as in `parse`.
-                    let _ = self.apply(&mut label, &word);
                 }
+                label.releasability = label
+                    .releasability
+                    .restrict(&Releasability::RelTo(countries));
+            } else {
+                // An unknown word is skipped; a known one applies as in `parse`.
+                let _ = self.apply(&mut label, word);
             }
         }
         Some(label)

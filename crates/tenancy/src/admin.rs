@@ -115,6 +115,12 @@ impl Admin {
         Self { store, encodings }
     }
 
+    /// Whether `p` may act on `user` (see `Principal::may_act_on`).
+    fn may_act_on(&self, p: &Principal, user: &UserRecord) -> Result<(), AdminError> {
+        let held = self.held(p, user)?;
+        Ok(p.may_act_on(&user.id, &user.agency_id, user.roles, &held)?)
+    }
+
     /// A stored user's clearance. One that no longer parses (the encodings changed) counts
     /// as more than anyone but an operator holds, so only an operator can act on, and fix, it.
     fn held(&self, p: &Principal, user: &UserRecord) -> Result<Clearance, AdminError> {
@@ -342,12 +348,7 @@ impl Admin {
         let owner_id = req.user_id.clone().unwrap_or_else(|| p.user.clone());
         let owner = self.target_user(p, &owner_id)?;
         if owner.id != p.user {
-            p.may_act_on(
-                &owner.id,
-                &owner.agency_id,
-                owner.roles,
-                &self.held(p, &owner)?,
-            )?;
+            self.may_act_on(p, &owner)?;
         }
         if owner.status != Status::Active {
             return Err(AdminError::Conflict("the user is disabled".into()));
@@ -459,12 +460,7 @@ impl Admin {
     /// Revokes a key at once: yours, or one of a user you outrank.
     pub fn revoke_key(&self, p: &Principal, id: &str) -> Result<ApiKeyRecord, AdminError> {
         let (key, owner) = self.visible_key(p, id)?;
-        p.may_act_on(
-            &owner.id,
-            &owner.agency_id,
-            owner.roles,
-            &self.held(p, &owner)?,
-        )?;
+        self.may_act_on(p, &owner)?;
         self.store.revoke_key(&key.id, &now_rfc3339())?;
         self.store
             .get_key(&key.id)?
@@ -481,7 +477,7 @@ impl Admin {
     ) -> Result<CertMappingRecord, AdminError> {
         let user = self.target_user(p, &req.user_id)?;
         p.may_administer(&user.agency_id)?;
-        p.may_act_on(&user.id, &user.agency_id, user.roles, &self.held(p, &user)?)?;
+        self.may_act_on(p, &user)?;
         let mapping = CertMappingRecord {
             id: CertMappingId::generate(),
             user_id: user.id,
@@ -552,7 +548,7 @@ impl Admin {
         id: &str,
     ) -> Result<CertMappingRecord, AdminError> {
         let (m, user) = self.visible_mapping(p, id)?;
-        p.may_act_on(&user.id, &user.agency_id, user.roles, &self.held(p, &user)?)?;
+        self.may_act_on(p, &user)?;
         self.store.delete_cert_mapping(&m.id)?;
         Ok(m)
     }
