@@ -115,6 +115,7 @@ fn init(data: &std::path::Path, args: InitArgs) -> anyhow::Result<()> {
     if !policies.exists() {
         std::fs::write(&policies, label::DEFAULT_POLICIES)?;
     }
+    let public = audit_key(data)?;
     let clearance = args
         .clearance
         .unwrap_or_else(|| highside_identity::Clearance::highest(&encodings).to_string());
@@ -135,9 +136,46 @@ fn init(data: &std::path::Path, args: InitArgs) -> anyhow::Result<()> {
     )?;
     println!("initialised {}", dir.root().display());
     println!(
+        "audit signing key: {} (owner-only); public key for auditors: {} = {public}",
+        data.join(AUDIT_KEY).display(),
+        data.join(AUDIT_PUBLIC).display()
+    );
+    println!(
         "operator '{}' ({}) created; its key is shown once, below, and cannot be recovered",
         user.name, user.id
     );
     println!("HIGHSIDE_API_KEY={}", key.secret.expose());
     Ok(())
+}
+
+/// The audit log's Ed25519 signing key (PKCS#8) in the data directory, owner-only.
+const AUDIT_KEY: &str = "audit-signing.key";
+/// Its public key, hex, for auditors.
+const AUDIT_PUBLIC: &str = "audit-signing.pub";
+
+/// Creates the audit signing key unless it exists (never replaced: it anchors every
+/// checkpoint already written) and writes the public key; returns the public key's hex.
+fn audit_key(data: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let path = data.join(AUDIT_KEY);
+    let signer = if path.exists() {
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        highside_audit::Signer::from_pkcs8(&bytes)?
+    } else {
+        let (pkcs8, signer) = highside_audit::Signer::generate()?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        std::io::Write::write_all(&mut file, &pkcs8)?;
+        file.sync_all()?;
+        signer
+    };
+    let public = signer.public_key().to_hex();
+    std::fs::write(data.join(AUDIT_PUBLIC), format!("{public}\n"))?;
+    Ok(public)
 }

@@ -200,3 +200,31 @@ fn label_check_canonicalises_and_compares() {
         .status
         .success());
 }
+
+#[test]
+fn init_creates_an_owner_only_audit_signing_key_and_exports_its_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = highside(dir.path(), &["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = dir.path().join("audit-signing.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let pkcs8 = std::fs::read(&key).unwrap();
+    let signer = highside_audit::Signer::from_pkcs8(&pkcs8).unwrap();
+    let public = std::fs::read_to_string(dir.path().join("audit-signing.pub")).unwrap();
+    assert_eq!(public.trim(), signer.public_key().to_hex());
+    // The output names the public key and never the private one.
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(public.trim()));
+    assert!(!printed.contains(&hex::encode(&pkcs8)));
+}
