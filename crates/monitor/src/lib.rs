@@ -119,6 +119,17 @@ impl Decision {
     }
 }
 
+/// A request's label and what it was made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLabel {
+    /// The join of the declared labels and every detected marking.
+    pub label: Label,
+    /// The join of the declared labels alone (the lowest label when none was declared).
+    pub declared: Label,
+    /// Whether any marking was found in the texts.
+    pub detected: bool,
+}
+
 /// Everything the monitor needs to know about one request.
 #[derive(Debug, Clone)]
 pub struct Input<'a> {
@@ -173,8 +184,8 @@ impl Monitor {
 
     /// The request label alone: the join of the declared markings and every detected one.
     /// A declared marking that does not parse is an error (which denies).
-    pub fn label(&self, declared: &[&str], texts: &[&str]) -> Result<(Label, bool), Reason> {
-        let mut label = self.encodings.lowest();
+    pub fn label(&self, declared: &[&str], texts: &[&str]) -> Result<RequestLabel, Reason> {
+        let mut declared_label = self.encodings.lowest();
         for d in declared {
             let l = self.encodings.parse(d).map_err(|e| {
                 Reason::new(
@@ -182,19 +193,27 @@ impl Monitor {
                     format!("the declared label is not valid here: {e}"),
                 )
             })?;
-            label = label.join(&l);
+            declared_label = declared_label.join(&l);
         }
-        let detected = self.detector.label_of(texts.iter().copied());
-        let found = detected.is_some();
-        if let Some(d) = detected {
-            label = label.join(&d);
-        }
-        Ok((label, found))
+        let found = self.detector.label_of(texts.iter().copied());
+        let label = match &found {
+            Some(d) => declared_label.join(d),
+            None => declared_label.clone(),
+        };
+        Ok(RequestLabel {
+            label,
+            declared: declared_label,
+            detected: found.is_some(),
+        })
     }
 
     /// Decides one request.
     pub fn decide(&self, input: &Input<'_>) -> Decision {
-        let (mut label, detected) = match self.label(input.declared, input.texts) {
+        let RequestLabel {
+            mut label,
+            declared,
+            detected,
+        } = match self.label(input.declared, input.texts) {
             Ok(x) => x,
             Err(reason) => {
                 return Decision {
@@ -255,7 +274,7 @@ impl Monitor {
                 model: input.model,
                 accreditation: input.accreditation,
                 label: &label,
-                declared: &self.declared_only(input.declared),
+                declared: &declared,
                 detected,
                 pii: &pii,
             };
@@ -270,12 +289,5 @@ impl Monitor {
             detected,
             pii,
         }
-    }
-
-    fn declared_only(&self, declared: &[&str]) -> Label {
-        declared
-            .iter()
-            .filter_map(|d| self.encodings.parse(d).ok())
-            .fold(self.encodings.lowest(), |a, b| a.join(&b))
     }
 }
