@@ -35,16 +35,8 @@ async fn post(server: &Server, key: &str, path: &str, body: &Value) -> reqwest::
         .unwrap()
 }
 
-/// POSTs JSON as `key`, expects 201, returns the body.
 async fn create(server: &Server, key: &str, path: &str, body: Value) -> Value {
-    let res = post(server, key, path, &body).await;
-    assert_eq!(
-        res.status(),
-        201,
-        "{path} {body}: {}",
-        res.text().await.unwrap()
-    );
-    res.json().await.unwrap()
+    server.create(key, path, body).await
 }
 
 struct Tenant {

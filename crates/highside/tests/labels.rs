@@ -62,14 +62,7 @@ fn names_rule(err: &Value, rule: &str) {
 }
 
 async fn create(server: &Server, path: &str, body: Value) -> Value {
-    let res = Server::client_with(&server.key)
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "{path}: {}", res.text().await.unwrap());
-    res.json().await.unwrap()
+    server.create(&server.key, path, body).await
 }
 
 /// A user of `agency` with `clearance` and `nationality`, and a key for them.

@@ -180,6 +180,28 @@ impl Server {
             .unwrap()
     }
 
+    /// POSTs JSON as `key`, expects 201, returns the body.
+    pub async fn create(
+        &self,
+        key: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let res = Self::client_with(key)
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            201,
+            "{path} {body}: {}",
+            res.text().await.unwrap()
+        );
+        res.json().await.unwrap()
+    }
+
     /// A client authenticated as the operator.
     pub fn http(&self) -> reqwest::Client {
         Self::client_with(&self.key)
