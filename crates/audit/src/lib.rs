@@ -10,11 +10,20 @@ mod checkpoint;
 pub mod frame;
 mod log;
 pub mod merkle;
+mod proof;
+mod record;
 mod scan;
 
 pub use checkpoint::{Checkpoint, KeyError, PublicKey, Signer};
 pub use frame::{FrameError, Kind, MAX_PAYLOAD};
-pub use log::{AuditError, AuditLog, Disk, Options, SegmentFile, Storage};
+pub use log::{
+    is_locked, now_rfc3339, AuditError, AuditLog, Disk, Options, Reply, SegmentFile, Storage,
+    LOCK_FILE,
+};
+pub use proof::{
+    prove_consistency, prove_inclusion, ConsistencyProof, InclusionProof, Proof, ProofError,
+};
+pub use record::{Actor, BadTime, Event, Fields, Filter, Matcher, Record};
 pub use scan::{
     scan, scan_segments, segment_name, segments, verify, verify_segments, Position, Summary,
     VerifyError,

@@ -78,6 +78,9 @@ pub enum AuditError {
     /// Opening or preparing the directory failed.
     #[error("cannot open the audit log: {0}")]
     Io(String),
+    /// Another process (a running server) is writing this log.
+    #[error("another process is writing this audit log (is `highside serve` running on this data directory?)")]
+    Locked,
 }
 
 /// Tuning of the writer.
@@ -104,16 +107,24 @@ impl Default for Options {
     }
 }
 
+/// Called once with an append's outcome: the leaf index once durable, or why not.
+pub type Reply = Box<dyn FnOnce(Result<u64, AuditError>) + Send>;
+
 enum Msg {
-    Append(Vec<u8>, SyncSender<Result<u64, AuditError>>),
+    Append(Vec<u8>, Reply),
     Close(SyncSender<Result<Checkpoint, AuditError>>),
 }
+
+/// The lock file that makes one process the log's only writer.
+pub const LOCK_FILE: &str = "LOCK";
 
 /// An open audit log.
 pub struct AuditLog {
     tx: Sender<Msg>,
     failed: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    // Held (locked) until close; the OS releases it if the process dies.
+    lock: Mutex<Option<std::fs::File>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -124,12 +135,11 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
-fn now() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    // Seconds and nanoseconds since the epoch: unambiguous, sortable, no date library here.
-    format!("{}.{:09}", t.as_secs(), t.subsec_nanos())
+/// The current time as RFC 3339 UTC with nanoseconds, the form every record and checkpoint uses.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
 struct Writer {
@@ -159,6 +169,7 @@ impl AuditLog {
     ) -> Result<Self, AuditError> {
         let io_err = |e: io::Error| AuditError::Io(e.to_string());
         std::fs::create_dir_all(dir).map_err(io_err)?;
+        let lock = lock_exclusive(dir)?;
         let summary = scan::scan(dir, &signer.public_key(), true, |_, _| {})?;
         if let Some((path, keep)) = &summary.torn {
             tracing::warn!(segment = %path.display(), keep, "audit log: dropping a torn last entry");
@@ -202,27 +213,43 @@ impl AuditLog {
             tx,
             failed,
             thread: Mutex::new(Some(thread)),
+            lock: Mutex::new(Some(lock)),
         })
     }
 
-    /// Appends a record and returns its leaf index once it is durable.
+    /// Appends a record and returns its leaf index once it is durable (blocks the thread).
     pub fn append(&self, payload: Vec<u8>) -> Result<u64, AuditError> {
+        let (done, wait) = mpsc::sync_channel(1);
+        self.submit(
+            payload,
+            Box::new(move |r| {
+                let _ = done.send(r);
+            }),
+        );
+        wait.recv().unwrap_or(Err(AuditError::Closed))
+    }
+
+    /// Queues a record; `reply` is called (on the writer thread, so it must be quick) once
+    /// the record is durable or has failed. For callers that must not block, e.g. async code.
+    pub fn submit(&self, payload: Vec<u8>, reply: Reply) {
         if payload.len() > MAX_PAYLOAD {
-            return Err(AuditError::TooLarge);
+            return reply(Err(AuditError::TooLarge));
         }
         if payload.first() != Some(&b'{') {
-            return Err(AuditError::Io(
+            return reply(Err(AuditError::Io(
                 "an audit record must be a JSON object".into(),
-            ));
+            )));
         }
         if self.is_failed() {
-            return Err(AuditError::Failed("an earlier write or sync failed".into()));
+            return reply(Err(AuditError::Failed(
+                "an earlier write or sync failed".into(),
+            )));
         }
-        let (done, wait) = mpsc::sync_channel(1);
-        self.tx
-            .send(Msg::Append(payload, done))
-            .map_err(|_| AuditError::Closed)?;
-        wait.recv().unwrap_or(Err(AuditError::Closed))
+        if let Err(mpsc::SendError(Msg::Append(_, reply))) =
+            self.tx.send(Msg::Append(payload, reply))
+        {
+            reply(Err(AuditError::Closed));
+        }
     }
 
     /// Serializes `record` as JSON and appends it.
@@ -246,6 +273,8 @@ impl AuditLog {
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
+        // The writer is gone: another process may write the log now.
+        drop(self.lock.lock().unwrap_or_else(|p| p.into_inner()).take());
         result
     }
 }
@@ -295,7 +324,7 @@ impl Writer {
             match self.commit(payloads, closing) {
                 Ok((first_index, checkpoint)) => {
                     for (i, r) in replies.into_iter().enumerate() {
-                        let _ = r.send(Ok(first_index + i as u64));
+                        r(Ok(first_index + i as u64));
                     }
                     for c in closers {
                         let _ = c.send(checkpoint.clone().ok_or(AuditError::Closed));
@@ -305,7 +334,7 @@ impl Writer {
                     tracing::error!(error = %e, "audit log write failed: no further records will be accepted");
                     self.failed.store(true, Ordering::SeqCst);
                     for r in replies {
-                        let _ = r.send(Err(e.clone()));
+                        r(Err(e.clone()));
                     }
                     for c in closers {
                         let _ = c.send(Err(e.clone()));
@@ -341,7 +370,7 @@ impl Writer {
                 self.tree.len(),
                 self.last_checkpoint_size,
                 &self.tree.root(),
-                &now(),
+                &now_rfc3339(),
             );
             let json = serde_json::to_vec(&cp).map_err(|e| AuditError::Failed(e.to_string()))?;
             frame::encode(Kind::Checkpoint, &json, &mut buf);
@@ -383,12 +412,40 @@ impl Writer {
 fn fail_all(batch: Vec<Msg>, why: &str) {
     for m in batch {
         match m {
-            Msg::Append(_, done) => {
-                let _ = done.send(Err(AuditError::Failed(why.into())));
-            }
+            Msg::Append(_, done) => done(Err(AuditError::Failed(why.into()))),
             Msg::Close(done) => {
                 let _ = done.send(Err(AuditError::Failed(why.into())));
             }
         }
+    }
+}
+
+/// Takes the directory's writer lock, or says that another process holds it.
+fn lock_exclusive(dir: &Path) -> Result<std::fs::File, AuditError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .map_err(|e| AuditError::Io(e.to_string()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AuditError::Locked),
+        Err(std::fs::TryLockError::Error(e)) => Err(AuditError::Io(e.to_string())),
+    }
+}
+
+/// Whether a process holds `dir`'s writer lock now (a live server), checked without
+/// disturbing it for longer than an instant.
+pub fn is_locked(dir: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(_) => true,
     }
 }

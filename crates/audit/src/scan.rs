@@ -85,6 +85,8 @@ pub struct Summary {
     pub checkpoints: u64,
     /// The last checkpoint, if any.
     pub last_checkpoint: Option<Checkpoint>,
+    /// Every checkpoint, in order (for proofs between them).
+    pub checkpoint_list: Vec<Checkpoint>,
     /// Records after the last checkpoint.
     pub unsigned: u64,
     /// The tree over every record.
@@ -233,6 +235,7 @@ pub fn scan_segments(
                     }
                     s.checkpoints += 1;
                     s.unsigned = 0;
+                    s.checkpoint_list.push(cp.clone());
                     s.last_checkpoint = Some(cp);
                 }
             }

@@ -223,3 +223,30 @@ fn records_must_be_json_objects_of_bounded_size() {
     assert_eq!(log.append(record(0)).unwrap(), 0);
     log.close().unwrap();
 }
+
+#[test]
+fn one_writer_at_a_time_and_close_lets_the_next_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pkcs8, s) = Signer::generate().unwrap();
+    let first = AuditLog::open(dir.path(), s, Arc::new(Disk), options(10, 1 << 20)).unwrap();
+    assert!(highside_audit::is_locked(dir.path()));
+    let second = AuditLog::open(
+        dir.path(),
+        signer(&pkcs8),
+        Arc::new(Disk),
+        options(10, 1 << 20),
+    );
+    assert!(matches!(second, Err(AuditError::Locked)), "{second:?}");
+    first.append(record(0)).unwrap();
+    first.close().unwrap();
+    assert!(!highside_audit::is_locked(dir.path()));
+    let again = AuditLog::open(
+        dir.path(),
+        signer(&pkcs8),
+        Arc::new(Disk),
+        options(10, 1 << 20),
+    )
+    .unwrap();
+    assert_eq!(again.append(record(1)).unwrap(), 1);
+    again.close().unwrap();
+}

@@ -1,0 +1,296 @@
+//! What a record says. Every record is one JSON object with `type`, `time` (RFC 3339 UTC) and
+//! `node`; the rest depends on the type. Content (prompts, answers, secrets) is never recorded:
+//! completions carry SHA-256 digests, admin changes carry records whose secrets the store
+//! never serializes.
+
+use serde::{Deserialize, Serialize};
+
+/// One audit record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// RFC 3339 UTC time the record was made.
+    pub time: String,
+    /// The node that made it.
+    pub node: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Who acted: the authenticated principal, or a local command on the data directory.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Actor {
+    /// The agency ID, if authenticated.
+    pub agency: Option<String>,
+    /// The user ID, if authenticated.
+    pub user: Option<String>,
+    /// The API key ID, when a key (not a certificate) authenticated the request.
+    pub key: Option<String>,
+    /// The client's address, for requests over the network.
+    pub client: Option<String>,
+}
+
+/// The kinds of record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A request that presented no valid credential.
+    AuthFailure {
+        /// The request's ID.
+        request_id: String,
+        /// The client's address.
+        client: Option<String>,
+        /// Method and path.
+        route: String,
+        /// Why (never the credential itself).
+        reason: String,
+    },
+    /// A reference-monitor (or role) decision on one inference request.
+    Decision {
+        /// The request's ID (also in the answer's `x-request-id`).
+        request_id: String,
+        /// Who asked.
+        #[serde(flatten)]
+        actor: Actor,
+        /// Method and path.
+        route: String,
+        /// The model asked for.
+        model: String,
+        /// The user's clearance.
+        clearance: String,
+        /// The user's nationality.
+        nationality: String,
+        /// The request's label (declared and detected), as a banner.
+        request_label: String,
+        /// The model's accreditation, as a banner.
+        model_label: String,
+        /// `allow` or `deny`.
+        decision: String,
+        /// The rules that denied, with their explanations; empty when allowed.
+        reasons: Vec<String>,
+        /// Kinds of personal data detected.
+        pii: Vec<String>,
+    },
+    /// The end of an allowed generation.
+    Completion {
+        /// The request's ID.
+        request_id: String,
+        /// Who asked.
+        #[serde(flatten)]
+        actor: Actor,
+        /// The model.
+        model: String,
+        /// Tokens in the prompt.
+        prompt_tokens: u64,
+        /// Tokens generated.
+        completion_tokens: u64,
+        /// `stop`, `length`, `cancelled` (client gone) or `error`.
+        finish_reason: String,
+        /// Milliseconds from the decision to the end.
+        latency_ms: u64,
+        /// SHA-256 (hex) of the prompt exactly as the engine received it.
+        prompt_sha256: String,
+        /// SHA-256 (hex) of the generated text exactly as sent (without a banner line).
+        output_sha256: String,
+    },
+    /// A change to agencies, users, keys, certificate mappings or models.
+    Admin {
+        /// Who changed it.
+        #[serde(flatten)]
+        actor: Actor,
+        /// What was done, e.g. `user.update`, `key.revoke`, `model.import`.
+        action: String,
+        /// The ID or name of what changed.
+        target: String,
+        /// The state before (null when created).
+        before: serde_json::Value,
+        /// The state after (null when removed).
+        after: serde_json::Value,
+    },
+}
+
+impl Record {
+    /// A record of `event` made now by `node`.
+    pub fn now(node: &str, event: Event) -> Self {
+        Self {
+            time: crate::log::now_rfc3339(),
+            node: node.to_owned(),
+            event,
+        }
+    }
+}
+
+/// The fields queries filter on, read from any record (unknown fields ignored).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Fields {
+    /// The record type.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// RFC 3339 time.
+    pub time: Option<String>,
+    /// Agency ID.
+    pub agency: Option<String>,
+    /// User ID.
+    pub user: Option<String>,
+    /// `allow` or `deny` (decisions only).
+    pub decision: Option<String>,
+    /// Request ID.
+    pub request_id: Option<String>,
+}
+
+/// A query over records; every given field must match.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// Only this agency's records.
+    pub agency: Option<String>,
+    /// Only this user's records.
+    pub user: Option<String>,
+    /// Only decisions that were `allow` or `deny`.
+    pub decision: Option<String>,
+    /// Only records of this type.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Only records at or after this RFC 3339 time.
+    pub since: Option<String>,
+    /// Only records before this RFC 3339 time.
+    pub until: Option<String>,
+    /// Only this request's records.
+    pub request_id: Option<String>,
+}
+
+/// A filter's time bound that is not RFC 3339.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("'{0}' is not an RFC 3339 time such as 2026-11-23T00:00:00Z")]
+pub struct BadTime(pub String);
+
+fn parse_time(s: &str) -> Result<time::OffsetDateTime, BadTime> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| BadTime(s.chars().take(64).collect()))
+}
+
+/// A [`Filter`] with its times parsed, ready to test records.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    filter: Filter,
+    since: Option<time::OffsetDateTime>,
+    until: Option<time::OffsetDateTime>,
+}
+
+impl Filter {
+    /// Checks the time bounds and prepares the filter.
+    pub fn compile(self) -> Result<Matcher, BadTime> {
+        let since = self.since.as_deref().map(parse_time).transpose()?;
+        let until = self.until.as_deref().map(parse_time).transpose()?;
+        Ok(Matcher {
+            filter: self,
+            since,
+            until,
+        })
+    }
+}
+
+impl Matcher {
+    /// Whether the record `payload` (a JSON object) matches. A record that does not parse
+    /// matches no filter with a field set, and an empty filter.
+    pub fn matches(&self, payload: &[u8]) -> bool {
+        let f = &self.filter;
+        let Ok(r) = serde_json::from_slice::<Fields>(payload) else {
+            return false;
+        };
+        let eq = |want: &Option<String>, got: &Option<String>| {
+            want.as_ref().is_none_or(|w| got.as_ref() == Some(w))
+        };
+        if !(eq(&f.agency, &r.agency)
+            && eq(&f.user, &r.user)
+            && eq(&f.decision, &r.decision)
+            && eq(&f.kind, &r.kind)
+            && eq(&f.request_id, &r.request_id))
+        {
+            return false;
+        }
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        let Some(t) = r.time.as_deref().and_then(|t| parse_time(t).ok()) else {
+            return false;
+        };
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(agency: &str, decision: &str, time: &str) -> Vec<u8> {
+        serde_json::to_vec(&Record {
+            time: time.into(),
+            node: "n".into(),
+            event: Event::Decision {
+                request_id: "r1".into(),
+                actor: Actor {
+                    agency: Some(agency.into()),
+                    user: Some("u1".into()),
+                    key: None,
+                    client: None,
+                },
+                route: "POST /v1/chat/completions".into(),
+                model: "m".into(),
+                clearance: "SECRET".into(),
+                nationality: "USA".into(),
+                request_label: "UNCLASSIFIED".into(),
+                model_label: "SECRET".into(),
+                decision: decision.into(),
+                reasons: vec![],
+                pii: vec![],
+            },
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn records_serialize_flat_and_filters_match_their_fields() {
+        let r = decision("a1", "deny", "2026-11-23T10:00:00Z");
+        let v: serde_json::Value = serde_json::from_slice(&r).unwrap();
+        assert_eq!(v["type"], "decision");
+        assert_eq!(v["agency"], "a1");
+        assert_eq!(v["decision"], "deny");
+        let m = |f: Filter| f.compile().unwrap().matches(&r);
+        assert!(m(Filter::default()));
+        assert!(m(Filter {
+            agency: Some("a1".into()),
+            decision: Some("deny".into()),
+            kind: Some("decision".into()),
+            ..Filter::default()
+        }));
+        assert!(!m(Filter {
+            agency: Some("a2".into()),
+            ..Filter::default()
+        }));
+        assert!(!m(Filter {
+            decision: Some("allow".into()),
+            ..Filter::default()
+        }));
+        assert!(m(Filter {
+            since: Some("2026-11-23T10:00:00Z".into()),
+            until: Some("2026-11-23T10:00:01Z".into()),
+            ..Filter::default()
+        }));
+        assert!(!m(Filter {
+            until: Some("2026-11-23T10:00:00Z".into()),
+            ..Filter::default()
+        }));
+        assert!(!m(Filter {
+            since: Some("2026-11-23T11:00:00+01:00".into()),
+            until: Some("2026-11-23T10:00:00Z".into()),
+            ..Filter::default()
+        }));
+        assert!(Filter {
+            since: Some("yesterday".into()),
+            ..Filter::default()
+        }
+        .compile()
+        .is_err());
+    }
+}
