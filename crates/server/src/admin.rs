@@ -17,6 +17,7 @@ use highside_tenancy::api::{
 use highside_tenancy::{Admin, AdminError};
 use serde::Serialize;
 
+use crate::auth::ClientAddr;
 use crate::http::{read_body, HttpError};
 use crate::AppState;
 
@@ -41,6 +42,117 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             "/admin/v1/models/{name}",
             axum::routing::patch(update_model),
         )
+        .route("/admin/v1/audit", get(list_audit))
+}
+
+// ---- audit ----
+
+/// `GET /admin/v1/audit` query: the filters of `highside audit query`, and paging by leaf index.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    agency: Option<String>,
+    user: Option<String>,
+    decision: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    request_id: Option<String>,
+    /// Only records after this leaf index.
+    after: Option<u64>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct AuditEntry {
+    index: u64,
+    record: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct AuditPage {
+    object: &'static str,
+    data: Vec<AuditEntry>,
+    has_more: bool,
+    last_index: Option<u64>,
+}
+
+/// Audit records, filtered (auditors; an agency's auditor sees only that agency's records).
+async fn list_audit(
+    State(s): State<Arc<AppState>>,
+    Extension(p): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, HttpError> {
+    if !(p.is_operator() || p.roles.contains(highside_identity::Role::Auditor)) {
+        return Err(ApiError::forbidden("reading the audit log needs the auditor role").into());
+    }
+    let q: AuditQuery = serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).map_err(|e| {
+        HttpError(ApiError::bad_request(
+            format!("Invalid query string: {e}"),
+            None,
+        ))
+    })?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("'limit' must be 1 to 1000", Some("limit")).into());
+    }
+    let mut agency = q.agency;
+    if !p.is_operator() {
+        let own = p.agency.to_string();
+        if agency.as_ref().is_some_and(|a| *a != own) {
+            return Err(ApiError::forbidden(
+                "an agency's auditor reads only that agency's records",
+            )
+            .into());
+        }
+        agency = Some(own);
+    }
+    let matcher = highside_audit::Filter {
+        agency,
+        user: q.user,
+        decision: q.decision,
+        kind: q.kind,
+        since: q.since,
+        until: q.until,
+        request_id: q.request_id,
+    }
+    .compile()
+    .map_err(|e| ApiError::bad_request(e.to_string(), None))?;
+    let after = q.after;
+    let st = Arc::clone(&s);
+    let page = tokio::task::spawn_blocking(move || {
+        let audit = st.service.auditor();
+        let mut data = Vec::new();
+        let mut has_more = false;
+        // The live log may end in a half-written entry: read up to it.
+        highside_audit::scan(audit.dir(), audit.public_key(), true, |i, payload| {
+            if after.is_some_and(|a| i <= a) || has_more || !matcher.matches(payload) {
+                return;
+            }
+            if data.len() == limit {
+                has_more = true;
+                return;
+            }
+            if let Ok(record) = serde_json::from_slice(payload) {
+                data.push(AuditEntry { index: i, record });
+            }
+        })
+        .map(|_| AuditPage {
+            object: "list",
+            last_index: data.last().map(|e| e.index),
+            data,
+            has_more,
+        })
+    })
+    .await
+    .map_err(|_| ApiError::internal("the audit query failed"))?
+    .map_err(|e| {
+        tracing::error!(error = %e, "audit log does not verify");
+        ApiError::internal(format!("the audit log does not verify: {e}"))
+    })?;
+    Ok(Json(page).into_response())
 }
 
 // ---- models ----
@@ -64,6 +176,7 @@ struct ModelLabel {
 async fn update_model(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
+    Extension(c): Extension<ClientAddr>,
     path: Result<Path<String>, PathRejection>,
     req: Request,
 ) -> Result<Response, HttpError> {
@@ -94,14 +207,26 @@ async fn update_model(
                 ApiError::internal("the catalog failed")
             }
         })?;
+    let mut before = serde_json::Value::Null;
     if let Some(m) = s.service.registry().get(&name) {
-        let before = m.accreditation().banner;
+        let old = m.accreditation().banner;
         m.set_accreditation(crate::Accreditation {
             label,
             banner: banner.clone(),
         });
-        tracing::info!(operator = %p.user, model = %name, %before, after = %banner, "model accreditation changed");
+        tracing::info!(operator = %p.user, model = %name, before = %old, after = %banner, "model accreditation changed");
+        before = serde_json::json!({ "label": old });
     }
+    s.service
+        .auditor()
+        .record(highside_audit::Event::Admin {
+            actor: crate::audit::actor(&p, c.0),
+            action: "model.label".into(),
+            target: name.clone(),
+            before,
+            after: serde_json::json!({ "label": record.label }),
+        })
+        .await?;
     Ok(Json(ModelLabel {
         name: record.name,
         label: record.label,
@@ -134,6 +259,62 @@ where
         .map_err(|_| ApiError::internal("the admin operation failed"))?
         .map_err(api_error)?;
     Ok((status, Json(out)).into_response())
+}
+
+/// A change as the audit log records it: what was done to which target, before and after.
+struct Change<T> {
+    /// The answer.
+    out: T,
+    target: String,
+    before: serde_json::Value,
+    after: serde_json::Value,
+}
+
+impl<T: Serialize> Change<T> {
+    /// A change whose answer is the state after it.
+    fn new(target: impl ToString, before: Option<&impl Serialize>, out: T) -> Self {
+        let after = serde_json::to_value(&out).unwrap_or(serde_json::Value::Null);
+        Self {
+            target: target.to_string(),
+            before: before
+                .and_then(|b| serde_json::to_value(b).ok())
+                .unwrap_or(serde_json::Value::Null),
+            after,
+            out,
+        }
+    }
+}
+
+/// Runs a change on a blocking thread, then makes its audit record durable before answering.
+/// If the record cannot be written the change stands but the node stops serving (503).
+async fn change<T, F>(
+    state: &Arc<AppState>,
+    who: (&Principal, ClientAddr),
+    status: StatusCode,
+    action: &'static str,
+    op: F,
+) -> Result<Response, HttpError>
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&Admin) -> Result<Change<T>, AdminError> + Send + 'static,
+{
+    let st = Arc::clone(state);
+    let c = tokio::task::spawn_blocking(move || op(&st.admin))
+        .await
+        .map_err(|_| ApiError::internal("the admin operation failed"))?
+        .map_err(api_error)?;
+    state
+        .service
+        .auditor()
+        .record(highside_audit::Event::Admin {
+            actor: crate::audit::actor(who.0, who.1 .0),
+            action: action.to_owned(),
+            target: c.target,
+            before: c.before,
+            after: c.after,
+        })
+        .await?;
+    Ok((status, Json(c.out)).into_response())
 }
 
 fn id(path: Result<Path<String>, PathRejection>) -> Result<String, HttpError> {
@@ -196,10 +377,22 @@ async fn list_agencies(
 async fn create_agency(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
+    Extension(c): Extension<ClientAddr>,
     req: Request,
 ) -> Result<Response, HttpError> {
     let b: CreateAgency = body(&s, req).await?;
-    run(&s, StatusCode::CREATED, move |a| a.create_agency(&p, b)).await
+    let q = p.clone();
+    change(
+        &s,
+        (&p, c),
+        StatusCode::CREATED,
+        "agency.create",
+        move |a| {
+            let r = a.create_agency(&q, b)?;
+            Ok(Change::new(r.id.clone(), None::<&()>, r))
+        },
+    )
+    .await
 }
 
 async fn get_agency(
@@ -214,12 +407,19 @@ async fn get_agency(
 async fn update_agency(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
+    Extension(c): Extension<ClientAddr>,
     path: Result<Path<String>, PathRejection>,
     req: Request,
 ) -> Result<Response, HttpError> {
     let id = id(path)?;
     let b: UpdateAgency = body(&s, req).await?;
-    run(&s, StatusCode::OK, move |a| a.update_agency(&p, &id, b)).await
+    let q = p.clone();
+    change(&s, (&p, c), StatusCode::OK, "agency.update", move |a| {
+        let before = a.get_agency(&q, &id)?;
+        let r = a.update_agency(&q, &id, b)?;
+        Ok(Change::new(id, Some(&before), r))
+    })
+    .await
 }
 
 // ---- users ----
@@ -236,10 +436,16 @@ async fn list_users(
 async fn create_user(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
+    Extension(c): Extension<ClientAddr>,
     req: Request,
 ) -> Result<Response, HttpError> {
     let b: CreateUser = body(&s, req).await?;
-    run(&s, StatusCode::CREATED, move |a| a.create_user(&p, b)).await
+    let q = p.clone();
+    change(&s, (&p, c), StatusCode::CREATED, "user.create", move |a| {
+        let r = a.create_user(&q, b)?;
+        Ok(Change::new(r.id.clone(), None::<&()>, r))
+    })
+    .await
 }
 
 async fn get_user(
@@ -254,12 +460,19 @@ async fn get_user(
 async fn update_user(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
+    Extension(c): Extension<ClientAddr>,
     path: Result<Path<String>, PathRejection>,
     req: Request,
 ) -> Result<Response, HttpError> {
     let id = id(path)?;
     let b: UpdateUser = body(&s, req).await?;
-    run(&s, StatusCode::OK, move |a| a.update_user(&p, &id, b)).await
+    let q = p.clone();
+    change(&s, (&p, c), StatusCode::OK, "user.update", move |a| {
+        let before = a.get_user(&q, &id)?;
+        let r = a.update_user(&q, &id, b)?;
+        Ok(Change::new(id, Some(&before), r))
+    })
+    .await
 }
 
 // ---- keys ----
@@ -284,15 +497,25 @@ async fn list_keys(
 async fn create_key(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
+    Extension(c): Extension<ClientAddr>,
     req: Request,
 ) -> Result<Response, HttpError> {
     let b: CreateKey = body(&s, req).await?;
-    run(&s, StatusCode::CREATED, move |a| {
-        let created = a.create_key(&p, b)?;
-        tracing::info!(key = %created.record.id, prefix = %created.record.prefix, owner = %created.record.user_id, by = %p.user, "key created");
-        Ok(CreatedKey {
-            key: created.secret.expose().to_owned(),
-            record: created.record,
+    let q = p.clone();
+    change(&s, (&p, c), StatusCode::CREATED, "key.create", move |a| {
+        let created = a.create_key(&q, b)?;
+        tracing::info!(key = %created.record.id, prefix = %created.record.prefix, owner = %created.record.user_id, by = %q.user, "key created");
+        // The record never holds the secret: the store does not serialize its hash either.
+        let mut c = Change::new(created.record.id.clone(), None::<&()>, ());
+        c.after = serde_json::to_value(&created.record).unwrap_or_default();
+        Ok(Change {
+            out: CreatedKey {
+                key: created.secret.expose().to_owned(),
+                record: created.record,
+            },
+            target: c.target,
+            before: c.before,
+            after: c.after,
         })
     })
     .await
@@ -310,13 +533,16 @@ async fn get_key(
 async fn revoke_key(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
+    Extension(c): Extension<ClientAddr>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, HttpError> {
     let id = id(path)?;
-    run(&s, StatusCode::OK, move |a| {
-        let key = a.revoke_key(&p, &id)?;
-        tracing::info!(key = %key.id, by = %p.user, "key revoked");
-        Ok(key)
+    let q = p.clone();
+    change(&s, (&p, c), StatusCode::OK, "key.revoke", move |a| {
+        let before = a.get_key(&q, &id)?;
+        let key = a.revoke_key(&q, &id)?;
+        tracing::info!(key = %key.id, by = %q.user, "key revoked");
+        Ok(Change::new(id, Some(&before), key))
     })
     .await
 }
@@ -335,12 +561,21 @@ async fn list_certs(
 async fn create_cert(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
+    Extension(c): Extension<ClientAddr>,
     req: Request,
 ) -> Result<Response, HttpError> {
     let b: CreateCertMapping = body(&s, req).await?;
-    run(&s, StatusCode::CREATED, move |a| {
-        a.create_cert_mapping(&p, b)
-    })
+    let q = p.clone();
+    change(
+        &s,
+        (&p, c),
+        StatusCode::CREATED,
+        "certificate.create",
+        move |a| {
+            let r = a.create_cert_mapping(&q, b)?;
+            Ok(Change::new(r.id.clone(), None::<&()>, r))
+        },
+    )
     .await
 }
 
@@ -356,8 +591,23 @@ async fn get_cert(
 async fn delete_cert(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
+    Extension(c): Extension<ClientAddr>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, HttpError> {
     let id = id(path)?;
-    run(&s, StatusCode::OK, move |a| a.delete_cert_mapping(&p, &id)).await
+    let q = p.clone();
+    change(
+        &s,
+        (&p, c),
+        StatusCode::OK,
+        "certificate.delete",
+        move |a| {
+            let before = a.get_cert_mapping(&q, &id)?;
+            let r = a.delete_cert_mapping(&q, &id)?;
+            let mut c = Change::new(id, Some(&before), r);
+            c.after = serde_json::Value::Null;
+            Ok(c)
+        },
+    )
+    .await
 }

@@ -15,10 +15,43 @@ use crate::http::HttpError;
 use crate::listener::ClientInfo;
 use crate::AppState;
 
+/// The authenticated request's client address, for audit records.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub Option<std::net::SocketAddr>);
+
 fn unauthorized(message: String) -> Response {
     let mut res = HttpError(ApiError::unauthorized(message)).into_response();
     res.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    res
+}
+
+/// Records an authentication failure durably, then answers 401 (503 if it cannot be
+/// recorded). The record names the route and reason, never the credential.
+async fn refuse(
+    state: &AppState,
+    route: String,
+    client: Option<std::net::SocketAddr>,
+    reason: String,
+) -> Response {
+    let request_id = format!("auth-{}", uuid::Uuid::new_v4().simple());
+    let recorded = state
+        .service
+        .auditor()
+        .record(highside_audit::Event::AuthFailure {
+            request_id: request_id.clone(),
+            client: client.map(|c| c.to_string()),
+            route,
+            reason: reason.clone(),
+        })
+        .await;
+    let mut res = match recorded {
+        Ok(_) => unauthorized(reason),
+        Err(e) => HttpError(e).into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert("x-request-id", v);
+    }
     res
 }
 
@@ -40,17 +73,19 @@ pub(crate) async fn require_principal(
         .iter()
         .map(HeaderValue::as_bytes)
         .collect();
-    let key = match parse_credentials(&auth, &api_key) {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::info!(path = %req.uri().path(), reason = %e, "authentication failed");
-            return unauthorized(e.to_string());
-        }
-    };
     let client = req
         .extensions()
         .get::<ConnectInfo<ClientInfo>>()
         .map(|c| c.0.clone());
+    let route = format!("{} {}", req.method(), req.uri().path());
+    let addr = client.as_ref().map(|c| c.addr);
+    let key = match parse_credentials(&auth, &api_key) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::info!(path = %req.uri().path(), reason = %e, "authentication failed");
+            return refuse(&state, route, addr, e.to_string()).await;
+        }
+    };
     let certificate = client.as_ref().and_then(|c| c.certificate.clone());
     let st = Arc::clone(&state);
     // SQLite calls block; keep them off the async workers.
@@ -71,11 +106,11 @@ pub(crate) async fn require_principal(
         Ok(Err(e)) => {
             tracing::info!(
                 path = %req.uri().path(),
-                client = ?client.map(|c| c.addr),
+                client = ?addr,
                 reason = %e,
                 "authentication failed"
             );
-            return unauthorized(e.to_string());
+            return refuse(&state, route, addr, e.to_string()).await;
         }
         Err(e) => {
             tracing::error!(error = %e, "authentication task failed");
@@ -90,5 +125,6 @@ pub(crate) async fn require_principal(
         "authenticated"
     );
     req.extensions_mut().insert(principal);
+    req.extensions_mut().insert(ClientAddr(addr));
     next.run(req).await
 }

@@ -77,6 +77,10 @@ async fn authenticate_unless_health(
     if path == LIVE || path == READY {
         return next.run(req).await;
     }
+    // A node whose audit log failed answers nothing it could not record.
+    if state.service.auditor().is_failed() {
+        return HttpError(crate::audit::unavailable()).into_response();
+    }
     crate::auth::require_principal(state, req, next).await
 }
 
@@ -168,29 +172,103 @@ fn header_labels(headers: &axum::http::HeaderMap) -> Result<Vec<String>, ApiErro
         .collect()
 }
 
+/// What a generating handler read from its request before the body.
+struct Incoming {
+    principal: Principal,
+    header_labels: Result<Vec<String>, ApiError>,
+    client: Option<std::net::SocketAddr>,
+}
+
+fn incoming(principal: Principal, req: &Request) -> Incoming {
+    Incoming {
+        principal,
+        header_labels: header_labels(req.headers()),
+        client: req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<crate::ClientInfo>>()
+            .map(|c| c.0.addr),
+    }
+}
+
+/// The request's decision and generation; every answer, an error too, names the request ID
+/// its audit records carry.
 async fn generate(
     state: Arc<AppState>,
-    principal: Principal,
-    header_labels: Vec<String>,
+    inc: Incoming,
     kind: Kind,
+    prepared: Result<Prepared, ApiError>,
+) -> Response {
+    let id = sse::new_id(kind);
+    let mut res = match generate_inner(state, inc, kind, &id, prepared).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    res
+}
+
+async fn generate_inner(
+    state: Arc<AppState>,
+    inc: Incoming,
+    kind: Kind,
+    id: &str,
     prepared: Result<Prepared, ApiError>,
 ) -> Result<Response, HttpError> {
     check_running(&state)?;
+    let route = match kind {
+        Kind::Chat => "POST /v1/chat/completions",
+        Kind::Completion => "POST /v1/completions",
+    };
+    let Incoming {
+        principal,
+        header_labels,
+        client,
+    } = inc;
+    if let Err(denied) = may_infer(&principal) {
+        // A role denial is a decision too: recorded before the answer, like the monitor's.
+        let model = prepared
+            .as_ref()
+            .map(|p| p.model.clone())
+            .unwrap_or_default();
+        state
+            .service
+            .auditor()
+            .record(highside_audit::Event::Decision {
+                request_id: id.to_owned(),
+                actor: crate::audit::actor(&principal, client),
+                route: route.to_owned(),
+                model,
+                clearance: principal.clearance.to_string(),
+                nationality: principal.nationality.to_string(),
+                request_label: String::new(),
+                model_label: String::new(),
+                decision: "deny".into(),
+                reasons: vec![format!("role.inference: {}", denied.message)],
+                pii: Vec::new(),
+            })
+            .await?;
+        return Err(denied.into());
+    }
+    let header_labels = header_labels?;
     let prepared = prepared?;
-    // Rendering, tokenizing and the monitor's detection pass are CPU work: off the workers.
+    // Rendering, tokenizing, the monitor's detection pass and the durable decision record
+    // block: off the workers.
     let st = Arc::clone(&state);
+    let request_id = id.to_owned();
     let generation = tokio::task::spawn_blocking(move || {
         let caller = Caller {
             principal: &principal,
             header_labels: &header_labels,
+            request_id: &request_id,
+            client,
+            route,
         };
         st.service.start(&caller, prepared)
     })
     .await
     .map_err(|_| ApiError::internal("the request task failed"))??;
-    let id = sse::new_id(kind);
-    let request_id =
-        HeaderValue::from_str(&id).map_err(|_| ApiError::internal("bad request id"))?;
     // Banners are ASCII by construction (the encodings allow only upper-case words).
     let label = HeaderValue::from_str(&generation.label)
         .map_err(|_| ApiError::internal("the output label is not a valid header"))?;
@@ -201,12 +279,15 @@ async fn generate(
         Response::builder()
             .header(header::CONTENT_TYPE, "text/event-stream")
             .header(header::CACHE_CONTROL, "no-cache")
-            .body(Body::from_stream(sse::stream(kind, id, generation)))
+            .body(Body::from_stream(sse::stream(
+                kind,
+                id.to_owned(),
+                generation,
+            )))
             .map_err(|e| ApiError::internal(e.to_string()))?
     } else {
-        axum::Json(sse::collect(kind, id, generation).await?).into_response()
+        axum::Json(sse::collect(kind, id.to_owned(), generation).await?).into_response()
     };
-    res.headers_mut().insert("x-request-id", request_id);
     res.headers_mut().insert(LABEL_HEADER, label);
     if let Some(pii) = pii {
         res.headers_mut().insert("x-highside-pii", pii);
@@ -218,25 +299,28 @@ async fn chat_completions(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     req: Request,
-) -> Result<Response, HttpError> {
-    may_infer(&principal)?;
-    let labels = header_labels(req.headers())?;
-    let body = read_body(req, state.config.max_body_bytes).await?;
-    let prepared =
-        parse_json::<ChatCompletionRequest>(&body).and_then(ChatCompletionRequest::prepare);
-    generate(state, principal, labels, Kind::Chat, prepared).await
+) -> Response {
+    let inc = incoming(principal, &req);
+    let prepared = match read_body(req, state.config.max_body_bytes).await {
+        Ok(body) => {
+            parse_json::<ChatCompletionRequest>(&body).and_then(ChatCompletionRequest::prepare)
+        }
+        Err(e) => Err(e),
+    };
+    generate(state, inc, Kind::Chat, prepared).await
 }
 
 async fn completions(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     req: Request,
-) -> Result<Response, HttpError> {
-    may_infer(&principal)?;
-    let labels = header_labels(req.headers())?;
-    let body = read_body(req, state.config.max_body_bytes).await?;
-    let prepared = parse_json::<CompletionRequest>(&body).and_then(CompletionRequest::prepare);
-    generate(state, principal, labels, Kind::Completion, prepared).await
+) -> Response {
+    let inc = incoming(principal, &req);
+    let prepared = match read_body(req, state.config.max_body_bytes).await {
+        Ok(body) => parse_json::<CompletionRequest>(&body).and_then(CompletionRequest::prepare),
+        Err(e) => Err(e),
+    };
+    generate(state, inc, Kind::Completion, prepared).await
 }
 
 async fn live() -> Response {
@@ -257,7 +341,9 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
             })
         })
         .collect();
-    let (status, word) = if state.shutting_down.load(Ordering::SeqCst) {
+    let (status, word) = if state.service.auditor().is_failed() {
+        (StatusCode::SERVICE_UNAVAILABLE, "audit_failed")
+    } else if state.shutting_down.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
     } else if registry.is_empty() {
         (StatusCode::SERVICE_UNAVAILABLE, "no_models")

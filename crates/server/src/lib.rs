@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod audit;
 mod auth;
 mod http;
 mod listener;
@@ -25,6 +26,7 @@ use highside_monitor::Monitor;
 use highside_store::{IdentityStore, Store};
 use highside_tenancy::{Admin, Authenticator};
 
+pub use audit::Auditor;
 pub use listener::{
     peer_certificate, tls_config, ClientInfo, PlainListener, TlsError, TlsListener, TlsSettings,
 };
@@ -61,17 +63,18 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// Wraps a loaded registry, the identity store every request is authenticated against,
-    /// the catalog (for accreditation changes) and the reference monitor.
+    /// the catalog (for accreditation changes), the reference monitor and the audit log.
     pub fn new(
         registry: Registry,
         config: ServerConfig,
         identity: Arc<dyn IdentityStore>,
         catalog: Arc<dyn Store>,
         monitor: Monitor,
+        auditor: Arc<Auditor>,
     ) -> Arc<Self> {
         let encodings = Arc::new(monitor.encodings().clone());
         Arc::new(Self {
-            service: Service::new(registry, monitor),
+            service: Service::new(registry, monitor, auditor),
             config,
             shutting_down: AtomicBool::new(false),
             auth: Authenticator::new(Arc::clone(&identity), Arc::clone(&encodings)),
@@ -97,6 +100,9 @@ pub enum ServeError {
     /// The listener failed.
     #[error("the HTTP server failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The audit log failed: the node stopped serving rather than serve unaudited.
+    #[error("the audit log failed; stopped serving rather than serve unaudited")]
+    AuditFailed,
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains: new requests get 503,
@@ -125,9 +131,20 @@ where
     .with_graceful_shutdown(graceful);
     let server = std::future::IntoFuture::into_future(server);
     tokio::pin!(server);
+    let mut audit_failed = false;
     tokio::select! {
         r = &mut server => return r.map_err(ServeError::from),
         () = shutdown => {}
+        () = state.service.auditor().failed() => audit_failed = true,
+    }
+    if audit_failed {
+        // Every request is already refused by the middleware; stop at once, no grace.
+        tracing::error!("audit log failed: stopping");
+        state.shutting_down.store(true, Ordering::SeqCst);
+        let _ = tx.send(true);
+        state.service.registry().begin_shutdown();
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut server).await;
+        return Err(ServeError::AuditFailed);
     }
     tracing::info!(
         "shutting down: no new requests; running streams get {:?}",

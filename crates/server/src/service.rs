@@ -4,6 +4,8 @@
 //! first: no route can submit a generation the monitor did not allow.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use highside_engine::{EngineError, Event};
 use highside_identity::Principal;
@@ -12,6 +14,7 @@ use highside_openai::{ApiError, Prepared, PromptInput};
 use highside_template::TemplateError;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::audit::{actor, sha256_hex, Auditor, CompletionAudit};
 use crate::Registry;
 
 /// The request pipeline over the loaded models.
@@ -19,6 +22,7 @@ use crate::Registry;
 pub struct Service {
     registry: Registry,
     monitor: Monitor,
+    audit: Arc<Auditor>,
 }
 
 /// Who is asking, and what they declared outside the body.
@@ -28,6 +32,12 @@ pub struct Caller<'a> {
     pub principal: &'a Principal,
     /// Labels declared in `X-Highside-Label` headers, not yet parsed.
     pub header_labels: &'a [String],
+    /// The request's ID, as its records and `x-request-id` name it.
+    pub request_id: &'a str,
+    /// The client's address.
+    pub client: Option<std::net::SocketAddr>,
+    /// Method and path, for the record.
+    pub route: &'a str,
 }
 
 /// A generation that has been admitted by an engine.
@@ -49,6 +59,8 @@ pub struct Generation {
     pub banner: bool,
     /// Kinds of personal data found, when the agency flags them.
     pub pii: Vec<&'static str>,
+    /// The completion record still to be written.
+    pub audit: CompletionAudit,
 }
 
 /// A denial as the client sees it: 400 for a declared label that is not one of this enclave's,
@@ -86,9 +98,19 @@ fn engine_error(e: EngineError, param: &str) -> ApiError {
 }
 
 impl Service {
-    /// Wraps the loaded models and the reference monitor every request passes.
-    pub fn new(registry: Registry, monitor: Monitor) -> Self {
-        Self { registry, monitor }
+    /// Wraps the loaded models, the reference monitor every request passes and the audit
+    /// log every decision is recorded in.
+    pub fn new(registry: Registry, monitor: Monitor, audit: Arc<Auditor>) -> Self {
+        Self {
+            registry,
+            monitor,
+            audit,
+        }
+    }
+
+    /// The audit log.
+    pub fn auditor(&self) -> &Arc<Auditor> {
+        &self.audit
     }
 
     /// The reference monitor.
@@ -101,19 +123,49 @@ impl Service {
         &self.registry
     }
 
-    /// Asks the reference monitor, then renders and tokenizes the prompt, fixes
-    /// `max_tokens`, and queues the generation.
+    /// Asks the reference monitor and makes its decision durable in the audit log, then
+    /// renders and tokenizes the prompt, fixes `max_tokens`, and queues the generation.
+    /// Blocks on the audit log: call it from a blocking thread.
     pub fn start(&self, caller: &Caller<'_>, req: Prepared) -> Result<Generation, ApiError> {
+        let started = Instant::now();
         let model = self
             .registry
             .get(&req.model)
             .ok_or_else(|| ApiError::model_not_found(&req.model))?;
         let engine = &model.engine;
         let decision = self.decide(caller, &req, model)?;
+        let label = self.monitor.encodings().banner(&decision.label);
+        let who = actor(caller.principal, caller.client);
+        let p = caller.principal;
+        self.audit
+            .record_blocking(highside_audit::Event::Decision {
+                request_id: caller.request_id.to_owned(),
+                actor: who.clone(),
+                route: caller.route.to_owned(),
+                model: model.name.clone(),
+                clearance: p.clearance.to_string(),
+                nationality: p.nationality.to_string(),
+                request_label: label.clone(),
+                model_label: model.accreditation().banner,
+                decision: if decision.allowed { "allow" } else { "deny" }.to_owned(),
+                reasons: decision
+                    .reasons
+                    .iter()
+                    .map(|r| format!("{}: {}", r.rule, r.message))
+                    .collect(),
+                pii: decision.pii.iter().map(|s| (*s).to_owned()).collect(),
+            })?;
         if !decision.allowed {
             return Err(denied(&decision));
         }
-        let label = self.monitor.encodings().banner(&decision.label);
+        // From here every outcome, even an error, ends in exactly one completion record.
+        let mut audit = CompletionAudit::new(
+            Arc::clone(&self.audit),
+            caller.request_id,
+            who,
+            &model.name,
+            started,
+        );
         let (prompt, param) = match &req.input {
             PromptInput::Chat(messages) => {
                 // Control-token text in a message would become real control tokens below.
@@ -142,10 +194,14 @@ impl Service {
                         ApiError::internal(e.to_string())
                     }
                 })?;
+                audit.prompt_sha256 = sha256_hex(text.as_bytes());
                 // The template wrote the control tokens, so special-token text is parsed here.
                 (engine.tokenize(&text, true), "messages")
             }
-            PromptInput::Text(text) => (engine.tokenize(text, false), "prompt"),
+            PromptInput::Text(text) => {
+                audit.prompt_sha256 = sha256_hex(text.as_bytes());
+                (engine.tokenize(text, false), "prompt")
+            }
             PromptInput::Tokens(ids) => {
                 let n_vocab = engine.info().n_vocab;
                 if let Some(bad) = ids.iter().find(|&&t| t as u32 >= n_vocab) {
@@ -154,6 +210,8 @@ impl Service {
                         Some("prompt"),
                     ));
                 }
+                let bytes: Vec<u8> = ids.iter().flat_map(|t| t.to_le_bytes()).collect();
+                audit.prompt_sha256 = sha256_hex(&bytes);
                 (ids.clone(), "prompt")
             }
         };
@@ -167,9 +225,11 @@ impl Service {
                 .max(1),
         };
         let prompt_tokens = prompt.len() as u32;
+        audit.prompt_tokens = u64::from(prompt_tokens);
         let events = engine
             .submit(prompt, params)
             .map_err(|e| engine_error(e, param))?;
+        audit.unfinished = "cancelled";
         Ok(Generation {
             model: req.model,
             events,
@@ -179,6 +239,7 @@ impl Service {
             label,
             banner: req.banner,
             pii: decision.pii,
+            audit,
         })
     }
 

@@ -54,19 +54,33 @@ pub(crate) async fn collect(
     });
     let (reason, usage) = loop {
         match g.events.recv().await {
-            Some(Event::Token { text: t, .. }) | Some(Event::Text(t)) => text.push_str(&t),
+            Some(Event::Token { text: t, .. }) | Some(Event::Text(t)) => {
+                g.audit.output(&t);
+                text.push_str(&t);
+            }
             Some(Event::Done {
                 finish_reason,
                 usage,
             }) => break (finish_reason, usage),
-            Some(Event::Failed(why)) => return Err(ApiError::internal(why)),
+            Some(Event::Failed(why)) => {
+                g.audit.unfinished = "error";
+                return Err(ApiError::internal(why));
+            }
             None => {
+                g.audit.unfinished = "error";
                 return Err(ApiError::unavailable(
                     "the engine stopped before the answer was complete",
-                ))
+                ));
             }
         }
     };
+    // The answer leaves only once its completion record is durable.
+    g.audit
+        .finish(
+            finish_reason_str(reason),
+            u64::from(usage.completion_tokens),
+        )
+        .await?;
     let created = now_secs();
     let usage = UsageBody::from(usage);
     let finish_reason = finish_reason_str(reason);
@@ -196,81 +210,128 @@ enum Phase {
 }
 
 /// The SSE body of a streaming generation. Dropping it (client gone) drops the engine
-/// receiver, which cancels the sequence.
+/// receiver, which cancels the sequence, and the completion record, which records that.
+/// `[DONE]` is sent only once the completion record is durable.
 pub(crate) fn stream(
     kind: Kind,
     id: String,
     g: Generation,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    let Generation {
+        model,
+        events,
+        include_usage,
+        label,
+        banner,
+        pii,
+        audit,
+        ..
+    } = g;
     let chunker = Chunker {
         kind,
         id,
-        model: g.model.clone(),
+        model,
         created: now_secs(),
         highside: HighsideMeta {
-            label: g.label.clone(),
-            pii: g.pii.clone(),
+            label: label.clone(),
+            pii,
         },
-        banner: g.banner.then(|| format!("{}\n", g.label)),
+        banner: banner.then(|| format!("{label}\n")),
     };
-    let include_usage = g.include_usage;
-    futures_util::stream::unfold(
-        (g, chunker, Phase::Start),
-        move |(mut g, c, phase)| async move {
-            match phase {
-                Phase::Ended => None,
-                Phase::Start if c.kind == Kind::Chat => {
-                    let first = c.chunk(Some(c.banner.clone().unwrap_or_default()), true, None);
-                    Some((Ok(Bytes::from(first)), (g, c, Phase::Running)))
-                }
-                Phase::Start if c.banner.is_some() => {
-                    let first = c.chunk(c.banner.clone(), false, None);
-                    Some((Ok(Bytes::from(first)), (g, c, Phase::Running)))
-                }
-                Phase::Start | Phase::Running => {
-                    let out = loop {
-                        match g.events.recv().await {
-                            Some(Event::Token { text, .. }) | Some(Event::Text(text)) => {
-                                if !text.is_empty() {
-                                    break c.chunk(Some(text), false, None);
-                                }
-                            }
-                            Some(Event::Done {
-                                finish_reason,
-                                usage,
-                            }) => {
-                                let mut out = c.chunk(None, false, Some(finish_reason));
-                                if c.kind == Kind::Completion {
-                                    // Completion chunks carry text, not a delta: the final one is empty.
-                                    out = c.chunk(Some(String::new()), false, Some(finish_reason));
-                                }
-                                if include_usage {
-                                    out.push_str(&c.usage(usage));
-                                }
-                                out.push_str("data: [DONE]\n\n");
-                                return Some((Ok(Bytes::from(out)), (g, c, Phase::Ended)));
-                            }
-                            Some(Event::Failed(why)) => {
-                                let err = ApiError::internal(why);
-                                return Some((
-                                    Ok(Bytes::from(format!("data: {}\n\n", err.body()))),
-                                    (g, c, Phase::Ended),
-                                ));
-                            }
-                            None => {
-                                let err = ApiError::unavailable(
-                                    "the engine stopped before the answer was complete",
-                                );
-                                return Some((
-                                    Ok(Bytes::from(format!("data: {}\n\n", err.body()))),
-                                    (g, c, Phase::Ended),
-                                ));
-                            }
+    let state = Streaming {
+        events,
+        audit: Some(audit),
+        chunker,
+        phase: Phase::Start,
+    };
+    futures_util::stream::unfold(state, move |mut st| async move {
+        let c = &st.chunker;
+        match st.phase {
+            Phase::Ended => None,
+            Phase::Start if c.kind == Kind::Chat => {
+                let first = c.chunk(Some(c.banner.clone().unwrap_or_default()), true, None);
+                st.phase = Phase::Running;
+                Some((Ok(Bytes::from(first)), st))
+            }
+            Phase::Start if c.banner.is_some() => {
+                let first = c.chunk(c.banner.clone(), false, None);
+                st.phase = Phase::Running;
+                Some((Ok(Bytes::from(first)), st))
+            }
+            Phase::Start | Phase::Running => {
+                let out = st.next(include_usage).await;
+                Some((Ok(Bytes::from(out)), st))
+            }
+        }
+    })
+}
+
+/// A stream in progress.
+struct Streaming {
+    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    /// Taken when the completion record is written.
+    audit: Option<crate::audit::CompletionAudit>,
+    chunker: Chunker,
+    phase: Phase,
+}
+
+impl Streaming {
+    fn error(&mut self, err: ApiError) -> String {
+        if let Some(a) = &mut self.audit {
+            a.unfinished = "error";
+        }
+        self.phase = Phase::Ended;
+        format!("data: {}\n\n", err.body())
+    }
+
+    /// The next frame: a token chunk, or the end of the stream.
+    async fn next(&mut self, include_usage: bool) -> String {
+        self.phase = Phase::Running;
+        let c = &self.chunker;
+        loop {
+            match self.events.recv().await {
+                Some(Event::Token { text, .. }) | Some(Event::Text(text)) => {
+                    if !text.is_empty() {
+                        if let Some(a) = &mut self.audit {
+                            a.output(&text);
                         }
-                    };
-                    Some((Ok(Bytes::from(out)), (g, c, Phase::Running)))
+                        return c.chunk(Some(text), false, None);
+                    }
+                }
+                Some(Event::Done {
+                    finish_reason,
+                    usage,
+                }) => {
+                    let mut out = c.chunk(None, false, Some(finish_reason));
+                    if c.kind == Kind::Completion {
+                        // Completion chunks carry text, not a delta: the final one is empty.
+                        out = c.chunk(Some(String::new()), false, Some(finish_reason));
+                    }
+                    if include_usage {
+                        out.push_str(&c.usage(usage));
+                    }
+                    if let Some(a) = self.audit.take() {
+                        let recorded = a
+                            .finish(
+                                finish_reason_str(finish_reason),
+                                u64::from(usage.completion_tokens),
+                            )
+                            .await;
+                        if let Err(e) = recorded {
+                            return self.error(e);
+                        }
+                    }
+                    out.push_str("data: [DONE]\n\n");
+                    self.phase = Phase::Ended;
+                    return out;
+                }
+                Some(Event::Failed(why)) => return self.error(ApiError::internal(why)),
+                None => {
+                    return self.error(ApiError::unavailable(
+                        "the engine stopped before the answer was complete",
+                    ))
                 }
             }
-        },
-    )
+        }
+    }
 }

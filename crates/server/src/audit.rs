@@ -1,0 +1,254 @@
+//! The server's side of the audit log: records made durable before the answer they cover, and
+//! the rule that a node whose log failed stops serving rather than serve unaudited.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use highside_audit::{Actor, AuditError, AuditLog, Event, PublicKey, Record};
+use highside_identity::Principal;
+use highside_openai::ApiError;
+use sha2::{Digest, Sha256};
+
+/// The open audit log of this node.
+pub struct Auditor {
+    log: AuditLog,
+    node: String,
+    dir: PathBuf,
+    public_key: PublicKey,
+    failed: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auditor")
+            .field("node", &self.node)
+            .field("dir", &self.dir)
+            .field("failed", &self.is_failed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer every request gets once the log has failed.
+pub(crate) fn unavailable() -> ApiError {
+    ApiError {
+        code: Some("audit_unavailable"),
+        retry_after: None,
+        ..ApiError::unavailable(
+            "the audit log cannot record this request, so this node has stopped serving",
+        )
+    }
+}
+
+impl Auditor {
+    /// Wraps an open log in `dir`, written as `node`, verifiable with `public_key`.
+    pub fn new(log: AuditLog, node: &str, dir: &Path, public_key: PublicKey) -> Self {
+        let (failed, _) = tokio::sync::watch::channel(false);
+        Self {
+            log,
+            node: node.to_owned(),
+            dir: dir.to_path_buf(),
+            public_key,
+            failed: Arc::new(failed),
+        }
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The key its checkpoints verify with.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public_key
+    }
+
+    /// This node's name in records.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn encode(&self, event: Event) -> Result<Vec<u8>, ApiError> {
+        serde_json::to_vec(&Record::now(&self.node, event)).map_err(|e| {
+            tracing::error!(error = %e, "cannot encode an audit record");
+            unavailable()
+        })
+    }
+
+    fn fail(failed: &tokio::sync::watch::Sender<bool>, e: &AuditError) {
+        tracing::error!(error = %e, "audit log failed: this node stops serving");
+        failed.send_replace(true);
+    }
+
+    /// Appends `event` and returns once it is durable. Blocks: only for blocking threads.
+    pub fn record_blocking(&self, event: Event) -> Result<u64, ApiError> {
+        let bytes = self.encode(event)?;
+        self.log.append(bytes).map_err(|e| {
+            Self::fail(&self.failed, &e);
+            unavailable()
+        })
+    }
+
+    /// Appends `event` and resolves once it is durable.
+    pub async fn record(&self, event: Event) -> Result<u64, ApiError> {
+        let bytes = self.encode(event)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.log.submit(
+            bytes,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        match rx.await.unwrap_or(Err(AuditError::Closed)) {
+            Ok(i) => Ok(i),
+            Err(e) => {
+                Self::fail(&self.failed, &e);
+                Err(unavailable())
+            }
+        }
+    }
+
+    /// Appends `event` without waiting (for records made where nobody can wait, such as a
+    /// stream dropped by its client). A failure still stops the node.
+    pub fn record_detached(&self, event: Event) {
+        let Ok(bytes) = self.encode(event) else {
+            return;
+        };
+        let failed = Arc::clone(&self.failed);
+        self.log.submit(
+            bytes,
+            Box::new(move |r| {
+                if let Err(e) = r {
+                    Self::fail(&failed, &e);
+                }
+            }),
+        );
+    }
+
+    /// Whether the log has failed (the node must not serve).
+    pub fn is_failed(&self) -> bool {
+        *self.failed.borrow() || self.log.is_failed()
+    }
+
+    /// Resolves once the log has failed.
+    pub async fn failed(&self) {
+        let mut rx = self.failed.subscribe();
+        let _ = rx.wait_for(|f| *f).await;
+    }
+
+    /// Writes the final checkpoint.
+    pub fn close(&self) -> Result<(), AuditError> {
+        self.log.close().map(|cp| {
+            tracing::info!(records = cp.tree_size, root = %cp.root, "audit log closed with a signed checkpoint");
+        })
+    }
+}
+
+/// Who a principal is, as records name them.
+pub(crate) fn actor(p: &Principal, client: Option<std::net::SocketAddr>) -> Actor {
+    Actor {
+        agency: Some(p.agency.to_string()),
+        user: Some(p.user.to_string()),
+        key: p.key.as_ref().map(ToString::to_string),
+        client: client.map(|c| c.to_string()),
+    }
+}
+
+/// The completion record of one allowed request, written exactly once: by [`finish`] when the
+/// generation ends, or, if it never does (the client left, an error after the decision), when
+/// this is dropped.
+///
+/// [`finish`]: CompletionAudit::finish
+pub struct CompletionAudit {
+    pub(crate) auditor: Arc<Auditor>,
+    pub(crate) request_id: String,
+    pub(crate) actor: Actor,
+    pub(crate) model: String,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) prompt_sha256: String,
+    pub(crate) started: Instant,
+    output: Sha256,
+    tokens: u64,
+    /// What a drop means: `error` until the engine has the request, `cancelled` after.
+    pub(crate) unfinished: &'static str,
+    done: bool,
+}
+
+impl std::fmt::Debug for CompletionAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompletionAudit")
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// SHA-256 of `bytes`, hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl CompletionAudit {
+    pub(crate) fn new(
+        auditor: Arc<Auditor>,
+        request_id: &str,
+        actor: Actor,
+        model: &str,
+        started: Instant,
+    ) -> Self {
+        Self {
+            auditor,
+            request_id: request_id.to_owned(),
+            actor,
+            model: model.to_owned(),
+            prompt_tokens: 0,
+            prompt_sha256: sha256_hex(b""),
+            started,
+            output: Sha256::new(),
+            tokens: 0,
+            unfinished: "error",
+            done: false,
+        }
+    }
+
+    /// Adds generated text (as sent to the client) to the output digest.
+    pub(crate) fn output(&mut self, text: &str) {
+        self.output.update(text.as_bytes());
+        self.tokens += 1;
+    }
+
+    fn event(&mut self, finish_reason: &str, completion_tokens: Option<u64>) -> Event {
+        self.done = true;
+        Event::Completion {
+            request_id: std::mem::take(&mut self.request_id),
+            actor: std::mem::take(&mut self.actor),
+            model: std::mem::take(&mut self.model),
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: completion_tokens.unwrap_or(self.tokens),
+            finish_reason: finish_reason.to_owned(),
+            latency_ms: self.started.elapsed().as_millis() as u64,
+            prompt_sha256: std::mem::take(&mut self.prompt_sha256),
+            output_sha256: hex::encode(std::mem::take(&mut self.output).finalize()),
+        }
+    }
+
+    /// Records the end of the generation and resolves once the record is durable.
+    pub(crate) async fn finish(
+        mut self,
+        finish_reason: &str,
+        completion_tokens: u64,
+    ) -> Result<(), ApiError> {
+        let event = self.event(finish_reason, Some(completion_tokens));
+        let auditor = Arc::clone(&self.auditor);
+        auditor.record(event).await.map(|_| ())
+    }
+}
+
+impl Drop for CompletionAudit {
+    fn drop(&mut self) {
+        if !self.done {
+            let reason = self.unfinished;
+            let event = self.event(reason, None);
+            self.auditor.record_detached(event);
+        }
+    }
+}
