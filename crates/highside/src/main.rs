@@ -1,6 +1,7 @@
 //! `highside`: the command line. Parsing and wiring only; the work happens in the library crates.
 
 mod admin;
+mod audit;
 mod bench;
 mod chat;
 mod client;
@@ -43,6 +44,9 @@ enum Command {
     Models(models::ModelsCommand),
     /// Manage agencies, users, keys and certificate mappings on a running server.
     Admin(admin::AdminArgs),
+    /// The audit log: verify, query, export, prove (offline with only the public key).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Classification markings: parse, canonicalise, compare.
     #[command(subcommand)]
     Label(label::LabelCommand),
@@ -67,6 +71,7 @@ fn main() -> std::process::ExitCode {
         Command::Init(args) => init(&cli.data, args),
         Command::Admin(args) => admin::run(args),
         Command::Label(cmd) => label::run(&cli.data, cmd),
+        Command::Audit(cmd) => audit::run(&cli.data, cmd),
         Command::Serve(args) => serve::run(&cli.data, args),
         Command::Models(cmd) => models::run(&cli.data, cmd),
         Command::Chat(args) => chat::run(args),
@@ -116,6 +121,7 @@ fn init(data: &std::path::Path, args: InitArgs) -> anyhow::Result<()> {
         std::fs::write(&policies, label::DEFAULT_POLICIES)?;
     }
     let public = audit_key(data)?;
+    let log = audit::open(data, "local")?;
     let clearance = args
         .clearance
         .unwrap_or_else(|| highside_identity::Clearance::highest(&encodings).to_string());
@@ -134,11 +140,18 @@ fn init(data: &std::path::Path, args: InitArgs) -> anyhow::Result<()> {
             nationality: args.nationality,
         },
     )?;
+    audit::record_local(
+        &log,
+        "enclave.init",
+        &user.id.to_string(),
+        serde_json::Value::Null,
+        serde_json::json!({ "operator": user, "key": key.record }),
+    )?;
     println!("initialised {}", dir.root().display());
     println!(
         "audit signing key: {} (owner-only); public key for auditors: {} = {public}",
-        data.join(AUDIT_KEY).display(),
-        data.join(AUDIT_PUBLIC).display()
+        data.join(audit::KEY_FILE).display(),
+        data.join(audit::PUBLIC_FILE).display()
     );
     println!(
         "operator '{}' ({}) created; its key is shown once, below, and cannot be recovered",
@@ -148,16 +161,11 @@ fn init(data: &std::path::Path, args: InitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The audit log's Ed25519 signing key (PKCS#8) in the data directory, owner-only.
-const AUDIT_KEY: &str = "audit-signing.key";
-/// Its public key, hex, for auditors.
-const AUDIT_PUBLIC: &str = "audit-signing.pub";
-
 /// Creates the audit signing key unless it exists (never replaced: it anchors every
 /// checkpoint already written) and writes the public key; returns the public key's hex.
 fn audit_key(data: &std::path::Path) -> anyhow::Result<String> {
     use anyhow::Context;
-    let path = data.join(AUDIT_KEY);
+    let path = data.join(audit::KEY_FILE);
     let signer = if path.exists() {
         let bytes =
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -176,6 +184,6 @@ fn audit_key(data: &std::path::Path) -> anyhow::Result<String> {
         signer
     };
     let public = signer.public_key().to_hex();
-    std::fs::write(data.join(AUDIT_PUBLIC), format!("{public}\n"))?;
+    std::fs::write(data.join(audit::PUBLIC_FILE), format!("{public}\n"))?;
     Ok(public)
 }

@@ -69,11 +69,25 @@ pub fn run(data: &Path, cmd: ModelsCommand) -> anyhow::Result<()> {
                 .parse_accreditation(&label)
                 .with_context(|| format!("--label '{label}' is not a valid accreditation"))?;
             let label = encodings.banner(&label);
+            // The log first: an import that cannot be recorded must not happen.
+            let log = crate::audit::open(data, "local")
+                .context("the import must be audited, and the audit log cannot be opened")?;
             let (record, info) =
                 highside_catalog::import(&dir, &store, &file, &name, &label, &mut Bar(None))
                     .with_context(|| {
                         format!("import of {} refused; nothing was written", file.display())
                     })?;
+            if let Err(e) = crate::audit::record_local(
+                &log,
+                "model.import",
+                &record.name,
+                serde_json::Value::Null,
+                serde_json::to_value(&record)?,
+            ) {
+                // Unrecorded, it is undone.
+                let _ = highside_catalog::remove(&dir, &store, &record.name);
+                return Err(e.context("the import was undone"));
+            }
             println!(
                 "imported {} ({}, {} parameters, {} tensors, context {}) sha256:{}",
                 record.name,
@@ -114,7 +128,17 @@ pub fn run(data: &Path, cmd: ModelsCommand) -> anyhow::Result<()> {
             }
         }
         ModelsCommand::Remove { name } => {
+            let log = crate::audit::open(data, "local")
+                .context("the removal must be audited, and the audit log cannot be opened")?;
             let record = highside_catalog::remove(&dir, &store, &name)?;
+            crate::audit::record_local(
+                &log,
+                "model.remove",
+                &record.name,
+                serde_json::to_value(&record)?,
+                serde_json::Value::Null,
+            )
+            .context("the model was removed but the audit record could not be written")?;
             println!("removed {} (sha256:{})", record.name, record.digest);
         }
     }

@@ -7,8 +7,8 @@ use clap::Args;
 use highside_config::Config;
 use highside_engine::{Engine, EngineConfig};
 use highside_server::{
-    tls_config, Accreditation, AppState, LoadedModel, PlainListener, Registry, ServerConfig,
-    TlsListener, TlsSettings,
+    tls_config, Accreditation, AppState, Auditor, LoadedModel, PlainListener, Registry,
+    ServerConfig, TlsListener, TlsSettings,
 };
 use highside_store::{DataDir, Store};
 use highside_template::ChatTemplate;
@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// Write the bound port to this file once listening (for scripts and tests).
     #[arg(long)]
     port_file: Option<PathBuf>,
+    /// This node's name in audit records and checkpoints.
+    #[arg(long, env = "HIGHSIDE_NODE", default_value = "node-1")]
+    node: String,
 }
 
 impl ServeArgs {
@@ -130,6 +133,21 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
         policies = policies.len(),
         "reference monitor ready"
     );
+    // The log before the models: a node that cannot audit must not start serving.
+    let audit_dir = data.join(crate::audit::DIR);
+    let signer = crate::audit::signer(data)?;
+    let public_key = signer.public_key();
+    let log = highside_audit::AuditLog::open(
+        &audit_dir,
+        signer,
+        Arc::new(highside_audit::Disk),
+        highside_audit::Options {
+            node: args.node.clone(),
+            ..highside_audit::Options::default()
+        },
+    )
+    .context("cannot open the audit log")?;
+    let auditor = Arc::new(Auditor::new(log, &args.node, &audit_dir, public_key));
     let mut registry = Registry::default();
     for record in store.list_models()? {
         // An accreditation that no longer parses must not be guessed at: refuse to start.
@@ -191,11 +209,12 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         store,
         highside_monitor::Monitor::new(encodings, policies),
+        Arc::clone(&auditor),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -219,9 +238,17 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
             }
         }
         anyhow::Ok(())
-    })?;
-    // Engines stop (and join their threads) when the state is dropped.
+    });
+    // Engines stop (and join their threads) when the state is dropped; records of streams
+    // they cancel are queued before the log's final checkpoint.
     drop(state);
+    drop(runtime);
+    if let Err(e) = auditor.close() {
+        tracing::error!(error = %e, "the audit log could not be closed with a checkpoint");
+        served?;
+        return Err(e.into());
+    }
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

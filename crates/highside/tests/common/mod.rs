@@ -207,6 +207,12 @@ impl Server {
         Self::client_with(&self.key)
     }
 
+    /// Sends SIGTERM, waits for the exit, and keeps the data directory.
+    pub async fn stop_keeping_data(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (self.stop().await, dir)
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub async fn stop(mut self) -> std::process::ExitStatus {
         nix::sys::signal::kill(
