@@ -98,8 +98,9 @@ fn added_per_request(rps: u64, secs: u64) -> (Duration, Duration) {
     let start = Instant::now();
     for i in 0..n {
         let due = start + interval * i as u32;
-        while Instant::now() < due {
-            std::hint::spin_loop();
+        // Sleep, not spin: on two cores a spinning generator would steal the writer's core.
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
         }
         let (log2, added2) = (Arc::clone(&log), Arc::clone(&added));
         let t0 = Instant::now();

@@ -20,22 +20,26 @@ pub enum Kind {
     Checkpoint = 1,
 }
 
-fn checksum(kind: u8, payload: &[u8]) -> [u8; 4] {
+/// SHA-256(kind || payload). For a record (kind 0) this is its RFC 6962 leaf hash, so one
+/// hash serves as both the frame's checksum (its first four bytes) and the tree's leaf.
+fn digest(kind: u8, payload: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update([kind]);
     h.update(payload);
-    let d = h.finalize();
-    [d[0], d[1], d[2], d[3]]
+    h.finalize().into()
 }
 
-/// Appends the frame of `payload` to `out`.
-pub fn encode(kind: Kind, payload: &[u8], out: &mut Vec<u8>) {
+/// Appends the frame of `payload` to `out`; returns SHA-256(kind || payload), which for a
+/// record is its leaf hash.
+pub fn encode(kind: Kind, payload: &[u8], out: &mut Vec<u8>) -> [u8; 32] {
     let len = u32::try_from(payload.len()).expect("payloads are bounded by MAX_PAYLOAD");
+    let d = digest(kind as u8, payload);
     out.push(MAGIC);
     out.push(kind as u8);
     out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&checksum(kind as u8, payload));
+    out.extend_from_slice(&d[..4]);
     out.extend_from_slice(payload);
+    d
 }
 
 /// Why bytes are not a frame.
@@ -60,6 +64,11 @@ pub enum FrameError {
 
 /// Decodes the frame at the start of `bytes`: its kind, payload and total length.
 pub fn decode(bytes: &[u8]) -> Result<(Kind, &[u8], usize), FrameError> {
+    decode_hashed(bytes).map(|(k, p, n, _)| (k, p, n))
+}
+
+/// [`decode`], also returning SHA-256(kind || payload) (a record's leaf hash).
+pub fn decode_hashed(bytes: &[u8]) -> Result<(Kind, &[u8], usize, [u8; 32]), FrameError> {
     let header = bytes.get(..HEADER).ok_or(FrameError::Short)?;
     if header[0] != MAGIC {
         return Err(FrameError::Magic);
@@ -74,16 +83,25 @@ pub fn decode(bytes: &[u8]) -> Result<(Kind, &[u8], usize), FrameError> {
         return Err(FrameError::Length(len));
     }
     let payload = bytes.get(HEADER..HEADER + len).ok_or(FrameError::Short)?;
-    if checksum(header[1], payload) != header[6..10] {
+    let d = digest(header[1], payload);
+    if d[..4] != header[6..10] {
         return Err(FrameError::Checksum);
     }
-    Ok((kind, payload, HEADER + len))
+    Ok((kind, payload, HEADER + len, d))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_record_digest_is_its_leaf_hash() {
+        let mut buf = Vec::new();
+        let d = encode(Kind::Record, b"{}", &mut buf);
+        assert_eq!(d, crate::merkle::leaf_hash(b"{}"));
+        assert_eq!(decode_hashed(&buf).unwrap().3, d);
+    }
 
     #[test]
     fn round_trip_and_every_cut_is_short() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint::{Checkpoint, Signer};
 use crate::frame::{self, Kind, MAX_PAYLOAD};
-use crate::merkle::{self, Tree};
+use crate::merkle::Tree;
 use crate::scan::{self, segment_name, VerifyError};
 
 /// A segment file as the writer needs it; tests inject failures through it.
@@ -356,8 +356,9 @@ impl Writer {
         let first = self.tree.len();
         let mut buf = Vec::with_capacity(payloads.iter().map(|p| p.len() + frame::HEADER).sum());
         for p in &payloads {
-            frame::encode(Kind::Record, p, &mut buf);
-            self.tree.push(merkle::leaf_hash(p));
+            // The frame's digest is the leaf hash: hashed once.
+            let leaf = frame::encode(Kind::Record, p, &mut buf);
+            self.tree.push(leaf);
         }
         self.unsigned += payloads.len() as u64;
         let due = self.unsigned >= self.options.checkpoint_every

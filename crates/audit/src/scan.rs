@@ -181,7 +181,7 @@ pub fn scan_segments(
                 offset: offset as u64,
                 entry,
             };
-            let (kind, payload, len) = match frame::decode(&bytes[offset..]) {
+            let (kind, payload, len, digest) = match frame::decode_hashed(&bytes[offset..]) {
                 Ok(x) => x,
                 Err(FrameError::Short) if last_segment => {
                     if tolerate_torn {
@@ -202,7 +202,8 @@ pub fn scan_segments(
                         });
                     }
                     on_record(s.records, payload);
-                    s.tree.push(merkle::leaf_hash(payload));
+                    // A record's frame digest is its leaf hash.
+                    s.tree.push(digest);
                     s.records += 1;
                     s.unsigned += 1;
                 }
