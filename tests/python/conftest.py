@@ -86,8 +86,9 @@ def _ready(port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def server():
-    """Start `highside serve` on an ephemeral port; yield its base URL (http://127.0.0.1:PORT)
-    and a key of a user with the `user` role, created through `highside admin`."""
+    """Start `highside serve` on an ephemeral port; yield its base URL (http://127.0.0.1:PORT),
+    a key of a user with the `user` role created through `highside admin`, and the operator's
+    key."""
     binary = _binary()
     if not binary.is_file():
         pytest.fail(f"server binary not found: {binary} (build it or set HIGHSIDE_BIN)")
@@ -137,7 +138,7 @@ def server():
                                    "--clearance", "SECRET", "--nationality", "USA"))
         key = _printed_key(_run_cli(binary, "admin", *conn, "keys", "create",
                                     "--user", user["id"], "--name", "pytest"))
-        yield url, key
+        yield url, key, operator_key
 
         proc.send_signal(signal.SIGTERM)
         try:
@@ -156,6 +157,6 @@ def server():
 
 @pytest.fixture(scope="session")
 def client(server):
-    url, key = server
+    url, key, _ = server
     # max_retries=0: observe the server's real responses, never SDK retries.
     return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=120.0)

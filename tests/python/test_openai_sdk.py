@@ -1,5 +1,9 @@
 """Integration tests: the official `openai` Python SDK against a real `highside serve`."""
 
+import hashlib
+import json
+import urllib.request
+
 import openai
 import pytest
 
@@ -159,7 +163,7 @@ def test_server_still_serves_after_errors(client):
 
 
 def test_bad_key_is_an_authentication_error(server):
-    url, _ = server
+    url, _, _ = server
     stranger = openai.OpenAI(
         base_url=f"{url}/v1", api_key="hs_" + "0" * 16 + "_" + "0" * 64, max_retries=0
     )
@@ -211,3 +215,37 @@ def test_an_invalid_declared_label_is_a_bad_request(client):
         )
     err = _error_body(info.value)
     assert err["param"] == "highside.label"
+
+
+def _audit(server, **query) -> list:
+    url, _, operator_key = server
+    qs = "&".join(f"{k}={v}" for k, v in query.items())
+    req = urllib.request.Request(f"{url}/admin/v1/audit?{qs}",
+                                 headers={"Authorization": f"Bearer {operator_key}"})
+    with urllib.request.urlopen(req, timeout=30) as res:
+        return [e["record"] for e in json.load(res)["data"]]
+
+
+def test_every_answer_is_in_the_audit_log(server, client):
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL_ID, messages=HELLO, max_tokens=6, temperature=0
+    )
+    request_id = raw.headers["x-request-id"]
+    content = raw.parse().choices[0].message.content
+    records = _audit(server, request_id=request_id)
+    kinds = sorted(r["type"] for r in records)
+    assert kinds == ["completion", "decision"], records
+    decision = next(r for r in records if r["type"] == "decision")
+    assert decision["decision"] == "allow" and decision["model_label"] == "SECRET//NOFORN"
+    completion = next(r for r in records if r["type"] == "completion")
+    assert completion["output_sha256"] == hashlib.sha256(content.encode()).hexdigest()
+
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client.chat.completions.create(
+            model=MODEL_ID, max_tokens=4,
+            messages=[{"role": "user", "content": "TOP SECRET\nSummarise."}],
+        )
+    denied_id = info.value.response.headers["x-request-id"]
+    [record] = _audit(server, request_id=denied_id)
+    assert record["decision"] == "deny"
+    assert record["reasons"][0].startswith("mac.no_read_up.level")
