@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 
 fn key() -> &'static PublicKey {
     static K: OnceLock<PublicKey> = OnceLock::new();
-    K.get_or_init(|| Signer::generate().expect("key").public_key())
+    K.get_or_init(|| Signer::generate().expect("key").1.public_key())
 }
 
 fuzz_target!(|data: &[u8]| {
