@@ -93,6 +93,18 @@ async fn requests_failures_and_changes_are_recorded_and_the_log_proves_itself() 
         }
     }
 
+    // A stream the client walks away from: its completion record says so.
+    let mut res = http
+        .post(server.url("/v1/chat/completions"))
+        .json(&json!({"model": "smollm2", "messages": [{"role": "user", "content": "Tell a long story."}],
+                      "max_tokens": 400, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let left_id = request_id(&res);
+    assert!(res.chunk().await.unwrap().is_some());
+    drop(res);
+
     // A denial: above the model's accreditation (UNCLASSIFIED).
     let res = http
         .post(server.url("/v1/chat/completions"))
@@ -286,6 +298,10 @@ async fn requests_failures_and_changes_are_recorded_and_the_log_proves_itself() 
     let c = find("completion", &stream_id);
     assert_eq!(c.len(), 1);
     assert_eq!(c[0]["output_sha256"], sha256(&streamed));
+    let c = find("completion", &left_id);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0]["finish_reason"], "cancelled", "{}", c[0]);
+    assert!(c[0]["completion_tokens"].as_u64().unwrap() < 400);
     let d = find("decision", &denied_id);
     assert_eq!(d[0]["decision"], "deny");
     assert!(
