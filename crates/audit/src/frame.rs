@@ -62,13 +62,26 @@ pub enum FrameError {
     Checksum,
 }
 
-/// Decodes the frame at the start of `bytes`: its kind, payload and total length.
-pub fn decode(bytes: &[u8]) -> Result<(Kind, &[u8], usize), FrameError> {
-    decode_hashed(bytes).map(|(k, p, n, _)| (k, p, n))
+/// A decoded frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    /// What it holds.
+    pub kind: Kind,
+    /// The payload.
+    pub payload: &'a [u8],
+    /// Bytes the frame takes, header included.
+    pub len: usize,
+    /// SHA-256(kind || payload): a record's leaf hash.
+    pub digest: [u8; 32],
 }
 
-/// [`decode`], also returning SHA-256(kind || payload) (a record's leaf hash).
-pub fn decode_hashed(bytes: &[u8]) -> Result<(Kind, &[u8], usize, [u8; 32]), FrameError> {
+/// Decodes the frame at the start of `bytes`: its kind, payload and total length.
+pub fn decode(bytes: &[u8]) -> Result<(Kind, &[u8], usize), FrameError> {
+    decode_hashed(bytes).map(|f| (f.kind, f.payload, f.len))
+}
+
+/// [`decode`], also giving SHA-256(kind || payload) (a record's leaf hash).
+pub fn decode_hashed(bytes: &[u8]) -> Result<Frame<'_>, FrameError> {
     let header = bytes.get(..HEADER).ok_or(FrameError::Short)?;
     if header[0] != MAGIC {
         return Err(FrameError::Magic);
@@ -87,7 +100,12 @@ pub fn decode_hashed(bytes: &[u8]) -> Result<(Kind, &[u8], usize, [u8; 32]), Fra
     if d[..4] != header[6..10] {
         return Err(FrameError::Checksum);
     }
-    Ok((kind, payload, HEADER + len, d))
+    Ok(Frame {
+        kind,
+        payload,
+        len: HEADER + len,
+        digest: d,
+    })
 }
 
 #[cfg(test)]
@@ -100,7 +118,7 @@ mod tests {
         let mut buf = Vec::new();
         let d = encode(Kind::Record, b"{}", &mut buf);
         assert_eq!(d, crate::merkle::leaf_hash(b"{}"));
-        assert_eq!(decode_hashed(&buf).unwrap().3, d);
+        assert_eq!(decode_hashed(&buf).unwrap().digest, d);
     }
 
     #[test]

@@ -181,7 +181,12 @@ pub fn scan_segments(
                 offset: offset as u64,
                 entry,
             };
-            let (kind, payload, len, digest) = match frame::decode_hashed(&bytes[offset..]) {
+            let frame::Frame {
+                kind,
+                payload,
+                len,
+                digest,
+            } = match frame::decode_hashed(&bytes[offset..]) {
                 Ok(x) => x,
                 Err(FrameError::Short) if last_segment => {
                     if tolerate_torn {
