@@ -106,6 +106,10 @@ pub enum Event {
         before: serde_json::Value,
         /// The state after (null when removed).
         after: serde_json::Value,
+        /// Why the change was refused, for attempts denied by the tenancy rules (nothing
+        /// changed then); absent for changes made.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        denied: Option<String>,
     },
 }
 

@@ -191,6 +191,7 @@ pub fn record_local(
             target: target.to_owned(),
             before,
             after,
+            denied: None,
         },
     );
     log.append_json(&record)

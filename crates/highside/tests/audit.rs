@@ -174,6 +174,14 @@ async fn requests_failures_and_changes_are_recorded_and_the_log_proves_itself() 
         .unwrap();
     assert_eq!(res.status(), 403);
     let role_denied_id = request_id(&res);
+    // An attempt to grant more than one holds is refused, and recorded as an attempt.
+    let res = auditor
+        .post(server.url("/admin/v1/users"))
+        .json(&json!({"name": "sneaky", "roles": ["operator"], "clearance": "SECRET", "nationality": "USA"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
     let revoked = http
         .delete(server.url(&format!(
             "/admin/v1/keys/{}",
@@ -343,6 +351,16 @@ async fn requests_failures_and_changes_are_recorded_and_the_log_proves_itself() 
     ] {
         assert!(actions.contains(&a), "{a} not in {actions:?}");
     }
+    let attempt = records
+        .iter()
+        .find(|r| r["action"] == "user.create" && r["denied"].is_string())
+        .expect("the refused attempt is recorded");
+    assert!(attempt["after"].is_null());
+    assert_eq!(
+        records.iter().filter(|r| r["denied"].is_string()).count(),
+        1,
+        "only refused attempts carry `denied`"
+    );
     let revoke = records
         .iter()
         .find(|r| r["action"] == "key.revoke")

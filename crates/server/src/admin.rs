@@ -225,6 +225,7 @@ async fn update_model(
             target: name.clone(),
             before,
             after: serde_json::json!({ "label": record.label }),
+            denied: None,
         })
         .await?;
     Ok(Json(ModelLabel {
@@ -299,10 +300,30 @@ where
     F: FnOnce(&Admin) -> Result<Change<T>, AdminError> + Send + 'static,
 {
     let st = Arc::clone(state);
-    let c = tokio::task::spawn_blocking(move || op(&st.admin))
+    let result = tokio::task::spawn_blocking(move || op(&st.admin))
         .await
-        .map_err(|_| ApiError::internal("the admin operation failed"))?
-        .map_err(api_error)?;
+        .map_err(|_| ApiError::internal("the admin operation failed"))?;
+    let c = match result {
+        Ok(c) => c,
+        Err(AdminError::Forbidden(d)) => {
+            // An attempt the rules refused (granting more than one holds, crossing the
+            // agency wall) is recorded too: nothing changed, but someone tried.
+            state
+                .service
+                .auditor()
+                .record(highside_audit::Event::Admin {
+                    actor: crate::audit::actor(who.0, who.1 .0),
+                    action: action.to_owned(),
+                    target: String::new(),
+                    before: serde_json::Value::Null,
+                    after: serde_json::Value::Null,
+                    denied: Some(d.0.clone()),
+                })
+                .await?;
+            return Err(api_error(AdminError::Forbidden(d)).into());
+        }
+        Err(e) => return Err(api_error(e).into()),
+    };
     state
         .service
         .auditor()
@@ -312,6 +333,7 @@ where
             target: c.target,
             before: c.before,
             after: c.after,
+            denied: None,
         })
         .await?;
     Ok((status, Json(c.out)).into_response())
