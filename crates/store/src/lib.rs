@@ -7,13 +7,19 @@
 
 mod datadir;
 mod identity;
+mod metering;
 mod migrate;
 mod sqlite;
 mod sqlite_identity;
+mod sqlite_metering;
 
 pub use datadir::DataDir;
 pub use identity::{
     AgencyRecord, ApiKeyRecord, CertMappingRecord, IdentityStore, Page, Scope, UserRecord,
+};
+pub use metering::{
+    Exceeded, LedgerEntry, LimitScope, Limits, MeteringStore, PlanRecord, PriceRecord,
+    ReservationRequest, Subjects, Totals,
 };
 pub use sqlite::SqliteStore;
 

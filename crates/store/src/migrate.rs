@@ -19,6 +19,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         "0003_labels",
         include_str!("../migrations/sqlite/0003_labels.sql"),
     ),
+    (
+        "0004_metering",
+        include_str!("../migrations/sqlite/0004_metering.sql"),
+    ),
 ];
 
 pub(crate) fn run(conn: &mut Connection, migrations: &[(&str, &str)]) -> Result<(), StoreError> {
