@@ -206,8 +206,11 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
             max_body_bytes: config.max_body_bytes,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         },
-        store.clone(),
-        store,
+        highside_server::Stores {
+            identity: store.clone(),
+            catalog: store.clone(),
+            metering: store,
+        },
         highside_monitor::Monitor::new(encodings, policies),
         Arc::clone(&auditor),
     );

@@ -43,6 +43,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             axum::routing::patch(update_model),
         )
         .route("/admin/v1/audit", get(list_audit))
+        .merge(crate::metering_admin::routes())
 }
 
 // ---- audit ----
@@ -235,7 +236,7 @@ async fn update_model(
     .into_response())
 }
 
-fn api_error(e: AdminError) -> ApiError {
+pub(crate) fn api_error(e: AdminError) -> ApiError {
     match e {
         AdminError::Invalid { message, param } => ApiError::bad_request(message, param),
         AdminError::Forbidden(d) => ApiError::forbidden(d.0),
@@ -263,17 +264,17 @@ where
 }
 
 /// A change as the audit log records it: what was done to which target, before and after.
-struct Change<T> {
+pub(crate) struct Change<T> {
     /// The answer.
-    out: T,
-    target: String,
-    before: serde_json::Value,
-    after: serde_json::Value,
+    pub(crate) out: T,
+    pub(crate) target: String,
+    pub(crate) before: serde_json::Value,
+    pub(crate) after: serde_json::Value,
 }
 
 impl<T: Serialize> Change<T> {
     /// A change whose answer is the state after it.
-    fn new(target: impl ToString, before: Option<&impl Serialize>, out: T) -> Self {
+    pub(crate) fn new(target: impl ToString, before: Option<&impl Serialize>, out: T) -> Self {
         let after = serde_json::to_value(&out).unwrap_or(serde_json::Value::Null);
         Self {
             target: target.to_string(),
@@ -288,7 +289,7 @@ impl<T: Serialize> Change<T> {
 
 /// Runs a change on a blocking thread, then makes its audit record durable before answering.
 /// If the record cannot be written the change stands but the node stops serving (503).
-async fn change<T, F>(
+pub(crate) async fn change<T, F>(
     state: &Arc<AppState>,
     who: (&Principal, ClientAddr),
     status: StatusCode,
@@ -339,7 +340,7 @@ where
     Ok((status, Json(c.out)).into_response())
 }
 
-fn id(path: Result<Path<String>, PathRejection>) -> Result<String, HttpError> {
+pub(crate) fn id(path: Result<Path<String>, PathRejection>) -> Result<String, HttpError> {
     path.map(|Path(id)| id)
         .map_err(|e| HttpError(ApiError::bad_request(format!("Invalid path: {e}"), None)))
 }
@@ -353,7 +354,7 @@ fn query(raw: Option<String>) -> Result<ListQuery, HttpError> {
     })
 }
 
-async fn body<T: serde::de::DeserializeOwned>(
+pub(crate) async fn body<T: serde::de::DeserializeOwned>(
     state: &AppState,
     req: Request,
 ) -> Result<T, HttpError> {

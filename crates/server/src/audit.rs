@@ -171,6 +171,9 @@ pub struct CompletionAudit {
     tokens: u64,
     /// What a drop means: `error` until the engine has the request, `cancelled` after.
     pub(crate) unfinished: &'static str,
+    /// The request's metering charge: settled at the end, partly on a cancel, released on
+    /// an error.
+    pub(crate) charge: Option<crate::meter::Charge>,
     done: bool,
 }
 
@@ -206,6 +209,7 @@ impl CompletionAudit {
             output: Sha256::new(),
             tokens: 0,
             unfinished: "error",
+            charge: None,
             done: false,
         }
     }
@@ -237,6 +241,14 @@ impl CompletionAudit {
         finish_reason: &str,
         completion_tokens: u64,
     ) -> Result<(), ApiError> {
+        if let Some(charge) = self.charge.take() {
+            // The ledger first: metering and audit both see the request before the answer ends.
+            let settled =
+                tokio::task::spawn_blocking(move || charge.settle(completion_tokens)).await;
+            if settled.is_err() {
+                tracing::error!(request = %self.request_id, "the settlement task failed");
+            }
+        }
         let event = self.event(finish_reason, Some(completion_tokens));
         let auditor = Arc::clone(&self.auditor);
         auditor.record(event).await.map(|_| ())
@@ -245,6 +257,13 @@ impl CompletionAudit {
 
 impl Drop for CompletionAudit {
     fn drop(&mut self) {
+        if let Some(charge) = self.charge.take() {
+            if self.unfinished == "cancelled" {
+                // The engine had it: the prompt and what was generated were used.
+                charge.settle_partial(self.tokens);
+            }
+            // Otherwise dropping the charge hands the whole reservation back.
+        }
         if !self.done {
             let reason = self.unfinished;
             let event = self.event(reason, None);

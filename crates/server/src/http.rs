@@ -177,6 +177,23 @@ struct Incoming {
     principal: Principal,
     header_labels: Result<Vec<String>, ApiError>,
     client: Option<std::net::SocketAddr>,
+    idempotency_key: Result<Option<String>, ApiError>,
+}
+
+/// `Idempotency-Key`: at most 255 visible ASCII characters.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k.to_owned()))
+        }
+        _ => Err(ApiError::bad_request(
+            "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
+            None,
+        )),
+    }
 }
 
 fn incoming(principal: Principal, req: &Request) -> Incoming {
@@ -187,7 +204,17 @@ fn incoming(principal: Principal, req: &Request) -> Incoming {
             .extensions()
             .get::<axum::extract::ConnectInfo<crate::ClientInfo>>()
             .map(|c| c.0.addr),
+        idempotency_key: idempotency_key(req.headers()),
     }
+}
+
+fn with_rate_headers(mut res: Response, headers: &crate::RateHeaders) -> Response {
+    for (name, value) in headers.pairs() {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            res.headers_mut().insert(name, v);
+        }
+    }
+    res
 }
 
 /// The request's decision and generation; every answer, an error too, names the request ID
@@ -225,6 +252,7 @@ async fn generate_inner(
         principal,
         header_labels,
         client,
+        idempotency_key,
     } = inc;
     if let Err(denied) = may_infer(&principal) {
         // A role denial is a decision too: recorded before the answer, like the monitor's.
@@ -252,6 +280,7 @@ async fn generate_inner(
         return Err(denied.into());
     }
     let header_labels = header_labels?;
+    let idempotency_key = idempotency_key?;
     let prepared = prepared?;
     // Rendering, tokenizing, the monitor's detection pass and the durable decision record
     // block: off the workers.
@@ -264,11 +293,22 @@ async fn generate_inner(
             request_id: &request_id,
             client,
             route,
+            idempotency_key: idempotency_key.as_deref(),
         };
         st.service.start(&caller, prepared)
     })
     .await
-    .map_err(|_| ApiError::internal("the request task failed"))??;
+    .map_err(|_| ApiError::internal("the request task failed"))?;
+    let generation = match generation {
+        Ok(g) => g,
+        Err(refusal) => {
+            return Ok(with_rate_headers(
+                HttpError(refusal.error).into_response(),
+                &refusal.headers,
+            ))
+        }
+    };
+    let rate_headers = generation.rate_headers.clone();
     // Banners are ASCII by construction (the encodings allow only upper-case words).
     let label = HeaderValue::from_str(&generation.label)
         .map_err(|_| ApiError::internal("the output label is not a valid header"))?;
@@ -292,7 +332,7 @@ async fn generate_inner(
     if let Some(pii) = pii {
         res.headers_mut().insert("x-highside-pii", pii);
     }
-    Ok(res)
+    Ok(with_rate_headers(res, &rate_headers))
 }
 
 async fn chat_completions(

@@ -10,6 +10,8 @@ mod audit;
 mod auth;
 mod http;
 mod listener;
+mod meter;
+mod metering_admin;
 mod registry;
 mod service;
 mod sse;
@@ -23,13 +25,14 @@ use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use highside_label::Encodings;
 use highside_monitor::Monitor;
-use highside_store::{IdentityStore, Store};
+use highside_store::{IdentityStore, MeteringStore, Store};
 use highside_tenancy::{Admin, Authenticator};
 
 pub use audit::Auditor;
 pub use listener::{
     peer_certificate, tls_config, ClientInfo, PlainListener, TlsError, TlsListener, TlsSettings,
 };
+pub use meter::{Meter, RateHeaders};
 pub use registry::{Accreditation, LoadedModel, Registry};
 pub use service::{Caller, Generation, Service};
 
@@ -63,18 +66,23 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// Wraps a loaded registry, the identity store every request is authenticated against,
-    /// the catalog (for accreditation changes), the reference monitor and the audit log.
+    /// the catalog (for accreditation changes), the reference monitor, the audit log and
+    /// the metering store.
     pub fn new(
         registry: Registry,
         config: ServerConfig,
-        identity: Arc<dyn IdentityStore>,
-        catalog: Arc<dyn Store>,
+        stores: Stores,
         monitor: Monitor,
         auditor: Arc<Auditor>,
     ) -> Arc<Self> {
         let encodings = Arc::new(monitor.encodings().clone());
+        let Stores {
+            identity,
+            catalog,
+            metering,
+        } = stores;
         Arc::new(Self {
-            service: Service::new(registry, monitor, auditor),
+            service: Service::new(registry, monitor, auditor, Meter::new(metering)),
             config,
             shutting_down: AtomicBool::new(false),
             auth: Authenticator::new(Arc::clone(&identity), Arc::clone(&encodings)),
@@ -92,6 +100,16 @@ impl AppState {
     pub fn service(&self) -> &Service {
         &self.service
     }
+}
+
+/// The stores a server works on (one SQLite database by default, behind three traits).
+pub struct Stores {
+    /// Agencies, users, keys, certificate mappings.
+    pub identity: Arc<dyn IdentityStore>,
+    /// Models.
+    pub catalog: Arc<dyn Store>,
+    /// Prices, plans, limits, reservations, the usage ledger.
+    pub metering: Arc<dyn MeteringStore>,
 }
 
 /// Why the server stopped abnormally.

@@ -15,6 +15,8 @@ use highside_template::TemplateError;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::audit::{actor, sha256_hex, Auditor, CompletionAudit};
+pub use crate::meter::Refusal;
+use crate::meter::{Meter, RateHeaders};
 use crate::Registry;
 
 /// The request pipeline over the loaded models.
@@ -23,6 +25,7 @@ pub struct Service {
     registry: Registry,
     monitor: Monitor,
     audit: Arc<Auditor>,
+    meter: Arc<Meter>,
 }
 
 /// Who is asking, and what they declared outside the body.
@@ -38,6 +41,8 @@ pub struct Caller<'a> {
     pub client: Option<std::net::SocketAddr>,
     /// Method and path, for the record.
     pub route: &'a str,
+    /// The client's `Idempotency-Key`: a retry with the same key is charged once.
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// A generation that has been admitted by an engine.
@@ -59,8 +64,10 @@ pub struct Generation {
     pub banner: bool,
     /// Kinds of personal data found, when the agency flags them.
     pub pii: Vec<&'static str>,
-    /// The completion record still to be written.
+    /// The completion record (and the settlement of its charge) still to be made.
     pub audit: CompletionAudit,
+    /// `x-ratelimit-*` for the answer.
+    pub rate_headers: RateHeaders,
 }
 
 /// A denial as the client sees it: 400 for a declared label that is not one of this enclave's,
@@ -100,12 +107,23 @@ fn engine_error(e: EngineError, param: &str) -> ApiError {
 impl Service {
     /// Wraps the loaded models, the reference monitor every request passes and the audit
     /// log every decision is recorded in.
-    pub fn new(registry: Registry, monitor: Monitor, audit: Arc<Auditor>) -> Self {
+    pub fn new(
+        registry: Registry,
+        monitor: Monitor,
+        audit: Arc<Auditor>,
+        meter: Arc<Meter>,
+    ) -> Self {
         Self {
             registry,
             monitor,
             audit,
+            meter,
         }
+    }
+
+    /// Metering.
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.meter
     }
 
     /// The audit log.
@@ -126,7 +144,7 @@ impl Service {
     /// Asks the reference monitor and makes its decision durable in the audit log, then
     /// renders and tokenizes the prompt, fixes `max_tokens`, and queues the generation.
     /// Blocks on the audit log: call it from a blocking thread.
-    pub fn start(&self, caller: &Caller<'_>, req: Prepared) -> Result<Generation, ApiError> {
+    pub fn start(&self, caller: &Caller<'_>, req: Prepared) -> Result<Generation, Refusal> {
         let started = Instant::now();
         let model = self
             .registry
@@ -156,7 +174,7 @@ impl Service {
                 pii: decision.pii.iter().map(|s| (*s).to_owned()).collect(),
             })?;
         if !decision.allowed {
-            return Err(denied(&decision));
+            return Err(denied(&decision).into());
         }
         // From here every outcome, even an error, ends in exactly one completion record.
         let mut audit = CompletionAudit::new(
@@ -179,7 +197,7 @@ impl Service {
                         return Err(ApiError::bad_request(
                             format!("messages[{i}].content contains the model's control token {t:?}, which could forge conversation structure"),
                             Some(&format!("messages[{i}].content")),
-                        ));
+                        ).into());
                     }
                 }
                 let template = model
@@ -208,7 +226,8 @@ impl Service {
                     return Err(ApiError::bad_request(
                         format!("token id {bad} is outside the model's vocabulary of {n_vocab}"),
                         Some("prompt"),
-                    ));
+                    )
+                    .into());
                 }
                 let bytes: Vec<u8> = ids.iter().flat_map(|t| t.to_le_bytes()).collect();
                 audit.prompt_sha256 = sha256_hex(&bytes);
@@ -226,6 +245,36 @@ impl Service {
         };
         let prompt_tokens = prompt.len() as u32;
         audit.prompt_tokens = u64::from(prompt_tokens);
+        // Reserve what it may use (never more than the context leaves) before it runs.
+        let p = caller.principal;
+        let subjects = highside_store::Subjects {
+            agency: p.agency.to_string(),
+            user: p.user.to_string(),
+            key: p.key.as_ref().map(ToString::to_string),
+        };
+        let charge_id = match caller.idempotency_key {
+            // Scoped to the agency, so one agency's key never collides with another's.
+            Some(k) => format!(
+                "idem-{}",
+                sha256_hex(format!("{}\n{k}", subjects.agency).as_bytes())
+            ),
+            None => caller.request_id.to_owned(),
+        };
+        let most = params.max_tokens.min(context.saturating_sub(prompt_tokens));
+        let admission = match self.meter.admit(
+            &charge_id,
+            &subjects,
+            &model.name,
+            u64::from(prompt_tokens),
+            u64::from(most),
+        ) {
+            Ok(a) => a,
+            Err(refused) => {
+                audit.unfinished = "rate_limited";
+                return Err(refused);
+            }
+        };
+        audit.charge = Some(admission.charge);
         let events = engine
             .submit(prompt, params)
             .map_err(|e| engine_error(e, param))?;
@@ -240,6 +289,7 @@ impl Service {
             banner: req.banner,
             pii: decision.pii,
             audit,
+            rate_headers: admission.headers,
         })
     }
 

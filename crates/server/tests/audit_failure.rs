@@ -69,8 +69,11 @@ async fn a_failed_sync_is_not_acknowledged_and_the_node_stops_serving() {
             max_body_bytes: 1 << 20,
             shutdown_grace: Duration::from_secs(1),
         },
-        store.clone(),
-        store,
+        highside_server::Stores {
+            identity: store.clone(),
+            catalog: store.clone(),
+            metering: store,
+        },
         Monitor::new(encodings, Policies::parse("").unwrap()),
         Arc::clone(&auditor),
     );

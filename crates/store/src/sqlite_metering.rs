@@ -216,6 +216,15 @@ impl MeteringStore for SqliteStore {
             "DELETE FROM reservations WHERE expires_at <= ?1",
             params![r.now_ms],
         )?;
+        let running: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM reservations WHERE id = ?1)",
+            params![r.id],
+            |row| row.get(0),
+        )?;
+        if running {
+            // The same ID is running (a retried request with the same idempotency key).
+            return Err(StoreError::Duplicate(format!("reservation {}", r.id)));
+        }
         for (scope, subject) in r.subjects.levels() {
             let limits: Option<(Option<i64>, Option<i64>, Option<i64>)> = tx
                 .query_row(

@@ -234,6 +234,11 @@ fn reservations_of_a_dead_node_expire_and_a_retried_settlement_counts_once() {
         .reserve(&reservation("after", "user_1", 100, 0, 60_000))
         .unwrap()
         .is_none());
+    // The same ID while it runs is refused (an idempotency key retried too early).
+    assert!(matches!(
+        s.reserve(&reservation("after", "user_1", 1, 0, 60_000)),
+        Err(highside_store::StoreError::Duplicate(_))
+    ));
     // Settling twice (a retry) records it once.
     assert!(s
         .settle("after", &entry("after", "user_1", 40, 10, 7))

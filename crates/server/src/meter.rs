@@ -1,0 +1,421 @@
+//! Metering on the request path. Before a generation starts, [`Meter::admit`] reserves its
+//! prompt tokens plus `max_tokens` (and what they would cost) against the daily and monthly
+//! quotas and monthly budgets of its agency, user and key in one atomic store step, then takes
+//! the requests- and tokens-per-minute limits (GCRA, in this node's memory). The [`Charge`] it
+//! returns settles the real usage when the generation ends, or what was used so far if it never
+//! does (error, cancel, client gone); a node that dies leaves reservations that expire.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use highside_metering::{Gcra, GcraError, Micros, Price};
+use highside_openai::ApiError;
+use highside_store::{
+    LedgerEntry, LimitScope, Limits, MeteringStore, ReservationRequest, StoreError, Subjects,
+};
+
+/// How long an unsettled reservation counts (longer than any generation may run).
+const RESERVATION_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// The rate-limit state of one agency, user or key: theoretical arrival times.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tat {
+    requests: u64,
+    tokens: u64,
+}
+
+/// Metering of this node.
+pub struct Meter {
+    store: Arc<dyn MeteringStore>,
+    rates: Mutex<HashMap<(LimitScope, String), Tat>>,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for Meter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meter").finish_non_exhaustive()
+    }
+}
+
+/// The `x-ratelimit-*` headers of an answer: the tightest level's figures.
+#[derive(Debug, Clone, Default)]
+pub struct RateHeaders {
+    /// (limit, remaining, reset seconds) for requests per minute, if any level limits them.
+    pub requests: Option<(u64, u64, u64)>,
+    /// The same for tokens per minute.
+    pub tokens: Option<(u64, u64, u64)>,
+}
+
+impl RateHeaders {
+    /// As header name/value pairs, in OpenAI's names.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut v = Vec::new();
+        if let Some((limit, remaining, reset)) = self.requests {
+            v.push(("x-ratelimit-limit-requests", limit.to_string()));
+            v.push(("x-ratelimit-remaining-requests", remaining.to_string()));
+            v.push(("x-ratelimit-reset-requests", format!("{reset}s")));
+        }
+        if let Some((limit, remaining, reset)) = self.tokens {
+            v.push(("x-ratelimit-limit-tokens", limit.to_string()));
+            v.push(("x-ratelimit-remaining-tokens", remaining.to_string()));
+            v.push(("x-ratelimit-reset-tokens", format!("{reset}s")));
+        }
+        v
+    }
+}
+
+/// A request refused before it started, with the rate-limit headers its answer carries.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The error (a 429 carries `retry_after`).
+    pub error: ApiError,
+    /// `x-ratelimit-*` (empty unless rate limits apply); boxed to keep results small.
+    pub headers: Box<RateHeaders>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            headers: Box::default(),
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    tracing::error!(error = %e, "metering store failed");
+    ApiError::internal("the metering store failed")
+}
+
+fn quota_error(limit: &str, scope: LimitScope, retry_after: u64) -> ApiError {
+    let (code, what) = match limit {
+        "monthly_budget" => ("insufficient_quota", "monthly budget"),
+        "daily_tokens" => ("insufficient_quota", "daily token quota"),
+        _ => ("insufficient_quota", "monthly token quota"),
+    };
+    ApiError {
+        code: Some(code),
+        ..ApiError::overloaded(
+            format!(
+                "this request would exceed the {} {what}; it resets in {retry_after} s",
+                scope.as_str()
+            ),
+            retry_after,
+        )
+    }
+}
+
+/// The UTC day and month of `t`, and the seconds until each ends.
+fn periods(t: time::OffsetDateTime) -> (String, String, u64, u64) {
+    let date = t.date();
+    let day = format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    );
+    let month = format!("{:04}-{:02}", date.year(), u8::from(date.month()));
+    let secs_today =
+        u64::from(t.hour()) * 3600 + u64::from(t.minute()) * 60 + u64::from(t.second());
+    let to_midnight = 86_400 - secs_today;
+    let days_left = u64::from(date.month().length(date.year()) - date.day());
+    (day, month, to_midnight, to_midnight + days_left * 86_400)
+}
+
+/// What a started generation will be charged when it ends.
+pub struct Charge {
+    meter: Arc<Meter>,
+    id: String,
+    subjects: Subjects,
+    model: String,
+    price: Price,
+    prompt_tokens: u64,
+    /// Whether the store holds a reservation to hand back.
+    reserved: bool,
+    done: bool,
+}
+
+impl std::fmt::Debug for Charge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Charge")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An admitted request: its charge and the headers for its answer.
+#[derive(Debug)]
+pub struct Admission {
+    /// Settles on finish, or on drop.
+    pub charge: Charge,
+    /// `x-ratelimit-*`.
+    pub headers: RateHeaders,
+}
+
+impl Meter {
+    /// Metering over `store`.
+    pub fn new(store: Arc<dyn MeteringStore>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            rates: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+        })
+    }
+
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The store (for the admin API and reports).
+    pub fn store(&self) -> &Arc<dyn MeteringStore> {
+        &self.store
+    }
+
+    /// The model's prices; a model without prices is free (quotas in tokens still apply).
+    fn price(&self, model: &str) -> Result<Price, StoreError> {
+        Ok(self
+            .store
+            .prices()?
+            .into_iter()
+            .find(|p| p.model == model)
+            .map_or(Price::FREE, |p| Price {
+                input_per_million: Micros(p.input_per_million),
+                output_per_million: Micros(p.output_per_million),
+            }))
+    }
+
+    /// Admits a request of `prompt_tokens` that may generate `max_tokens` (already clamped to
+    /// the model's context) or says which limit it would break. `id` names the reservation and
+    /// the ledger row: a retry with the same ID (an idempotency key) is charged once. Blocks
+    /// on the store.
+    pub fn admit(
+        self: &Arc<Self>,
+        id: &str,
+        subjects: &Subjects,
+        model: &str,
+        prompt_tokens: u64,
+        max_tokens: u64,
+    ) -> Result<Admission, Refusal> {
+        let price = self.price(model).map_err(store_error)?;
+        let tokens = prompt_tokens.saturating_add(max_tokens);
+        let cost = price
+            .cost(prompt_tokens, max_tokens)
+            .map_err(|e| ApiError::bad_request(e.to_string(), Some("max_tokens")))?;
+        let now = time::OffsetDateTime::now_utc();
+        let (day, month, to_midnight, to_month_end) = periods(now);
+        let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        let mut limits = Vec::new();
+        for (scope, subject) in subjects.levels() {
+            if let Some(l) = self.store.limits(scope, subject).map_err(store_error)? {
+                limits.push((scope, subject.to_owned(), l));
+            }
+        }
+        let reservation = ReservationRequest {
+            id: id.to_owned(),
+            subjects: subjects.clone(),
+            tokens,
+            cost: cost.0,
+            day,
+            month,
+            now_ms,
+            expires_at_ms: now_ms.saturating_add(RESERVATION_TTL.as_millis() as i64),
+        };
+        // With no quota or budget at any level there is nothing to hold back: skip the
+        // reservation (the settlement still writes the ledger).
+        let guarded = limits.iter().any(|(_, _, l)| {
+            l.daily_tokens.is_some() || l.monthly_tokens.is_some() || l.monthly_budget.is_some()
+        });
+        let result = if guarded {
+            self.store.reserve(&reservation)
+        } else {
+            Ok(None)
+        };
+        match result {
+            Ok(None) => {}
+            Ok(Some(e)) => {
+                let reset = if e.limit == "daily_tokens" {
+                    to_midnight
+                } else {
+                    to_month_end
+                };
+                return Err(quota_error(e.limit, e.scope, reset).into());
+            }
+            Err(StoreError::Duplicate(_)) => {
+                return Err(ApiError {
+                    code: Some("idempotency_conflict"),
+                    ..ApiError::conflict("a request with this Idempotency-Key is still running")
+                }
+                .into())
+            }
+            Err(e) => return Err(store_error(e).into()),
+        }
+        // Rates after the durable check, so a quota refusal does not spend rate; a rate
+        // refusal hands the reservation back.
+        match self.take_rates(&limits, tokens) {
+            Ok(headers) => Ok(Admission {
+                charge: Charge {
+                    meter: Arc::clone(self),
+                    id: id.to_owned(),
+                    subjects: subjects.clone(),
+                    model: model.to_owned(),
+                    price,
+                    prompt_tokens,
+                    reserved: guarded,
+                    done: false,
+                },
+                headers,
+            }),
+            Err(refused) => {
+                if guarded {
+                    if let Err(e) = self.store.release(id) {
+                        tracing::error!(error = %e, "cannot release a reservation");
+                    }
+                }
+                Err(refused)
+            }
+        }
+    }
+
+    /// Takes one request and `tokens` from every level's per-minute limits, all or none.
+    fn take_rates(
+        &self,
+        limits: &[(LimitScope, String, Limits)],
+        tokens: u64,
+    ) -> Result<RateHeaders, Refusal> {
+        let now = self.now_nanos();
+        let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        let mut updates = Vec::new();
+        let mut headers = RateHeaders::default();
+        let mut wait: Option<u64> = None;
+        let mut never = false;
+        for (scope, subject, l) in limits {
+            let tat = rates
+                .get(&(*scope, subject.clone()))
+                .copied()
+                .unwrap_or_default();
+            let mut next = tat;
+            for (limit, units, slot, header) in [
+                (
+                    l.requests_per_minute,
+                    1,
+                    &mut next.requests,
+                    &mut headers.requests,
+                ),
+                (
+                    l.tokens_per_minute,
+                    tokens,
+                    &mut next.tokens,
+                    &mut headers.tokens,
+                ),
+            ] {
+                let Some(g) = limit.and_then(Gcra::per_minute) else {
+                    continue;
+                };
+                match g.take(*slot, now, units) {
+                    Ok(t) => *slot = t,
+                    Err(GcraError::RetryAfter(n)) => wait = Some(wait.unwrap_or(0).max(n)),
+                    Err(GcraError::TooLarge) => never = true,
+                }
+                let remaining = g.remaining(*slot, now);
+                let reset = slot.saturating_sub(now).div_ceil(1_000_000_000);
+                let limit = limit.unwrap_or(0);
+                if header.is_none_or(|(_, r, _)| remaining < r) {
+                    *header = Some((limit, remaining, reset));
+                }
+            }
+            updates.push(((*scope, subject.clone()), next));
+        }
+        if never {
+            return Err(Refusal {
+                error: ApiError {
+                    code: Some("rate_limit_exceeded"),
+                    retry_after: None,
+                    ..ApiError::overloaded(
+                        "this request needs more tokens than the tokens-per-minute limit allows at once; lower max_tokens",
+                        0,
+                    )
+                },
+                headers: Box::new(headers),
+            });
+        }
+        if let Some(n) = wait {
+            let secs = n.div_ceil(1_000_000_000).max(1);
+            return Err(Refusal {
+                error: ApiError::overloaded(format!("rate limit reached; retry in {secs} s"), secs),
+                headers: Box::new(headers),
+            });
+        }
+        for (k, v) in updates {
+            rates.insert(k, v);
+        }
+        Ok(headers)
+    }
+}
+
+impl Charge {
+    fn entry(&self, completion_tokens: u64) -> LedgerEntry {
+        let now = time::OffsetDateTime::now_utc();
+        let (day, month, _, _) = periods(now);
+        let cost = self
+            .price
+            .cost(self.prompt_tokens, completion_tokens)
+            .unwrap_or(Micros(i64::MAX));
+        LedgerEntry {
+            request_id: self.id.clone(),
+            time: now
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            day,
+            month,
+            subjects: self.subjects.clone(),
+            model: self.model.clone(),
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens,
+            cached_tokens: 0,
+            cost: cost.0,
+        }
+    }
+
+    /// Records the real usage and hands back the rest of the reservation. Blocks on the store.
+    pub fn settle(mut self, completion_tokens: u64) {
+        self.done = true;
+        let entry = self.entry(completion_tokens);
+        if let Err(e) = self.meter.store.settle(&self.id, &entry) {
+            // Loud: this usage is not in the ledger; the reservation expires on its own.
+            tracing::error!(error = %e, request = %self.id, "usage could not be settled");
+        }
+    }
+
+    /// On a path that never ends normally: settles what was generated so far (`tokens`).
+    pub(crate) fn settle_partial(mut self, tokens: u64) {
+        self.done = true;
+        let entry = self.entry(tokens);
+        let store = Arc::clone(&self.meter.store);
+        let id = self.id.clone();
+        let run = move || {
+            if let Err(e) = store.settle(&id, &entry) {
+                tracing::error!(error = %e, request = %id, "usage could not be settled");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn_blocking(run);
+            }
+            Err(_) => run(),
+        }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if !self.done && self.reserved {
+            // Neither settled nor handed on: nothing ran (an error before the engine had the
+            // request), so the whole reservation goes back.
+            self.done = true;
+            if let Err(e) = self.meter.store.release(&self.id) {
+                tracing::error!(error = %e, request = %self.id, "cannot release a reservation");
+            }
+        }
+    }
+}
