@@ -34,6 +34,80 @@ enum AdminCommand {
     /// Models' accreditations (operators).
     #[command(subcommand)]
     Models(ModelCommand),
+    /// Model prices per million tokens (operators set them).
+    #[command(subcommand)]
+    Prices(PriceCommand),
+    /// Rate limits, quotas and budgets of an agency, user or key.
+    #[command(subcommand)]
+    Limits(LimitCommand),
+    /// Agencies' contract plans (operators).
+    #[command(subcommand)]
+    Plans(PlanCommand),
+}
+
+#[derive(Subcommand)]
+enum PriceCommand {
+    /// List every model's prices.
+    List,
+    /// Set a model's prices, in dollars per million tokens (e.g. 0.15).
+    Set {
+        model: String,
+        #[arg(long)]
+        input: String,
+        #[arg(long)]
+        output: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LimitCommand {
+    /// Show the limits of `agency ID`, `user ID` or `key ID`.
+    Get { scope: String, id: String },
+    /// Replace the limits of `agency ID`, `user ID` or `key ID` (an omitted one is no limit).
+    Set {
+        scope: String,
+        id: String,
+        #[arg(long)]
+        requests_per_minute: Option<u64>,
+        #[arg(long)]
+        tokens_per_minute: Option<u64>,
+        #[arg(long)]
+        daily_tokens: Option<u64>,
+        #[arg(long)]
+        monthly_tokens: Option<u64>,
+        /// Dollars per month, e.g. 250.00.
+        #[arg(long)]
+        monthly_budget: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    /// Show an agency's contract plan.
+    Get { agency: String },
+    /// Set an agency's contract plan.
+    Set {
+        agency: String,
+        /// Dollars per year, billed a twelfth a month.
+        #[arg(long)]
+        annual_fee: String,
+        /// Tokens included each month.
+        #[arg(long, default_value_t = 0)]
+        included_tokens: u64,
+        /// Dollars per million prompt tokens beyond the included ones (with --overage-output;
+        /// without both, each model's prices apply).
+        #[arg(long, requires = "overage_output")]
+        overage_input: Option<String>,
+        /// Dollars per million generated tokens beyond the included ones.
+        #[arg(long, requires = "overage_input")]
+        overage_output: Option<String>,
+        /// The most a month's usage may be billed, dollars.
+        #[arg(long)]
+        monthly_cap: Option<String>,
+        /// The contract's first month, YYYY-MM.
+        #[arg(long)]
+        starts_on: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -392,6 +466,56 @@ fn plan(cmd: &AdminCommand) -> anyhow::Result<Call> {
         A::Models(ModelCommand::Label { name, marking }) => Call {
             body: Some(json!({ "label": marking })),
             ..call(Method::PATCH, p(&format!("models/{name}")))
+        },
+        A::Prices(PriceCommand::List) => call(Method::GET, p("prices")),
+        A::Prices(PriceCommand::Set {
+            model,
+            input,
+            output,
+        }) => Call {
+            body: Some(json!({"input_per_million": input, "output_per_million": output})),
+            ..call(Method::PUT, p(&format!("prices/{model}")))
+        },
+        A::Limits(LimitCommand::Get { scope, id }) => {
+            call(Method::GET, p(&format!("limits/{scope}/{id}")))
+        }
+        A::Limits(LimitCommand::Set {
+            scope,
+            id,
+            requests_per_minute,
+            tokens_per_minute,
+            daily_tokens,
+            monthly_tokens,
+            monthly_budget,
+        }) => Call {
+            body: Some(object(&[
+                ("requests_per_minute", requests_per_minute.map(|v| json!(v))),
+                ("tokens_per_minute", tokens_per_minute.map(|v| json!(v))),
+                ("daily_tokens", daily_tokens.map(|v| json!(v))),
+                ("monthly_tokens", monthly_tokens.map(|v| json!(v))),
+                ("monthly_budget", s(monthly_budget)),
+            ])),
+            ..call(Method::PUT, p(&format!("limits/{scope}/{id}")))
+        },
+        A::Plans(PlanCommand::Get { agency }) => call(Method::GET, p(&format!("plans/{agency}"))),
+        A::Plans(PlanCommand::Set {
+            agency,
+            annual_fee,
+            included_tokens,
+            overage_input,
+            overage_output,
+            monthly_cap,
+            starts_on,
+        }) => Call {
+            body: Some(object(&[
+                ("annual_fee", Some(json!(annual_fee))),
+                ("included_tokens", Some(json!(included_tokens))),
+                ("overage_input_per_million", s(overage_input)),
+                ("overage_output_per_million", s(overage_output)),
+                ("monthly_cap", s(monthly_cap)),
+                ("starts_on", Some(json!(starts_on))),
+            ])),
+            ..call(Method::PUT, p(&format!("plans/{agency}")))
         },
     })
 }

@@ -8,6 +8,7 @@ mod client;
 mod label;
 mod models;
 mod serve;
+mod usage;
 
 use std::path::PathBuf;
 
@@ -50,6 +51,8 @@ enum Command {
     /// Classification markings: parse, canonicalise, compare.
     #[command(subcommand)]
     Label(label::LabelCommand),
+    /// Usage reports and invoices from a running server.
+    Usage(usage::UsageArgs),
     /// Stream an answer from a running server to the terminal.
     Chat(chat::ChatArgs),
     /// Benchmarks (programs that measure; never part of the test suite).
@@ -75,6 +78,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(&cli.data, args),
         Command::Models(cmd) => models::run(&cli.data, cmd),
         Command::Chat(args) => chat::run(args),
+        Command::Usage(args) => usage::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     };
     match result {

@@ -450,5 +450,66 @@ async fn invoices_apply_the_contract_plan_and_admin_rules_hold() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+
+    // The same through the command line.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(common::BIN)
+            .args(args)
+            .env("HIGHSIDE_API_KEY", &server.key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let base = server.base.as_str();
+    cli(&[
+        "admin", "--url", base, "prices", "set", "smollm2", "--input", "100", "--output", "100",
+    ]);
+    let prices = cli(&["admin", "--url", base, "prices", "list"]);
+    assert!(prices.contains("\"100.000000\""), "{prices}");
+    cli(&[
+        "admin",
+        "--url",
+        base,
+        "limits",
+        "set",
+        "user",
+        &t.user,
+        "--daily-tokens",
+        "100000",
+        "--monthly-budget",
+        "5",
+    ]);
+    let limits = cli(&["admin", "--url", base, "limits", "get", "user", &t.user]);
+    assert!(limits.contains("\"5.000000\""), "{limits}");
+    let report = cli(&[
+        "usage",
+        "--url",
+        base,
+        "report",
+        "--month",
+        &month,
+        "--agency",
+        &t.agency,
+        "--group-by",
+        "model",
+    ]);
+    let line = report.lines().nth(1).unwrap_or_default();
+    assert!(
+        line.starts_with("smollm2") && line.contains(" 3 "),
+        "{report}"
+    );
+    // A later price change does not re-price the month already used.
+    let csv = cli(&[
+        "usage", "--url", base, "invoice", &t.agency, "--month", &month, "--format", "csv",
+    ]);
+    assert!(
+        csv.contains(&format!("total,,,,,{}", inv["total"].as_str().unwrap())),
+        "{csv}"
+    );
     server.stop().await;
 }

@@ -28,6 +28,9 @@ pub struct Usage {
     pub input_tokens: u64,
     /// Generated tokens.
     pub output_tokens: u64,
+    /// The model's prices when it was used (a later price change does not rewrite history);
+    /// `None` if it had none.
+    pub price: Option<Price>,
 }
 
 /// One model's usage on an invoice.
@@ -86,15 +89,11 @@ fn monthly_part(annual: Micros, month: u32) -> Micros {
     Micros(base + i64::from(i64::from(month) <= rest))
 }
 
-/// The invoice of contract month `month` for `usage` (in the order it happened), with
-/// `price` giving each model's prices when the plan has no overage rate. The included tokens
-/// are used up in that order, prompt tokens of a completion before its generated ones.
-pub fn invoice(
-    plan: &ContractPlan,
-    month: u32,
-    usage: &[Usage],
-    price: impl Fn(&str) -> Option<Price>,
-) -> Result<Invoice, PlanError> {
+/// The invoice of contract month `month` for `usage` (in the order it happened), billed at
+/// the plan's overage rates or, without them, at each usage's recorded model prices. The
+/// included tokens are used up in that order, prompt tokens of a completion before its
+/// generated ones.
+pub fn invoice(plan: &ContractPlan, month: u32, usage: &[Usage]) -> Result<Invoice, PlanError> {
     if !(1..=12).contains(&month) {
         return Err(PlanError::Month(month));
     }
@@ -116,7 +115,7 @@ pub fn invoice(
         left -= covered_out;
         let rate = match plan.overage {
             Some(p) => p,
-            None => price(&u.model).ok_or_else(|| PlanError::NoPrice(u.model.clone()))?,
+            None => u.price.ok_or_else(|| PlanError::NoPrice(u.model.clone()))?,
         };
         let cost = rate.cost(u.input_tokens - covered_in, u.output_tokens - covered_out)?;
         let line = lines.entry(&u.model).or_insert_with(|| InvoiceLine {
@@ -181,8 +180,8 @@ mod tests {
                 overage: Some(Price { input_per_million: Micros(1_000_000), output_per_million: Micros(2_000_000) }),
                 monthly_cap: cap.map(Micros),
             };
-            let usage: Vec<Usage> = uses.iter().map(|&(i, o)| Usage { model: "m".into(), input_tokens: i, output_tokens: o }).collect();
-            let inv = invoice(&plan, 1, &usage, |_| None).unwrap();
+            let usage: Vec<Usage> = uses.iter().map(|&(i, o)| Usage { model: "m".into(), input_tokens: i, output_tokens: o, price: None }).collect();
+            let inv = invoice(&plan, 1, &usage).unwrap();
             if let Some(c) = cap {
                 prop_assert!(inv.total.0 <= c);
             }

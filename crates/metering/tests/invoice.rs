@@ -6,11 +6,13 @@ fn m(s: &str) -> Micros {
     s.parse().unwrap()
 }
 
+/// Usage recorded with the model's prices of the time (see `prices`).
 fn usage(model: &str, input: u64, output: u64) -> Usage {
     Usage {
         model: model.into(),
         input_tokens: input,
         output_tokens: output,
+        price: prices(model),
     }
 }
 
@@ -46,16 +48,13 @@ fn flat_fee_only() {
         overage: None,
         monthly_cap: None,
     };
-    let jan = invoice(&plan, 1, &[], prices).unwrap();
+    let jan = invoice(&plan, 1, &[]).unwrap();
     assert_eq!(jan.flat_fee, Micros(83_334));
     assert_eq!(jan.total, Micros(83_334));
     assert!(jan.lines.is_empty());
-    assert_eq!(
-        invoice(&plan, 5, &[], prices).unwrap().total,
-        Micros(83_333)
-    );
+    assert_eq!(invoice(&plan, 5, &[]).unwrap().total, Micros(83_333));
     let year: i64 = (1..=12)
-        .map(|mo| invoice(&plan, mo, &[], prices).unwrap().total.0)
+        .map(|mo| invoice(&plan, mo, &[]).unwrap().total.0)
         .sum();
     assert_eq!(year, 1_000_000);
     assert_eq!(jan.total.to_string(), "0.083334");
@@ -74,7 +73,7 @@ fn included_tokens_then_each_models_prices() {
         overage: None,
         monthly_cap: None,
     };
-    let inv = invoice(&plan, 3, &month_of_usage(), prices).unwrap();
+    let inv = invoice(&plan, 3, &month_of_usage()).unwrap();
     assert_eq!(inv.flat_fee, Micros(1_000_000));
     assert_eq!(inv.lines.len(), 2);
     let (big, small) = (&inv.lines[0], &inv.lines[1]);
@@ -117,7 +116,7 @@ fn overage_rates_and_the_monthly_cap() {
         }),
         monthly_cap: Some(m("0.005")),
     };
-    let inv = invoice(&plan, 7, &month_of_usage(), |_| None).unwrap();
+    let inv = invoice(&plan, 7, &month_of_usage()).unwrap();
     assert_eq!(inv.lines[0].amount, Micros(1_100));
     assert_eq!(inv.lines[1].amount, Micros(5_516));
     assert_eq!(inv.usage_before_cap, Micros(6_616));
@@ -129,9 +128,7 @@ fn overage_rates_and_the_monthly_cap() {
         ..plan
     };
     assert_eq!(
-        invoice(&roomy, 7, &month_of_usage(), |_| None)
-            .unwrap()
-            .total,
+        invoice(&roomy, 7, &month_of_usage()).unwrap().total,
         Micros(6_616)
     );
 }
@@ -145,14 +142,14 @@ fn what_cannot_be_invoiced_is_an_error() {
         monthly_cap: None,
     };
     assert_eq!(
-        invoice(&plan, 1, &[usage("mystery", 1, 1)], prices),
+        invoice(&plan, 1, &[usage("mystery", 1, 1)]),
         Err(PlanError::NoPrice("mystery".into()))
     );
-    assert_eq!(invoice(&plan, 13, &[], prices), Err(PlanError::Month(13)));
-    assert_eq!(invoice(&plan, 0, &[], prices), Err(PlanError::Month(0)));
+    assert_eq!(invoice(&plan, 13, &[]), Err(PlanError::Month(13)));
+    assert_eq!(invoice(&plan, 0, &[]), Err(PlanError::Month(0)));
     let negative = ContractPlan {
         annual_fee: m("-1"),
         ..plan
     };
-    assert_eq!(invoice(&negative, 1, &[], prices), Err(PlanError::Negative));
+    assert_eq!(invoice(&negative, 1, &[]), Err(PlanError::Negative));
 }

@@ -374,6 +374,8 @@ impl Charge {
             completion_tokens,
             cached_tokens: 0,
             cost: cost.0,
+            input_price: self.price.input_per_million.0,
+            output_price: self.price.output_per_million.0,
         }
     }
 

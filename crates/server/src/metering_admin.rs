@@ -624,7 +624,6 @@ async fn get_invoice(
             ));
         }
         let contract_month = (elapsed % 12) as u32 + 1;
-        let prices = store.prices().map_err(|e| api_error(store_failed(e)))?;
         let ledger = store
             .ledger(&month_s, Some(agency.id.as_str()))
             .map_err(|e| api_error(store_failed(e)))?;
@@ -634,6 +633,11 @@ async fn get_invoice(
                 model: e.model.clone(),
                 input_tokens: e.prompt_tokens,
                 output_tokens: e.completion_tokens,
+                // The prices of the time, so a later price change never rewrites a month.
+                price: Some(Price {
+                    input_per_million: Micros(e.input_price),
+                    output_per_million: Micros(e.output_price),
+                }),
             })
             .collect();
         let contract = ContractPlan {
@@ -645,13 +649,8 @@ async fn get_invoice(
             }),
             monthly_cap: plan.monthly_cap.map(Micros),
         };
-        let invoice = highside_metering::invoice(&contract, contract_month, &usage, |m| {
-            prices.iter().find(|p| p.model == m).map(|p| Price {
-                input_per_million: Micros(p.input_per_million),
-                output_per_million: Micros(p.output_per_million),
-            })
-        })
-        .map_err(|e| ApiError::internal(format!("cannot make the invoice: {e}")))?;
+        let invoice = highside_metering::invoice(&contract, contract_month, &usage)
+            .map_err(|e| ApiError::internal(format!("cannot make the invoice: {e}")))?;
         Ok((agency, invoice))
     })
     .await

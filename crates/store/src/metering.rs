@@ -172,8 +172,12 @@ pub struct LedgerEntry {
     pub completion_tokens: u64,
     /// Prompt tokens served from cache.
     pub cached_tokens: u64,
-    /// Micro-dollars.
+    /// Micro-dollars, at the model's list prices.
     pub cost: i64,
+    /// The model's price per million prompt tokens when it was used, micro-dollars.
+    pub input_price: i64,
+    /// The same for generated tokens.
+    pub output_price: i64,
 }
 
 /// Settled totals of one subject in one period.

@@ -39,7 +39,7 @@ fn opt_nonneg(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<u64>> {
 }
 
 const LEDGER_COLUMNS: &str = "request_id, time, day, month, agency_id, user_id, key_id, model, \
-     prompt_tokens, completion_tokens, cached_tokens, cost";
+     prompt_tokens, completion_tokens, cached_tokens, cost, input_price, output_price";
 
 fn ledger_row(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
     Ok(LedgerEntry {
@@ -57,6 +57,8 @@ fn ledger_row(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
         completion_tokens: nonneg(row, 9)?,
         cached_tokens: nonneg(row, 10)?,
         cost: row.get(11)?,
+        input_price: row.get(12)?,
+        output_price: row.get(13)?,
     })
 }
 
@@ -299,7 +301,7 @@ impl MeteringStore for SqliteStore {
         let inserted = tx.execute(
             &format!(
                 "INSERT INTO usage_ledger ({LEDGER_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT (request_id) DO NOTHING"
             ),
             params![
@@ -314,7 +316,9 @@ impl MeteringStore for SqliteStore {
                 to_i64(e.prompt_tokens, "prompt tokens")?,
                 to_i64(e.completion_tokens, "completion tokens")?,
                 to_i64(e.cached_tokens, "cached tokens")?,
-                e.cost
+                e.cost,
+                e.input_price,
+                e.output_price
             ],
         )?;
         if inserted == 0 {

@@ -51,6 +51,8 @@ fn entry(id: &str, user: &str, prompt: u64, completion: u64, cost: i64) -> Ledge
         completion_tokens: completion,
         cached_tokens: 0,
         cost,
+        input_price: 1_000_000,
+        output_price: 0,
     }
 }
 

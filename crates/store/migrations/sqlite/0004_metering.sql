@@ -47,7 +47,10 @@ CREATE TABLE usage_ledger (
     prompt_tokens     INTEGER NOT NULL CHECK (prompt_tokens >= 0),
     completion_tokens INTEGER NOT NULL CHECK (completion_tokens >= 0),
     cached_tokens     INTEGER NOT NULL CHECK (cached_tokens >= 0),
-    cost              INTEGER NOT NULL CHECK (cost >= 0)
+    cost              INTEGER NOT NULL CHECK (cost >= 0),
+    -- The model's prices when it was used, so invoices never re-price history.
+    input_price       INTEGER NOT NULL CHECK (input_price >= 0),
+    output_price      INTEGER NOT NULL CHECK (output_price >= 0)
 ) STRICT;
 CREATE INDEX usage_ledger_agency_month ON usage_ledger (agency_id, month);
 CREATE INDEX usage_ledger_month ON usage_ledger (month);
