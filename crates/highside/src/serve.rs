@@ -205,6 +205,7 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
         ServerConfig {
             max_body_bytes: config.max_body_bytes,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+            metrics: highside_server::install_metrics(),
         },
         highside_server::Stores {
             identity: store.clone(),

@@ -143,6 +143,42 @@ async fn a_thousand_concurrent_requests_against_a_budget_for_a_hundred() {
         .unwrap();
     assert_eq!(report["data"][0]["requests"], 100, "{report}");
     assert_eq!(report["data"][0]["cost_micros"], budget, "{report}");
+
+    // Prometheus metrics: operators and auditors only; what happened is in them.
+    let denied = server
+        .http()
+        .post(server.url("/v1/completions"))
+        .header("x-highside-label", "SECRET")
+        .json(&hi())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let res = client.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    let res = server
+        .http()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    for needle in [
+        "highside_http_requests_total{route=\"/v1/completions\",method=\"POST\",status=\"429\"} 900",
+        "highside_limit_rejections_total{limit=\"monthly_budget\",scope=\"agency\"} 900",
+        "highside_denials_total{rule=\"mac.no_write_down.level\"} 1",
+        "highside_time_to_first_token_seconds_bucket{model=\"smollm2\"",
+        "highside_generation_duration_seconds_count{model=\"smollm2\"}",
+        "highside_audit_commit_seconds_bucket",
+        "highside_engine_queue_depth{model=\"smollm2\"} 0",
+        "highside_engine_active_sequences{model=\"smollm2\"}",
+        "highside_engine_batch_tokens{model=\"smollm2\"}",
+        "highside_prompt_tokens_total{model=\"smollm2\"}",
+        "highside_completion_tokens_total{model=\"smollm2\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} not in:\n{text}");
+    }
     let (status, dir) = server.stop_keeping_data().await;
     assert!(status.success());
     let store = highside_store::SqliteStore::open(&dir.path().join("highside.db")).unwrap();

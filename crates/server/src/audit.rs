@@ -83,23 +83,31 @@ impl Auditor {
     /// Appends `event` and returns once it is durable. Blocks: only for blocking threads.
     pub fn record_blocking(&self, event: Event) -> Result<u64, ApiError> {
         let bytes = self.encode(event)?;
-        self.log.append(bytes).map_err(|e| {
+        let started = Instant::now();
+        let r = self.log.append(bytes).map_err(|e| {
             Self::fail(&self.failed, &e);
             unavailable()
-        })
+        });
+        metrics::histogram!("highside_audit_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        r
     }
 
     /// Appends `event` and resolves once it is durable.
     pub async fn record(&self, event: Event) -> Result<u64, ApiError> {
         let bytes = self.encode(event)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let started = Instant::now();
         self.log.submit(
             bytes,
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),
         );
-        match rx.await.unwrap_or(Err(AuditError::Closed)) {
+        let r = rx.await.unwrap_or(Err(AuditError::Closed));
+        metrics::histogram!("highside_audit_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match r {
             Ok(i) => Ok(i),
             Err(e) => {
                 Self::fail(&self.failed, &e);
@@ -214,8 +222,13 @@ impl CompletionAudit {
         }
     }
 
-    /// Adds generated text (as sent to the client) to the output digest.
+    /// Adds generated text (as sent to the client) to the output digest; the first piece
+    /// times the time to first token.
     pub(crate) fn output(&mut self, text: &str) {
+        if self.tokens == 0 {
+            metrics::histogram!("highside_time_to_first_token_seconds", "model" => self.model.clone())
+                .record(self.started.elapsed().as_secs_f64());
+        }
         self.output.update(text.as_bytes());
         self.tokens += 1;
     }
@@ -249,6 +262,13 @@ impl CompletionAudit {
                 tracing::error!(request = %self.request_id, "the settlement task failed");
             }
         }
+        let model = self.model.clone();
+        metrics::counter!("highside_prompt_tokens_total", "model" => model.clone())
+            .increment(self.prompt_tokens);
+        metrics::counter!("highside_completion_tokens_total", "model" => model.clone())
+            .increment(completion_tokens);
+        metrics::histogram!("highside_generation_duration_seconds", "model" => model)
+            .record(self.started.elapsed().as_secs_f64());
         let event = self.event(finish_reason, Some(completion_tokens));
         let auditor = Arc::clone(&self.auditor);
         auditor.record(event).await.map(|_| ())

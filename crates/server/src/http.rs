@@ -52,6 +52,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .merge(crate::admin::routes())
+        .route("/metrics", get(crate::metrics::scrape))
         .route(LIVE, get(live))
         .route(READY, get(ready))
         .fallback(not_found)
@@ -62,6 +63,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             Arc::clone(&state),
             authenticate_unless_health,
         ))
+        // Outermost: counts every answer, 401s included.
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)
 }
 

@@ -12,6 +12,7 @@ mod http;
 mod listener;
 mod meter;
 mod metering_admin;
+mod metrics;
 mod registry;
 mod service;
 mod sse;
@@ -33,6 +34,7 @@ pub use listener::{
     peer_certificate, tls_config, ClientInfo, PlainListener, TlsError, TlsListener, TlsSettings,
 };
 pub use meter::{Meter, RateHeaders};
+pub use metrics::install as install_metrics;
 pub use registry::{Accreditation, LoadedModel, Registry};
 pub use service::{Caller, Generation, Service};
 
@@ -43,6 +45,8 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Time streams get to finish after shutdown begins.
     pub shutdown_grace: Duration,
+    /// The Prometheus recorder `/metrics` renders (see [`install_metrics`]); `None` answers 404.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// Shared state of a running server.

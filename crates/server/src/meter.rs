@@ -234,6 +234,8 @@ impl Meter {
         match result {
             Ok(None) => {}
             Ok(Some(e)) => {
+                metrics::counter!("highside_limit_rejections_total", "limit" => e.limit, "scope" => e.scope.as_str())
+                    .increment(1);
                 let reset = if e.limit == "daily_tokens" {
                     to_midnight
                 } else {
@@ -267,6 +269,8 @@ impl Meter {
                 headers,
             }),
             Err(refused) => {
+                metrics::counter!("highside_limit_rejections_total", "limit" => "per_minute_rate", "scope" => "any")
+                    .increment(1);
                 if guarded {
                     if let Err(e) = self.store.release(id) {
                         tracing::error!(error = %e, "cannot release a reservation");

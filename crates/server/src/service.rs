@@ -351,6 +351,10 @@ impl Service {
                 pii = ?decision.pii, "monitor: allowed"
             );
         } else {
+            for r in &decision.reasons {
+                metrics::counter!("highside_denials_total", "rule" => r.rule.as_str().to_owned())
+                    .increment(1);
+            }
             let rules: Vec<&str> = decision.reasons.iter().map(|r| r.rule.as_str()).collect();
             tracing::warn!(
                 user = %p.user, agency = %p.agency, model = %model.name, %label,
