@@ -249,3 +249,31 @@ def test_every_answer_is_in_the_audit_log(server, client):
     [record] = _audit(server, request_id=denied_id)
     assert record["decision"] == "deny"
     assert record["reasons"][0].startswith("mac.no_read_up.level")
+
+
+def _admin(server, method: str, path: str, body=None):
+    url, _, operator_key = server
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{url}{path}", data=data, method=method,
+                                 headers={"Authorization": f"Bearer {operator_key}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as res:
+        return json.load(res)
+
+
+def test_rate_limits_are_openai_rate_limit_errors(server):
+    url, key, _ = server
+    me = json.load(urllib.request.urlopen(urllib.request.Request(
+        f"{url}/admin/v1/whoami", headers={"Authorization": f"Bearer {key}"}), timeout=30))
+    # A key of its own (made by the operator) with one request a minute.
+    made = _admin(server, "POST", "/admin/v1/keys", {"user_id": me["user_id"], "name": "rl"})
+    _admin(server, "PUT", f"/admin/v1/limits/key/{made['id']}", {"requests_per_minute": 1})
+    limited = openai.OpenAI(base_url=f"{url}/v1", api_key=made["key"], max_retries=0)
+    raw = limited.completions.with_raw_response.create(
+        model=MODEL_ID, prompt="Hello", max_tokens=2, temperature=0)
+    assert raw.headers["x-ratelimit-limit-requests"] == "1"
+    assert raw.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(openai.RateLimitError) as info:
+        limited.completions.create(model=MODEL_ID, prompt="Hello", max_tokens=2)
+    assert int(info.value.response.headers["retry-after"]) >= 1
+    assert _error_body(info.value)["code"] == "rate_limit_exceeded"
