@@ -94,9 +94,9 @@ pub fn run(args: UsageArgs) -> anyhow::Result<()> {
                     println!(
                         "{:<32} {:>9} {:>14} {:>14} {:>16}",
                         r["group"].as_str().unwrap_or("-"),
-                        r["requests"],
-                        r["prompt_tokens"],
-                        r["completion_tokens"],
+                        r["requests"].as_u64().unwrap_or(0),
+                        r["prompt_tokens"].as_u64().unwrap_or(0),
+                        r["completion_tokens"].as_u64().unwrap_or(0),
                         r["cost"].as_str().unwrap_or("-")
                     );
                 }

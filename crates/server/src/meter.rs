@@ -30,6 +30,9 @@ pub struct Meter {
     store: Arc<dyn MeteringStore>,
     rates: Mutex<HashMap<(LimitScope, String), Tat>>,
     epoch: Instant,
+    /// Set when a settlement could not be written: usage would go uncounted and budgets
+    /// could be overspent, so nothing more is admitted.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Meter {
@@ -160,6 +163,7 @@ impl Meter {
             store,
             rates: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
+            failed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -197,6 +201,15 @@ impl Meter {
         prompt_tokens: u64,
         max_tokens: u64,
     ) -> Result<Admission, Refusal> {
+        if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ApiError {
+                code: Some("metering_unavailable"),
+                ..ApiError::unavailable(
+                    "usage could not be recorded, so this node admits no more requests",
+                )
+            }
+            .into());
+        }
         let price = self.price(model).map_err(store_error)?;
         let tokens = prompt_tokens.saturating_add(max_tokens);
         let cost = price
@@ -279,6 +292,13 @@ impl Meter {
                 Err(refused)
             }
         }
+    }
+
+    /// A settlement failed: this usage is not in the ledger (the audit log's completion
+    /// record still has its tokens) and its reservation only expires; stop admitting.
+    fn fail(&self, id: &str, e: &StoreError) {
+        tracing::error!(error = %e, request = %id, "usage could not be settled: admitting no more requests");
+        self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Takes one request and `tokens` from every level's per-minute limits, all or none.
@@ -388,8 +408,7 @@ impl Charge {
         self.done = true;
         let entry = self.entry(completion_tokens);
         if let Err(e) = self.meter.store.settle(&self.id, &entry) {
-            // Loud: this usage is not in the ledger; the reservation expires on its own.
-            tracing::error!(error = %e, request = %self.id, "usage could not be settled");
+            self.meter.fail(&self.id, &e);
         }
     }
 
@@ -397,11 +416,11 @@ impl Charge {
     pub(crate) fn settle_partial(mut self, tokens: u64) {
         self.done = true;
         let entry = self.entry(tokens);
-        let store = Arc::clone(&self.meter.store);
+        let meter = Arc::clone(&self.meter);
         let id = self.id.clone();
         let run = move || {
-            if let Err(e) = store.settle(&id, &entry) {
-                tracing::error!(error = %e, request = %id, "usage could not be settled");
+            if let Err(e) = meter.store.settle(&id, &entry) {
+                meter.fail(&id, &e);
             }
         };
         match tokio::runtime::Handle::try_current() {
@@ -423,5 +442,76 @@ impl Drop for Charge {
                 tracing::error!(error = %e, request = %self.id, "cannot release a reservation");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use highside_store::{Exceeded, LedgerEntry, PlanRecord, PriceRecord, SqliteStore, Totals};
+
+    /// The real store, except that settlements fail.
+    struct NoSettle(SqliteStore);
+
+    impl MeteringStore for NoSettle {
+        fn set_price(&self, p: &PriceRecord) -> Result<(), StoreError> {
+            self.0.set_price(p)
+        }
+        fn prices(&self) -> Result<Vec<PriceRecord>, StoreError> {
+            self.0.prices()
+        }
+        fn set_plan(&self, p: &PlanRecord) -> Result<(), StoreError> {
+            self.0.set_plan(p)
+        }
+        fn plan(&self, a: &str) -> Result<Option<PlanRecord>, StoreError> {
+            self.0.plan(a)
+        }
+        fn set_limits(
+            &self,
+            s: LimitScope,
+            id: &str,
+            l: &Limits,
+            t: &str,
+        ) -> Result<(), StoreError> {
+            self.0.set_limits(s, id, l, t)
+        }
+        fn limits(&self, s: LimitScope, id: &str) -> Result<Option<Limits>, StoreError> {
+            self.0.limits(s, id)
+        }
+        fn reserve(&self, r: &ReservationRequest) -> Result<Option<Exceeded>, StoreError> {
+            self.0.reserve(r)
+        }
+        fn settle(&self, _: &str, _: &LedgerEntry) -> Result<bool, StoreError> {
+            Err(StoreError::Corrupt("injected settlement failure".into()))
+        }
+        fn release(&self, id: &str) -> Result<(), StoreError> {
+            self.0.release(id)
+        }
+        fn live_reservations(&self, now: i64) -> Result<u64, StoreError> {
+            self.0.live_reservations(now)
+        }
+        fn totals(&self, s: LimitScope, id: &str, p: &str) -> Result<Totals, StoreError> {
+            self.0.totals(s, id, p)
+        }
+        fn ledger(&self, m: &str, a: Option<&str>) -> Result<Vec<LedgerEntry>, StoreError> {
+            self.0.ledger(m, a)
+        }
+    }
+
+    #[test]
+    fn a_failed_settlement_stops_admission() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NoSettle(SqliteStore::open(&dir.path().join("db")).unwrap());
+        let meter = Meter::new(Arc::new(store));
+        let who = Subjects {
+            agency: "agency_a".into(),
+            user: "user_a".into(),
+            key: None,
+        };
+        let first = meter.admit("r1", &who, "m", 10, 10).unwrap();
+        first.charge.settle(5);
+        let refused = meter.admit("r2", &who, "m", 10, 10).unwrap_err();
+        assert_eq!(refused.error.status, 503);
+        assert_eq!(refused.error.code, Some("metering_unavailable"));
     }
 }

@@ -1,7 +1,8 @@
 //! Versioned migrations: each file runs once, in order, inside one transaction with the row
 //! that records it, so a crash leaves either the old or the new schema and never half of one.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
 
 use crate::StoreError;
 
@@ -45,12 +46,51 @@ pub(crate) fn run(conn: &mut Connection, migrations: &[(&str, &str)]) -> Result<
             known,
         });
     }
-    for (i, (name, sql)) in migrations.iter().enumerate().skip(current as usize) {
+    // The digest of each applied migration's text: a migration edited after a database ran it
+    // would leave that database with a schema no release describes, so refuse to start.
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migration_digests (
+             version INTEGER PRIMARY KEY NOT NULL,
+             sha256 TEXT NOT NULL
+         ) STRICT;",
+    )?;
+    for (i, (name, sql)) in migrations.iter().enumerate() {
+        let version = i as i64 + 1;
+        let digest = hex::encode(Sha256::digest(sql.as_bytes()));
+        if version <= current {
+            let stored: Option<String> = conn
+                .query_row(
+                    "SELECT sha256 FROM schema_migration_digests WHERE version = ?1",
+                    params![version],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match stored {
+                Some(s) if s != digest => {
+                    return Err(StoreError::Corrupt(format!(
+                        "migration {name} was changed after this database applied it"
+                    )))
+                }
+                Some(_) => {}
+                // Applied before digests were kept: remember it from now on.
+                None => {
+                    conn.execute(
+                        "INSERT INTO schema_migration_digests (version, sha256) VALUES (?1, ?2)",
+                        params![version, digest],
+                    )?;
+                }
+            }
+            continue;
+        }
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
-            params![i as i64 + 1, name],
+            params![version, name],
+        )?;
+        tx.execute(
+            "INSERT INTO schema_migration_digests (version, sha256) VALUES (?1, ?2)",
+            params![version, digest],
         )?;
         tx.commit()?;
     }
@@ -79,6 +119,19 @@ mod tests {
             run(&mut conn, SQLITE),
             Err(StoreError::SchemaTooNew { found: 999, .. })
         ));
+    }
+
+    #[test]
+    fn a_migration_edited_after_it_ran_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let v1: &[(&str, &str)] = &[("0001_t", "CREATE TABLE t (x INTEGER);")];
+        run(&mut conn, v1).unwrap();
+        let edited: &[(&str, &str)] = &[("0001_t", "CREATE TABLE t (x INTEGER, y INTEGER);")];
+        assert!(matches!(
+            run(&mut conn, edited),
+            Err(StoreError::Corrupt(_))
+        ));
+        run(&mut conn, v1).unwrap();
     }
 
     #[test]
