@@ -290,7 +290,11 @@ impl Writer {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.commit(Vec::new(), true);
+                    // Dropped without close: sign what is written, unless a write failed (a
+                    // checkpoint would then cover records that are not on disk).
+                    if !self.failed.load(Ordering::SeqCst) {
+                        let _ = self.commit(Vec::new(), true);
+                    }
                     return;
                 }
             };
@@ -447,6 +451,8 @@ pub fn is_locked(dir: &Path) -> bool {
             let _ = file.unlock();
             false
         }
-        Err(_) => true,
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        // Unknown: say "not live", so verify applies its strict checks.
+        Err(std::fs::TryLockError::Error(_)) => false,
     }
 }

@@ -84,7 +84,8 @@ pub enum Event {
         prompt_tokens: u64,
         /// Tokens generated.
         completion_tokens: u64,
-        /// `stop`, `length`, `cancelled` (client gone) or `error`.
+        /// `stop`, `length`, `cancelled` (client gone), `error`, or `rate_limited` (refused by
+        /// a quota, budget or rate limit after the monitor allowed it).
         finish_reason: String,
         /// Milliseconds from the decision to the end.
         latency_ms: u64,

@@ -189,6 +189,15 @@ pub fn scan_segments(
             } = match frame::decode_hashed(&bytes[offset..]) {
                 Ok(x) => x,
                 Err(FrameError::Short) if last_segment => {
+                    // A crash leaves only the start of the last frames: a whole valid frame
+                    // further on means a damaged length field, which recovery must not
+                    // "repair" by dropping the acknowledged records after it.
+                    if complete_frame_after(&bytes[offset + 1..]) {
+                        return Err(VerifyError::Frame {
+                            at,
+                            error: FrameError::Length(usize::MAX),
+                        });
+                    }
                     if tolerate_torn {
                         s.torn = Some((path.clone(), offset as u64));
                         break;
@@ -251,6 +260,14 @@ pub fn scan_segments(
         s.segments.push((number, path.clone(), offset as u64));
     }
     Ok(s)
+}
+
+/// Whether a whole, checksummed frame starts anywhere in (the first 4 MiB of) `rest`.
+fn complete_frame_after(rest: &[u8]) -> bool {
+    let rest = &rest[..rest.len().min(4 << 20)];
+    rest.iter()
+        .enumerate()
+        .any(|(i, &b)| b == frame::MAGIC && frame::decode(&rest[i..]).is_ok())
 }
 
 /// Full verification for an auditor: no torn tail, no unsigned records, and, given a

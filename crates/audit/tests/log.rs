@@ -250,3 +250,35 @@ fn one_writer_at_a_time_and_close_lets_the_next_in() {
     assert_eq!(again.append(record(1)).unwrap(), 1);
     again.close().unwrap();
 }
+
+#[test]
+fn a_damaged_length_is_not_mistaken_for_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pkcs8, s) = Signer::generate().unwrap();
+    let log = AuditLog::open(dir.path(), s, Arc::new(Disk), options(1000, 1 << 20)).unwrap();
+    for i in 0..10 {
+        log.append(record(i)).unwrap();
+    }
+    log.close().unwrap();
+    // Make the third record's length field claim more than the file holds.
+    let seg = dir.path().join(segment_name(1));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mut offset = 0;
+    for _ in 0..2 {
+        offset += highside_audit::frame::decode(&bytes[offset..]).unwrap().2;
+    }
+    bytes[offset + 2..offset + 6].copy_from_slice(&(1u32 << 20).to_le_bytes());
+    std::fs::write(&seg, &bytes).unwrap();
+    // Recovery refuses rather than drop the eight acknowledged records after it.
+    let reopened = AuditLog::open(
+        dir.path(),
+        signer(&pkcs8),
+        Arc::new(Disk),
+        options(1000, 1 << 20),
+    );
+    assert!(
+        matches!(reopened, Err(AuditError::Corrupt(_))),
+        "{reopened:?}"
+    );
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "nothing was truncated");
+}

@@ -175,6 +175,23 @@ fn local_actor() -> highside_audit::Actor {
     }
 }
 
+/// The record of a change made by a local command.
+pub fn local_event(
+    action: &str,
+    target: &str,
+    before: serde_json::Value,
+    after: serde_json::Value,
+) -> Event {
+    Event::Admin {
+        actor: local_actor(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        before,
+        after,
+        denied: None,
+    }
+}
+
 /// Records a change made by a local command, durably, and closes the log with a checkpoint.
 pub fn record_local(
     log: &AuditLog,
@@ -183,17 +200,7 @@ pub fn record_local(
     before: serde_json::Value,
     after: serde_json::Value,
 ) -> anyhow::Result<()> {
-    let record = Record::now(
-        "local",
-        Event::Admin {
-            actor: local_actor(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            before,
-            after,
-            denied: None,
-        },
-    );
+    let record = Record::now("local", local_event(action, target, before, after));
     log.append_json(&record)
         .context("cannot write the audit record")?;
     log.close().context("cannot close the audit log")?;

@@ -77,17 +77,25 @@ pub fn run(data: &Path, cmd: ModelsCommand) -> anyhow::Result<()> {
                     .with_context(|| {
                         format!("import of {} refused; nothing was written", file.display())
                     })?;
-            if let Err(e) = crate::audit::record_local(
-                &log,
-                "model.import",
-                &record.name,
-                serde_json::Value::Null,
-                serde_json::to_value(&record)?,
-            ) {
+            let record_json = serde_json::to_value(&record)?;
+            if let Err(e) = log.append_json(&highside_audit::Record::now(
+                "local",
+                crate::audit::local_event(
+                    "model.import",
+                    &record.name,
+                    serde_json::Value::Null,
+                    record_json,
+                ),
+            )) {
                 // Unrecorded, it is undone.
                 let _ = highside_catalog::remove(&dir, &store, &record.name);
-                return Err(e.context("the import was undone"));
+                return Err(anyhow::Error::from(e)
+                    .context("the import could not be audited and was undone"));
             }
+            // Recorded: a failing close (its checkpoint) does not undo it; the next open
+            // recovers the log and signs it.
+            log.close()
+                .context("the import is recorded, but the audit log did not close cleanly")?;
             println!(
                 "imported {} ({}, {} parameters, {} tensors, context {}) sha256:{}",
                 record.name,

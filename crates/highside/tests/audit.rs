@@ -174,6 +174,39 @@ async fn requests_failures_and_changes_are_recorded_and_the_log_proves_itself() 
         .unwrap();
     assert_eq!(res.status(), 403);
     let role_denied_id = request_id(&res);
+    // A value too large to audit is that request's 400, never the node's failure.
+    let huge =
+        json!({"model": "m".repeat(1_500_000), "messages": [{"role": "user", "content": "x"}]});
+    let res = auditor
+        .post(server.url("/v1/chat/completions"))
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    // Token ids outside the vocabulary are a 400 before anything reads them.
+    let res = http
+        .post(server.url("/v1/completions"))
+        .json(&json!({"model": "smollm2", "prompt": [999_999_999], "max_tokens": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = http
+        .post(server.url("/v1/completions"))
+        .json(&json!({"model": "smollm2", "prompt": [-1], "max_tokens": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let live = server
+        .http()
+        .get(server.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200, "still serving");
+
     // An attempt to grant more than one holds is refused, and recorded as an attempt.
     let res = auditor
         .post(server.url("/admin/v1/users"))

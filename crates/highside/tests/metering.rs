@@ -307,8 +307,9 @@ async fn disconnects_release_and_an_idempotency_key_is_charged_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // The same Idempotency-Key twice: served twice, charged once.
-    for _ in 0..2 {
+    // The same Idempotency-Key twice: the retry is refused, never run again unbilled, and
+    // the first is charged once.
+    for want in [200, 409] {
         let res = client
             .post(server.url("/v1/completions"))
             .header("idempotency-key", "order-42")
@@ -316,8 +317,46 @@ async fn disconnects_release_and_an_idempotency_key_is_charged_once() {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 200);
+        assert_eq!(res.status(), want);
+        if want == 409 {
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "idempotency_key_reused", "{body}");
+        }
     }
+    // Nobody loosens their own limits, not even an agency administrator.
+    let admin_user = server
+        .create(
+            &server.key,
+            "/admin/v1/users",
+            json!({"agency_id": t.agency, "name": "boss", "roles": ["agency-admin"],
+                   "clearance": "SECRET", "nationality": "USA"}),
+        )
+        .await;
+    let admin_key = server
+        .create(
+            &server.key,
+            "/admin/v1/keys",
+            json!({"user_id": admin_user["id"], "name": "k"}),
+        )
+        .await;
+    let boss = Server::client_with(admin_key["key"].as_str().unwrap());
+    let own = boss
+        .put(server.url(&format!(
+            "/admin/v1/limits/user/{}",
+            admin_user["id"].as_str().unwrap()
+        )))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 403);
+    let theirs = boss
+        .put(server.url(&format!("/admin/v1/limits/user/{}", t.user)))
+        .json(&json!({"daily_tokens": 5000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), 200);
     let bad = client
         .post(server.url("/v1/completions"))
         .header("idempotency-key", "")

@@ -115,9 +115,12 @@ impl Price {
             }
             Ok(i128::from(tokens) * i128::from(per_million.0))
         };
-        let total = part(input, self.input_per_million)? + part(output, self.output_per_million)?;
+        let total = part(input, self.input_per_million)?
+            .checked_add(part(output, self.output_per_million)?)
+            .and_then(|t| t.checked_add(999_999))
+            .ok_or(MoneyError::Overflow)?;
         // Ceiling division of the exact product: the whole request rounds once.
-        let micros = (total + 999_999) / 1_000_000;
+        let micros = total / 1_000_000;
         i64::try_from(micros)
             .map(Micros)
             .map_err(|_| MoneyError::Overflow)

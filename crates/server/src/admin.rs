@@ -301,43 +301,42 @@ where
     F: FnOnce(&Admin) -> Result<Change<T>, AdminError> + Send + 'static,
 {
     let st = Arc::clone(state);
-    let result = tokio::task::spawn_blocking(move || op(&st.admin))
-        .await
-        .map_err(|_| ApiError::internal("the admin operation failed"))?;
-    let c = match result {
-        Ok(c) => c,
-        Err(AdminError::Forbidden(d)) => {
-            // An attempt the rules refused (granting more than one holds, crossing the
-            // agency wall) is recorded too: nothing changed, but someone tried.
-            state
-                .service
-                .auditor()
-                .record(highside_audit::Event::Admin {
-                    actor: crate::audit::actor(who.0, who.1 .0),
+    let actor = crate::audit::actor(who.0, who.1 .0);
+    // The change and its record run on one blocking task, which runs to its end even if the
+    // client hangs up: a committed change is always recorded.
+    let out = tokio::task::spawn_blocking(move || -> Result<T, ApiError> {
+        let audit = st.service.auditor();
+        match op(&st.admin) {
+            Ok(c) => {
+                audit.record_blocking(highside_audit::Event::Admin {
+                    actor,
+                    action: action.to_owned(),
+                    target: c.target,
+                    before: c.before,
+                    after: c.after,
+                    denied: None,
+                })?;
+                Ok(c.out)
+            }
+            Err(AdminError::Forbidden(d)) => {
+                // An attempt the rules refused (granting more than one holds, crossing the
+                // agency wall) is recorded too: nothing changed, but someone tried.
+                audit.record_blocking(highside_audit::Event::Admin {
+                    actor,
                     action: action.to_owned(),
                     target: String::new(),
                     before: serde_json::Value::Null,
                     after: serde_json::Value::Null,
                     denied: Some(d.0.clone()),
-                })
-                .await?;
-            return Err(api_error(AdminError::Forbidden(d)).into());
+                })?;
+                Err(api_error(AdminError::Forbidden(d)))
+            }
+            Err(e) => Err(api_error(e)),
         }
-        Err(e) => return Err(api_error(e).into()),
-    };
-    state
-        .service
-        .auditor()
-        .record(highside_audit::Event::Admin {
-            actor: crate::audit::actor(who.0, who.1 .0),
-            action: action.to_owned(),
-            target: c.target,
-            before: c.before,
-            after: c.after,
-            denied: None,
-        })
-        .await?;
-    Ok((status, Json(c.out)).into_response())
+    })
+    .await
+    .map_err(|_| ApiError::internal("the admin operation failed"))??;
+    Ok((status, Json(out)).into_response())
 }
 
 pub(crate) fn id(path: Result<Path<String>, PathRejection>) -> Result<String, HttpError> {

@@ -80,14 +80,28 @@ impl Auditor {
         failed.send_replace(true);
     }
 
+    /// What an append error means: a record this request cannot have (too large) is its own
+    /// 400; anything else is the log failing, and stops the node.
+    fn refused(failed: &tokio::sync::watch::Sender<bool>, e: &AuditError) -> ApiError {
+        match e {
+            AuditError::TooLarge => {
+                ApiError::bad_request("the request carries a value too large to be audited", None)
+            }
+            _ => {
+                Self::fail(failed, e);
+                unavailable()
+            }
+        }
+    }
+
     /// Appends `event` and returns once it is durable. Blocks: only for blocking threads.
     pub fn record_blocking(&self, event: Event) -> Result<u64, ApiError> {
         let bytes = self.encode(event)?;
         let started = Instant::now();
-        let r = self.log.append(bytes).map_err(|e| {
-            Self::fail(&self.failed, &e);
-            unavailable()
-        });
+        let r = self
+            .log
+            .append(bytes)
+            .map_err(|e| Self::refused(&self.failed, &e));
         metrics::histogram!("highside_audit_commit_seconds")
             .record(started.elapsed().as_secs_f64());
         r
@@ -107,13 +121,7 @@ impl Auditor {
         let r = rx.await.unwrap_or(Err(AuditError::Closed));
         metrics::histogram!("highside_audit_commit_seconds")
             .record(started.elapsed().as_secs_f64());
-        match r {
-            Ok(i) => Ok(i),
-            Err(e) => {
-                Self::fail(&self.failed, &e);
-                Err(unavailable())
-            }
-        }
+        r.map_err(|e| Self::refused(&self.failed, &e))
     }
 
     /// Appends `event` without waiting (for records made where nobody can wait, such as a
@@ -127,21 +135,32 @@ impl Auditor {
             bytes,
             Box::new(move |r| {
                 if let Err(e) = r {
-                    Self::fail(&failed, &e);
+                    let _ = Self::refused(&failed, &e);
                 }
             }),
         );
     }
 
-    /// Whether the log has failed (the node must not serve).
+    /// Whether the log has failed (the node must not serve). A failure the writer found on
+    /// its own (a timed checkpoint while idle) is passed on here, so `serve` stops too.
     pub fn is_failed(&self) -> bool {
-        *self.failed.borrow() || self.log.is_failed()
+        if *self.failed.borrow() {
+            return true;
+        }
+        if self.log.is_failed() {
+            self.failed.send_replace(true);
+            return true;
+        }
+        false
     }
 
     /// Resolves once the log has failed.
     pub async fn failed(&self) {
         let mut rx = self.failed.subscribe();
-        let _ = rx.wait_for(|f| *f).await;
+        // Woken by a failure a request saw; polled for one the writer found while idle.
+        while !self.is_failed() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), rx.changed()).await;
+        }
     }
 
     /// Writes the final checkpoint.
@@ -182,6 +201,9 @@ pub struct CompletionAudit {
     /// The request's metering charge: settled at the end, partly on a cancel, released on
     /// an error.
     pub(crate) charge: Option<crate::meter::Charge>,
+    /// Set while `Service::start` (a blocking thread) owns it: an error there is recorded
+    /// durably on drop, before the error is answered.
+    pub(crate) blocking_drop: bool,
     done: bool,
 }
 
@@ -218,6 +240,7 @@ impl CompletionAudit {
             tokens: 0,
             unfinished: "error",
             charge: None,
+            blocking_drop: true,
             done: false,
         }
     }
@@ -246,6 +269,15 @@ impl CompletionAudit {
             prompt_sha256: std::mem::take(&mut self.prompt_sha256),
             output_sha256: hex::encode(std::mem::take(&mut self.output).finalize()),
         }
+    }
+
+    /// Records that the generation failed (`error`), durably, before the failure is answered.
+    pub(crate) async fn abort(mut self) {
+        self.unfinished = "error";
+        drop(self.charge.take());
+        let event = self.event("error", None);
+        let auditor = Arc::clone(&self.auditor);
+        let _ = auditor.record(event).await;
     }
 
     /// Records the end of the generation and resolves once the record is durable.
@@ -287,7 +319,12 @@ impl Drop for CompletionAudit {
         if !self.done {
             let reason = self.unfinished;
             let event = self.event(reason, None);
-            self.auditor.record_detached(event);
+            if self.blocking_drop {
+                // On Service::start's blocking thread: durable before the error is answered.
+                let _ = self.auditor.record_blocking(event);
+            } else {
+                self.auditor.record_detached(event);
+            }
         }
     }
 }

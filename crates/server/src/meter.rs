@@ -15,8 +15,10 @@ use highside_store::{
     LedgerEntry, LimitScope, Limits, MeteringStore, ReservationRequest, StoreError, Subjects,
 };
 
-/// How long an unsettled reservation counts (longer than any generation may run).
-const RESERVATION_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long an unsettled reservation counts. It must outlast any generation (queue time
+/// included), or a running request's budget would be handed to others; a dead node's
+/// reservations hold that long.
+const RESERVATION_TTL: Duration = Duration::from_secs(60 * 60);
 
 /// The rate-limit state of one agency, user or key: theoretical arrival times.
 #[derive(Debug, Default, Clone, Copy)]
@@ -134,6 +136,10 @@ pub struct Charge {
     model: String,
     price: Price,
     prompt_tokens: u64,
+    /// The most it may generate (what was reserved): settlement never counts more.
+    max_tokens: u64,
+    /// The reserved cost, the ceiling of what settlement may charge.
+    reserved_cost: Micros,
     /// Whether the store holds a reservation to hand back.
     reserved: bool,
     done: bool,
@@ -196,6 +202,7 @@ impl Meter {
     pub fn admit(
         self: &Arc<Self>,
         id: &str,
+        idempotent: bool,
         subjects: &Subjects,
         model: &str,
         prompt_tokens: u64,
@@ -235,10 +242,12 @@ impl Meter {
             expires_at_ms: now_ms.saturating_add(RESERVATION_TTL.as_millis() as i64),
         };
         // With no quota or budget at any level there is nothing to hold back: skip the
-        // reservation (the settlement still writes the ledger).
-        let guarded = limits.iter().any(|(_, _, l)| {
-            l.daily_tokens.is_some() || l.monthly_tokens.is_some() || l.monthly_budget.is_some()
-        });
+        // reservation (the settlement still writes the ledger), unless an idempotency key
+        // needs it to refuse a concurrent or later rerun.
+        let guarded = idempotent
+            || limits.iter().any(|(_, _, l)| {
+                l.daily_tokens.is_some() || l.monthly_tokens.is_some() || l.monthly_budget.is_some()
+            });
         let result = if guarded {
             self.store.reserve(&reservation)
         } else {
@@ -257,11 +266,16 @@ impl Meter {
                 return Err(quota_error(e.limit, e.scope, reset).into());
             }
             Err(StoreError::Duplicate(_)) => {
+                // Replaying the first answer would need it stored; refusing is the honest
+                // alternative to running (and not billing) the work again.
                 return Err(ApiError {
-                    code: Some("idempotency_conflict"),
-                    ..ApiError::conflict("a request with this Idempotency-Key is still running")
+                    code: Some("idempotency_key_reused"),
+                    ..ApiError::conflict(
+                        "a request with this Idempotency-Key is running or has completed; \
+                         it is not run again (use a new key for a new request)",
+                    )
                 }
-                .into())
+                .into());
             }
             Err(e) => return Err(store_error(e).into()),
         }
@@ -276,6 +290,8 @@ impl Meter {
                     model: model.to_owned(),
                     price,
                     prompt_tokens,
+                    max_tokens,
+                    reserved_cost: cost,
                     reserved: guarded,
                     done: false,
                 },
@@ -381,10 +397,13 @@ impl Charge {
     fn entry(&self, completion_tokens: u64) -> LedgerEntry {
         let now = time::OffsetDateTime::now_utc();
         let (day, month, _, _) = periods(now);
+        // Never more than was reserved: the budget check counted exactly that.
+        let completion_tokens = completion_tokens.min(self.max_tokens);
         let cost = self
             .price
             .cost(self.prompt_tokens, completion_tokens)
-            .unwrap_or(Micros(i64::MAX));
+            .unwrap_or(self.reserved_cost)
+            .min(self.reserved_cost);
         LedgerEntry {
             request_id: self.id.clone(),
             time: now
@@ -436,10 +455,20 @@ impl Drop for Charge {
     fn drop(&mut self) {
         if !self.done && self.reserved {
             // Neither settled nor handed on: nothing ran (an error before the engine had the
-            // request), so the whole reservation goes back.
+            // request), so the whole reservation goes back; off the async workers if on one.
             self.done = true;
-            if let Err(e) = self.meter.store.release(&self.id) {
-                tracing::error!(error = %e, request = %self.id, "cannot release a reservation");
+            let store = Arc::clone(&self.meter.store);
+            let id = std::mem::take(&mut self.id);
+            let run = move || {
+                if let Err(e) = store.release(&id) {
+                    tracing::error!(error = %e, request = %id, "cannot release a reservation");
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => {
+                    h.spawn_blocking(run);
+                }
+                Err(_) => run(),
             }
         }
     }
@@ -508,9 +537,9 @@ mod tests {
             user: "user_a".into(),
             key: None,
         };
-        let first = meter.admit("r1", &who, "m", 10, 10).unwrap();
+        let first = meter.admit("r1", false, &who, "m", 10, 10).unwrap();
         first.charge.settle(5);
-        let refused = meter.admit("r2", &who, "m", 10, 10).unwrap_err();
+        let refused = meter.admit("r2", false, &who, "m", 10, 10).unwrap_err();
         assert_eq!(refused.error.status, 503);
         assert_eq!(refused.error.code, Some("metering_unavailable"));
     }

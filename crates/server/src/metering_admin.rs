@@ -282,6 +282,33 @@ async fn set_limits(
                 )));
             }
             q.may_administer(&agency)?;
+            // Nobody loosens their own limits: a user's or key's own limits are set by someone
+            // above them (an operator may, as the enclave's top).
+            if !q.is_operator() {
+                let own = match sc {
+                    LimitScope::User => subject == q.user.as_str(),
+                    LimitScope::Key => a.get_key(&q, &subject)?.user_id == q.user,
+                    LimitScope::Agency => false,
+                };
+                if own {
+                    return Err(AdminError::Forbidden(highside_identity::Denied(
+                        "your own limits are set by an administrator above you".into(),
+                    )));
+                }
+            }
+            for (name, v) in [
+                ("daily_tokens", b.daily_tokens),
+                ("monthly_tokens", b.monthly_tokens),
+                ("requests_per_minute", b.requests_per_minute),
+                ("tokens_per_minute", b.tokens_per_minute),
+            ] {
+                if v.is_some_and(|v| v > i64::MAX as u64) {
+                    return Err(AdminError::Invalid {
+                        message: format!("Invalid '{name}': too large"),
+                        param: Some(name),
+                    });
+                }
+            }
             for (name, v) in [
                 ("requests_per_minute", b.requests_per_minute),
                 ("tokens_per_minute", b.tokens_per_minute),
@@ -438,6 +465,12 @@ async fn set_plan(
                 })
             }
         };
+        if b.included_tokens > i64::MAX as u64 {
+            return Err(AdminError::Invalid {
+                message: "Invalid 'included_tokens': too large".into(),
+                param: Some("included_tokens"),
+            });
+        }
         let record = PlanRecord {
             agency_id: agency.to_string(),
             annual_fee: dollars("annual_fee", &b.annual_fee)?.0,

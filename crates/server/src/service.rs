@@ -253,16 +253,17 @@ impl Service {
             key: p.key.as_ref().map(ToString::to_string),
         };
         let charge_id = match caller.idempotency_key {
-            // Scoped to the agency, so one agency's key never collides with another's.
+            // Scoped to the agency and user, so nobody else's key collides with theirs.
             Some(k) => format!(
                 "idem-{}",
-                sha256_hex(format!("{}\n{k}", subjects.agency).as_bytes())
+                sha256_hex(format!("{}\n{}\n{k}", subjects.agency, subjects.user).as_bytes())
             ),
             None => caller.request_id.to_owned(),
         };
         let most = params.max_tokens.min(context.saturating_sub(prompt_tokens));
         let admission = match self.meter.admit(
             &charge_id,
+            caller.idempotency_key.is_some(),
             &subjects,
             &model.name,
             u64::from(prompt_tokens),
@@ -288,7 +289,11 @@ impl Service {
             label,
             banner: req.banner,
             pii: decision.pii,
-            audit,
+            audit: {
+                // From here it lives in async code: a drop there must not block.
+                audit.blocking_drop = false;
+                audit
+            },
             rate_headers: admission.headers,
         })
     }
@@ -307,6 +312,14 @@ impl Service {
             PromptInput::Chat(messages) => messages.iter().map(|m| m.content.as_str()).collect(),
             PromptInput::Text(t) => vec![t.as_str()],
             PromptInput::Tokens(ids) => {
+                // Checked before anything reads them: llama.cpp aborts on an id out of range.
+                let n_vocab = model.engine.info().n_vocab;
+                if let Some(bad) = ids.iter().find(|&&t| t as u32 >= n_vocab) {
+                    return Err(ApiError::bad_request(
+                        format!("token id {bad} is outside the model's vocabulary of {n_vocab}"),
+                        Some("prompt"),
+                    ));
+                }
                 let bytes: Vec<u8> = ids
                     .iter()
                     .flat_map(|&t| model.engine.token_bytes(t))

@@ -63,11 +63,11 @@ pub(crate) async fn collect(
                 usage,
             }) => break (finish_reason, usage),
             Some(Event::Failed(why)) => {
-                g.audit.unfinished = "error";
+                g.audit.abort().await;
                 return Err(ApiError::internal(why));
             }
             None => {
-                g.audit.unfinished = "error";
+                g.audit.abort().await;
                 return Err(ApiError::unavailable(
                     "the engine stopped before the answer was complete",
                 ));
@@ -276,9 +276,10 @@ struct Streaming {
 }
 
 impl Streaming {
-    fn error(&mut self, err: ApiError) -> String {
-        if let Some(a) = &mut self.audit {
-            a.unfinished = "error";
+    /// The error frame that ends the stream, sent once its completion record is durable.
+    async fn error(&mut self, err: ApiError) -> String {
+        if let Some(a) = self.audit.take() {
+            a.abort().await;
         }
         self.phase = Phase::Ended;
         format!("data: {}\n\n", err.body())
@@ -318,18 +319,21 @@ impl Streaming {
                             )
                             .await;
                         if let Err(e) = recorded {
-                            return self.error(e);
+                            self.phase = Phase::Ended;
+                            return format!("data: {}\n\n", e.body());
                         }
                     }
                     out.push_str("data: [DONE]\n\n");
                     self.phase = Phase::Ended;
                     return out;
                 }
-                Some(Event::Failed(why)) => return self.error(ApiError::internal(why)),
+                Some(Event::Failed(why)) => return self.error(ApiError::internal(why)).await,
                 None => {
-                    return self.error(ApiError::unavailable(
-                        "the engine stopped before the answer was complete",
-                    ))
+                    return self
+                        .error(ApiError::unavailable(
+                            "the engine stopped before the answer was complete",
+                        ))
+                        .await
                 }
             }
         }

@@ -211,8 +211,8 @@ pub trait MeteringStore: Send + Sync {
     fn limits(&self, scope: LimitScope, subject: &str) -> Result<Option<Limits>, StoreError>;
     /// In one atomic step: checks the reservation against the daily and monthly token quotas
     /// and monthly budgets of every level (settled usage + live reservations + this one) and
-    /// records it; or names the first limit it would break and records nothing. A live
-    /// reservation with the same ID is [`StoreError::Duplicate`].
+    /// records it; or names the first limit it would break and records nothing. An ID with a
+    /// live reservation, or already in the ledger, is [`StoreError::Duplicate`].
     fn reserve(&self, r: &ReservationRequest) -> Result<Option<Exceeded>, StoreError>;
     /// In one atomic step: drops the reservation (if still there) and records the real usage
     /// in the ledger and the counters. A second settlement of the same request ID changes

@@ -218,13 +218,15 @@ impl MeteringStore for SqliteStore {
             "DELETE FROM reservations WHERE expires_at <= ?1",
             params![r.now_ms],
         )?;
-        let running: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM reservations WHERE id = ?1)",
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM reservations WHERE id = ?1)
+                 OR EXISTS (SELECT 1 FROM usage_ledger WHERE request_id = ?1)",
             params![r.id],
             |row| row.get(0),
         )?;
-        if running {
-            // The same ID is running (a retried request with the same idempotency key).
+        if taken {
+            // The same ID is running or was settled (a retried request with the same
+            // idempotency key): running it again would be unbilled work.
             return Err(StoreError::Duplicate(format!("reservation {}", r.id)));
         }
         for (scope, subject) in r.subjects.levels() {

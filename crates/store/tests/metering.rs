@@ -248,6 +248,11 @@ fn reservations_of_a_dead_node_expire_and_a_retried_settlement_counts_once() {
     assert!(!s
         .settle("after", &entry("after", "user_1", 40, 10, 7))
         .unwrap());
+    // And once settled, the ID cannot be reserved again (no unbilled rerun).
+    assert!(matches!(
+        s.reserve(&reservation("after", "user_1", 1, 0, 60_000)),
+        Err(highside_store::StoreError::Duplicate(_))
+    ));
     let t = s.totals(LimitScope::User, "user_1", DAY).unwrap();
     assert_eq!((t.tokens, t.cost), (50, 7));
     assert_eq!(s.ledger(MONTH, None).unwrap().len(), 1);
