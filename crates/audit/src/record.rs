@@ -111,6 +111,10 @@ pub enum Event {
         /// changed then); absent for changes made.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         denied: Option<String>,
+        /// The agency the changed object belongs to (absent for enclave-wide objects such as
+        /// prices and models, and for refused attempts). Queries scope on it, not on the actor.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_agency: Option<String>,
     },
 }
 
@@ -141,13 +145,22 @@ pub struct Fields {
     pub decision: Option<String>,
     /// Request ID.
     pub request_id: Option<String>,
+    /// The agency an admin change affected.
+    pub target_agency: Option<String>,
+}
+
+impl Fields {
+    /// The agency a record belongs to: the one a change affected, else the actor's.
+    pub fn scope_agency(&self) -> Option<&String> {
+        self.target_agency.as_ref().or(self.agency.as_ref())
+    }
 }
 
 /// A query over records; every given field must match.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
-    /// Only this agency's records.
+    /// Only this agency's records (for admin changes: the agency changed, not the actor's).
     pub agency: Option<String>,
     /// Only this user's records.
     pub user: Option<String>,
@@ -206,7 +219,8 @@ impl Matcher {
         let eq = |want: &Option<String>, got: &Option<String>| {
             want.as_ref().is_none_or(|w| got.as_ref() == Some(w))
         };
-        if !(eq(&f.agency, &r.agency)
+        let scope = r.scope_agency().cloned();
+        if !(eq(&f.agency, &scope)
             && eq(&f.user, &r.user)
             && eq(&f.decision, &r.decision)
             && eq(&f.kind, &r.kind)

@@ -189,6 +189,7 @@ pub fn local_event(
         before,
         after,
         denied: None,
+        target_agency: None,
     }
 }
 

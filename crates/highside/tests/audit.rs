@@ -260,9 +260,23 @@ async fn requests_failures_and_changes_are_recorded_and_the_log_proves_itself() 
         .unwrap();
     let data = page["data"].as_array().unwrap();
     assert!(!data.is_empty(), "{page}");
+    // Its own agency's records only: for changes, the agency changed, not the actor's (the
+    // operator who created its users is in another agency).
     assert!(
-        data.iter()
-            .all(|e| e["record"]["agency"] == agency_id.as_str()),
+        data.iter().all(|e| {
+            let r = &e["record"];
+            let scope = if r["target_agency"].is_string() {
+                &r["target_agency"]
+            } else {
+                &r["agency"]
+            };
+            scope == agency_id.as_str()
+        }),
+        "{page}"
+    );
+    assert!(
+        data.iter().any(|e| e["record"]["action"] == "user.create"
+            && e["record"]["target_agency"] == agency_id.as_str()),
         "{page}"
     );
     let denied_page: Value = http

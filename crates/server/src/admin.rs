@@ -227,6 +227,7 @@ async fn update_model(
             before,
             after: serde_json::json!({ "label": record.label }),
             denied: None,
+            target_agency: None,
         })
         .await?;
     Ok(Json(ModelLabel {
@@ -270,6 +271,8 @@ pub(crate) struct Change<T> {
     pub(crate) target: String,
     pub(crate) before: serde_json::Value,
     pub(crate) after: serde_json::Value,
+    /// The agency the changed object belongs to.
+    pub(crate) target_agency: Option<String>,
 }
 
 impl<T: Serialize> Change<T> {
@@ -283,7 +286,14 @@ impl<T: Serialize> Change<T> {
                 .unwrap_or(serde_json::Value::Null),
             after,
             out,
+            target_agency: None,
         }
+    }
+
+    /// The change affects an object of `agency`.
+    pub(crate) fn in_agency(mut self, agency: impl ToString) -> Self {
+        self.target_agency = Some(agency.to_string());
+        self
     }
 }
 
@@ -315,6 +325,7 @@ where
                     before: c.before,
                     after: c.after,
                     denied: None,
+                    target_agency: c.target_agency,
                 })?;
                 Ok(c.out)
             }
@@ -328,6 +339,7 @@ where
                     before: serde_json::Value::Null,
                     after: serde_json::Value::Null,
                     denied: Some(d.0.clone()),
+                    target_agency: None,
                 })?;
                 Err(api_error(AdminError::Forbidden(d)))
             }
@@ -411,7 +423,8 @@ async fn create_agency(
         "agency.create",
         move |a| {
             let r = a.create_agency(&q, b)?;
-            Ok(Change::new(r.id.clone(), None::<&()>, r))
+            let agency = r.id.to_string();
+            Ok(Change::new(r.id.clone(), None::<&()>, r).in_agency(agency))
         },
     )
     .await
@@ -439,7 +452,7 @@ async fn update_agency(
     change(&s, (&p, c), StatusCode::OK, "agency.update", move |a| {
         let before = a.get_agency(&q, &id)?;
         let r = a.update_agency(&q, &id, b)?;
-        Ok(Change::new(id, Some(&before), r))
+        Ok(Change::new(&id, Some(&before), r).in_agency(&id))
     })
     .await
 }
@@ -465,7 +478,8 @@ async fn create_user(
     let q = p.clone();
     change(&s, (&p, c), StatusCode::CREATED, "user.create", move |a| {
         let r = a.create_user(&q, b)?;
-        Ok(Change::new(r.id.clone(), None::<&()>, r))
+        let agency = r.agency_id.to_string();
+        Ok(Change::new(r.id.clone(), None::<&()>, r).in_agency(agency))
     })
     .await
 }
@@ -492,7 +506,8 @@ async fn update_user(
     change(&s, (&p, c), StatusCode::OK, "user.update", move |a| {
         let before = a.get_user(&q, &id)?;
         let r = a.update_user(&q, &id, b)?;
-        Ok(Change::new(id, Some(&before), r))
+        let agency = before.agency_id.to_string();
+        Ok(Change::new(id, Some(&before), r).in_agency(agency))
     })
     .await
 }
@@ -530,6 +545,10 @@ async fn create_key(
         // The record never holds the secret: the store does not serialize its hash either.
         let mut c = Change::new(created.record.id.clone(), None::<&()>, ());
         c.after = serde_json::to_value(&created.record).unwrap_or_default();
+        let agency = a
+            .get_user(&q, created.record.user_id.as_str())
+            .ok()
+            .map(|u| u.agency_id.to_string());
         Ok(Change {
             out: CreatedKey {
                 key: created.secret.expose().to_owned(),
@@ -538,6 +557,7 @@ async fn create_key(
             target: c.target,
             before: c.before,
             after: c.after,
+            target_agency: agency,
         })
     })
     .await
@@ -564,7 +584,12 @@ async fn revoke_key(
         let before = a.get_key(&q, &id)?;
         let key = a.revoke_key(&q, &id)?;
         tracing::info!(key = %key.id, by = %q.user, "key revoked");
-        Ok(Change::new(id, Some(&before), key))
+        let mut c = Change::new(id, Some(&before), key);
+        c.target_agency = a
+            .get_user(&q, before.user_id.as_str())
+            .ok()
+            .map(|u| u.agency_id.to_string());
+        Ok(c)
     })
     .await
 }
@@ -595,7 +620,13 @@ async fn create_cert(
         "certificate.create",
         move |a| {
             let r = a.create_cert_mapping(&q, b)?;
-            Ok(Change::new(r.id.clone(), None::<&()>, r))
+            let agency = a
+                .get_user(&q, r.user_id.as_str())
+                .ok()
+                .map(|u| u.agency_id.to_string());
+            let mut c = Change::new(r.id.clone(), None::<&()>, r);
+            c.target_agency = agency;
+            Ok(c)
         },
     )
     .await
@@ -626,8 +657,13 @@ async fn delete_cert(
         move |a| {
             let before = a.get_cert_mapping(&q, &id)?;
             let r = a.delete_cert_mapping(&q, &id)?;
+            let agency = a
+                .get_user(&q, before.user_id.as_str())
+                .ok()
+                .map(|u| u.agency_id.to_string());
             let mut c = Change::new(id, Some(&before), r);
             c.after = serde_json::Value::Null;
+            c.target_agency = agency;
             Ok(c)
         },
     )

@@ -345,7 +345,8 @@ async fn set_limits(
                 format!("{}/{subject}", sc.as_str()),
                 before.as_ref(),
                 limits_view(sc, &subject, &limits),
-            ))
+            )
+            .in_agency(&agency))
         },
     )
     .await
@@ -490,11 +491,7 @@ async fn set_plan(
             .map_err(store_failed)?
             .map(|p| PlanView::from(&p));
         store.set_plan(&record).map_err(store_failed)?;
-        Ok(Change::new(
-            &agency,
-            before.as_ref(),
-            PlanView::from(&record),
-        ))
+        Ok(Change::new(&agency, before.as_ref(), PlanView::from(&record)).in_agency(&agency))
     })
     .await
 }
