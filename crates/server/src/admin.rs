@@ -197,39 +197,46 @@ async fn update_model(
         })?;
     let banner = s.encodings().banner(&label);
     let st = Arc::clone(&s);
-    let (n, b) = (name.clone(), banner.clone());
-    let record = tokio::task::spawn_blocking(move || st.catalog.set_model_label(&n, &b))
-        .await
-        .map_err(|_| ApiError::internal("the catalog update failed"))?
-        .map_err(|e| match e {
-            highside_store::StoreError::UnknownModel(_) => ApiError::not_found("model"),
-            e => {
-                tracing::error!(error = %e, "catalog failed");
-                ApiError::internal("the catalog failed")
-            }
-        })?;
-    let mut before = serde_json::Value::Null;
-    if let Some(m) = s.service.registry().get(&name) {
-        let old = m.accreditation().banner;
-        m.set_accreditation(crate::Accreditation {
-            label,
-            banner: banner.clone(),
-        });
-        tracing::info!(operator = %p.user, model = %name, before = %old, after = %banner, "model accreditation changed");
-        before = serde_json::json!({ "label": old });
-    }
-    s.service
-        .auditor()
-        .record(highside_audit::Event::Admin {
-            actor: crate::audit::actor(&p, c.0),
-            action: "model.label".into(),
-            target: name.clone(),
-            before,
-            after: serde_json::json!({ "label": record.label }),
-            denied: None,
-            target_agency: None,
-        })
-        .await?;
+    let actor = crate::audit::actor(&p, c.0);
+    let operator = p.user.clone();
+    // Catalog, running engine and record on one blocking task, which runs to its end even if
+    // the client hangs up: the change is never left unrecorded.
+    let record = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let record = st
+            .catalog
+            .set_model_label(&name, &banner)
+            .map_err(|e| match e {
+                highside_store::StoreError::UnknownModel(_) => ApiError::not_found("model"),
+                e => {
+                    tracing::error!(error = %e, "catalog failed");
+                    ApiError::internal("the catalog failed")
+                }
+            })?;
+        let mut before = serde_json::Value::Null;
+        if let Some(m) = st.service.registry().get(&name) {
+            let old = m.accreditation().banner;
+            m.set_accreditation(crate::Accreditation {
+                label,
+                banner: banner.clone(),
+            });
+            tracing::info!(operator = %operator, model = %name, before = %old, after = %banner, "model accreditation changed");
+            before = serde_json::json!({ "label": old });
+        }
+        st.service
+            .auditor()
+            .record_blocking(highside_audit::Event::Admin {
+                actor,
+                action: "model.label".into(),
+                target: name.clone(),
+                before,
+                after: serde_json::json!({ "label": record.label }),
+                denied: None,
+                target_agency: None,
+            })?;
+        Ok(record)
+    })
+    .await
+    .map_err(|_| ApiError::internal("the catalog update failed"))??;
     Ok(Json(ModelLabel {
         name: record.name,
         label: record.label,
