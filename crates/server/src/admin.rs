@@ -258,7 +258,11 @@ pub(crate) fn api_error(e: AdminError) -> ApiError {
 }
 
 /// Runs an admin operation on a blocking thread (SQLite calls block) and encodes its result.
-async fn run<T, F>(state: &Arc<AppState>, status: StatusCode, op: F) -> Result<Response, HttpError>
+pub(crate) async fn run<T, F>(
+    state: &Arc<AppState>,
+    status: StatusCode,
+    op: F,
+) -> Result<Response, HttpError>
 where
     T: Serialize + Send + 'static,
     F: FnOnce(&Admin) -> Result<T, AdminError> + Send + 'static,

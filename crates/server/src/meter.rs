@@ -184,15 +184,10 @@ impl Meter {
 
     /// The model's prices; a model without prices is free (quotas in tokens still apply).
     fn price(&self, model: &str) -> Result<Price, StoreError> {
-        Ok(self
-            .store
-            .prices()?
-            .into_iter()
-            .find(|p| p.model == model)
-            .map_or(Price::FREE, |p| Price {
-                input_per_million: Micros(p.input_per_million),
-                output_per_million: Micros(p.output_per_million),
-            }))
+        Ok(self.store.price(model)?.map_or(Price::FREE, |p| Price {
+            input_per_million: Micros(p.input_per_million),
+            output_per_million: Micros(p.output_per_million),
+        }))
     }
 
     /// Admits a request of `prompt_tokens` that may generate `max_tokens` (already clamped to
@@ -488,6 +483,9 @@ mod tests {
         }
         fn prices(&self) -> Result<Vec<PriceRecord>, StoreError> {
             self.0.prices()
+        }
+        fn price(&self, m: &str) -> Result<Option<PriceRecord>, StoreError> {
+            self.0.price(m)
         }
         fn set_plan(&self, p: &PlanRecord) -> Result<(), StoreError> {
             self.0.set_plan(p)

@@ -18,7 +18,7 @@ use highside_store::{LimitScope, Limits, PlanRecord, PriceRecord};
 use highside_tenancy::{Admin, AdminError};
 use serde::{Deserialize, Serialize};
 
-use crate::admin::{api_error, body, change, id, Change};
+use crate::admin::{api_error, body, change, id, run, Change};
 use crate::auth::ClientAddr;
 use crate::http::HttpError;
 use crate::AppState;
@@ -150,10 +150,8 @@ async fn set_price(
             };
             let store = st.service.meter().store();
             let before = store
-                .prices()
+                .price(&model)
                 .map_err(store_failed)?
-                .into_iter()
-                .find(|x| x.model == model)
                 .map(PriceView::from);
             store.set_price(&record).map_err(store_failed)?;
             Ok(Change::new(
@@ -238,8 +236,8 @@ async fn get_limits(
         .map_err(|e| ApiError::bad_request(format!("Invalid path: {e}"), None))?;
     let sc = scope(&sc)?;
     let st = Arc::clone(&s);
-    let view = tokio::task::spawn_blocking(move || -> Result<LimitsView, AdminError> {
-        subject_agency(&st.admin, &p, sc, &subject)?;
+    run(&s, StatusCode::OK, move |a| {
+        subject_agency(a, &p, sc, &subject)?;
         let l = st
             .service
             .meter()
@@ -250,9 +248,6 @@ async fn get_limits(
         Ok(limits_view(sc, &subject, &l))
     })
     .await
-    .map_err(|_| ApiError::internal("the limits lookup failed"))?
-    .map_err(api_error)?;
-    Ok(Json(view).into_response())
 }
 
 async fn set_limits(
@@ -417,8 +412,8 @@ async fn get_plan(
 ) -> Result<Response, HttpError> {
     let agency = id(path)?;
     let st = Arc::clone(&s);
-    let view = tokio::task::spawn_blocking(move || -> Result<PlanView, AdminError> {
-        let agency = st.admin.get_agency(&p, &agency)?.id;
+    run(&s, StatusCode::OK, move |a| {
+        let agency = a.get_agency(&p, &agency)?.id;
         may_see_agency(&p, &agency)?;
         let plan = st
             .service
@@ -430,9 +425,6 @@ async fn get_plan(
         Ok(PlanView::from(&plan))
     })
     .await
-    .map_err(|_| ApiError::internal("the plan lookup failed"))?
-    .map_err(api_error)?;
-    Ok(Json(view).into_response())
 }
 
 async fn set_plan(

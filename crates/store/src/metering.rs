@@ -195,6 +195,8 @@ pub trait MeteringStore: Send + Sync {
     fn set_price(&self, price: &PriceRecord) -> Result<(), StoreError>;
     /// Every model's prices, by model.
     fn prices(&self) -> Result<Vec<PriceRecord>, StoreError>;
+    /// One model's prices (read on every request).
+    fn price(&self, model: &str) -> Result<Option<PriceRecord>, StoreError>;
     /// Sets (or replaces) an agency's contract plan.
     fn set_plan(&self, plan: &PlanRecord) -> Result<(), StoreError>;
     /// An agency's contract plan.

@@ -38,6 +38,17 @@ fn opt_nonneg(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<u64>> {
     .transpose()
 }
 
+const PRICE_COLUMNS: &str = "model, input_per_million, output_per_million, updated_at";
+
+fn price_row(r: &Row<'_>) -> rusqlite::Result<PriceRecord> {
+    Ok(PriceRecord {
+        model: r.get(0)?,
+        input_per_million: r.get(1)?,
+        output_per_million: r.get(2)?,
+        updated_at: r.get(3)?,
+    })
+}
+
 const LEDGER_COLUMNS: &str = "request_id, time, day, month, agency_id, user_id, key_id, model, \
      prompt_tokens, completion_tokens, cached_tokens, cost, input_price, output_price";
 
@@ -93,18 +104,22 @@ impl MeteringStore for SqliteStore {
 
     fn prices(&self) -> Result<Vec<PriceRecord>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT model, input_per_million, output_per_million, updated_at FROM model_prices ORDER BY model",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(PriceRecord {
-                model: r.get(0)?,
-                input_per_million: r.get(1)?,
-                output_per_million: r.get(2)?,
-                updated_at: r.get(3)?,
-            })
-        })?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {PRICE_COLUMNS} FROM model_prices ORDER BY model"
+        ))?;
+        let rows = stmt.query_map([], price_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn price(&self, model: &str) -> Result<Option<PriceRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {PRICE_COLUMNS} FROM model_prices WHERE model = ?1"),
+                params![model],
+                price_row,
+            )
+            .optional()?)
     }
 
     fn set_plan(&self, p: &PlanRecord) -> Result<(), StoreError> {

@@ -274,6 +274,11 @@ fn prices_and_limits_round_trip_and_nonsense_is_refused() {
     })
     .unwrap();
     assert_eq!(s.prices().unwrap()[0].input_per_million, 100_000);
+    assert_eq!(
+        s.price("smollm2").unwrap().unwrap().input_per_million,
+        100_000
+    );
+    assert!(s.price("unpriced").unwrap().is_none());
     assert!(s
         .set_price(&PriceRecord {
             input_per_million: -1,
