@@ -49,6 +49,36 @@ impl fmt::Debug for KeyPrefix {
     }
 }
 
+/// How a key authenticates: a bearer key (`Authorization: Bearer hs_…`), or an AWS-style
+/// access key pair whose ID is the key's prefix and whose secret signs requests (SigV4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// `hs_<prefix>_<secret>` sent whole.
+    Bearer,
+    /// Access key ID `hs_<prefix>` and a secret access key, for Signature V4.
+    Aws,
+}
+
+impl KeyKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bearer => "bearer",
+            Self::Aws => "aws",
+        }
+    }
+
+    /// Reads the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bearer" => Some(Self::Bearer),
+            "aws" => Some(Self::Aws),
+            _ => None,
+        }
+    }
+}
+
 /// A whole API key. Debug and Display redact it; only [`ApiKeySecret::expose`] reveals it, and
 /// the only callers are the one-time print at creation and the hash.
 #[derive(Clone, PartialEq, Eq)]
@@ -75,7 +105,7 @@ impl ApiKeySecret {
 
     /// The SHA-256 of the whole key, which is all the store keeps.
     pub fn hash(&self) -> KeyHash {
-        KeyHash(Sha256::digest(self.0.as_bytes()).into())
+        KeyHash::of(self.0.as_bytes())
     }
 }
 
@@ -129,6 +159,11 @@ fn is_lower_hex(s: &str) -> bool {
 pub struct KeyHash([u8; 32]);
 
 impl KeyHash {
+    /// The SHA-256 of `secret`.
+    pub(crate) fn of(secret: &[u8]) -> Self {
+        Self(Sha256::digest(secret).into())
+    }
+
     /// Lowercase hex, the stored form.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)

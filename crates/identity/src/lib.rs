@@ -6,6 +6,7 @@
 //! the two in `highside-tenancy`; this crate only takes values and returns decisions.
 #![forbid(unsafe_code)]
 
+mod aws;
 mod clearance;
 mod credential;
 mod ids;
@@ -14,10 +15,11 @@ mod nationality;
 mod policy;
 mod role;
 
+pub use aws::{AwsKeyMaster, AwsSecret, KeySalt};
 pub use clearance::{Clearance, ClearanceError};
 pub use credential::{parse_credentials, CredentialError};
 pub use ids::{AgencyId, CertMappingId, KeyId, UserId};
-pub use key::{ApiKeySecret, KeyFormatError, KeyHash, KeyPrefix, ParsedKey};
+pub use key::{ApiKeySecret, KeyFormatError, KeyHash, KeyKind, KeyPrefix, ParsedKey};
 pub use nationality::{Nationality, NationalityError};
 pub use policy::{Denied, Principal};
 pub use role::{Branch, CertKind, Role, RoleSet, Status, UnknownName};

@@ -38,6 +38,10 @@ pub enum SigError {
     /// The signature does not match.
     #[error("the request signature we calculated does not match the signature you provided")]
     Mismatch,
+    /// `x-amz-content-sha256` is not the body's digest (`UNSIGNED-PAYLOAD` included): the
+    /// signature must cover the body the server acts on.
+    #[error("the x-amz-content-sha256 header does not match the request body")]
+    Payload,
 }
 
 /// The parsed `Authorization` header.
@@ -298,6 +302,11 @@ pub fn verify(
     if (t - now).abs() > MAX_SKEW_SECS {
         return Err(SigError::Skew);
     }
+    if let Some(declared) = header("x-amz-content-sha256") {
+        if !declared.eq_ignore_ascii_case(&sha256_hex(req.body)) {
+            return Err(SigError::Payload);
+        }
+    }
     // An unknown key fails exactly like a wrong signature.
     let secret = secret_of(&auth.access_key).ok_or(SigError::Mismatch)?;
     let to_sign = string_to_sign(req, &auth, amz_date)?;
@@ -306,9 +315,94 @@ pub fn verify(
     Ok(auth)
 }
 
+/// The `Authorization` header value for `req` signed by `access_key`/`secret` in `region` for
+/// `service` at `amz_date` (`YYYYMMDDTHHMMSSZ`), signing every header `req` carries. The
+/// request must already carry `host` and `x-amz-date: amz_date`. For clients and tests.
+pub fn sign(
+    req: &Request<'_>,
+    access_key: &str,
+    secret: &str,
+    region: &str,
+    service: &str,
+    amz_date: &str,
+) -> Result<String, SigError> {
+    let date = amz_date.get(..8).ok_or(SigError::Date)?;
+    let mut signed_headers: Vec<String> = req
+        .headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .filter(|n| n != "authorization")
+        .collect();
+    signed_headers.sort();
+    signed_headers.dedup();
+    let auth = Authorization {
+        access_key: access_key.to_owned(),
+        date: date.to_owned(),
+        region: region.to_owned(),
+        service: service.to_owned(),
+        signed_headers,
+        signature: Vec::new(),
+    };
+    let to_sign = string_to_sign(req, &auth, amz_date)?;
+    let key = signing_key(secret, date, region, service);
+    let signature = hmac::sign(&key, to_sign.as_bytes());
+    Ok(format!(
+        "{ALGORITHM} Credential={access_key}/{date}/{region}/{service}/aws4_request, \
+         SignedHeaders={}, Signature={}",
+        auth.signed_headers.join(";"),
+        hex::encode(signature.as_ref())
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_sign_signs_verifies() {
+        let date = "20261124T010203Z";
+        let mut headers = vec![
+            ("Host", "localhost:8080"),
+            ("X-Amz-Date", date),
+            ("Content-Type", "application/json"),
+        ];
+        let req = |h: &[(&'static str, &'static str)]| Request {
+            method: "POST",
+            path: "/model/m%3A1/converse",
+            query: "",
+            headers: Box::leak(h.to_vec().into_boxed_slice()),
+            body: b"{}",
+        };
+        let auth = sign(&req(&headers), "AK", "s3cret", "us-east-1", "bedrock", date).unwrap();
+        headers.push(("Authorization", Box::leak(auth.into_boxed_str())));
+        let now = amz_date_secs(date).unwrap();
+        let ok = verify(&req(&headers), "bedrock", now, |k| {
+            (k == "AK").then(|| "s3cret".into())
+        });
+        assert_eq!(ok.unwrap().signed_headers.len(), 3);
+        let wrong = verify(&req(&headers), "bedrock", now, |_| Some("other".into()));
+        assert_eq!(wrong.unwrap_err(), SigError::Mismatch);
+        // A declared payload digest must be the body's, or the body would be unsigned.
+        for declared in ["UNSIGNED-PAYLOAD", &"0".repeat(64)] {
+            let mut h = headers[..3].to_vec();
+            h.push((
+                "x-amz-content-sha256",
+                Box::leak(declared.to_owned().into_boxed_str()),
+            ));
+            let auth = sign(&req(&h), "AK", "s3cret", "us-east-1", "bedrock", date).unwrap();
+            h.push(("Authorization", Box::leak(auth.into_boxed_str())));
+            let r = verify(&req(&h), "bedrock", now, |_| Some("s3cret".into()));
+            assert_eq!(r.unwrap_err(), SigError::Payload);
+        }
+        let mut h = headers[..3].to_vec();
+        h.push((
+            "x-amz-content-sha256",
+            Box::leak(sha256_hex(b"{}").into_boxed_str()),
+        ));
+        let auth = sign(&req(&h), "AK", "s3cret", "us-east-1", "bedrock", date).unwrap();
+        h.push(("Authorization", Box::leak(auth.into_boxed_str())));
+        assert!(verify(&req(&h), "bedrock", now, |_| Some("s3cret".into())).is_ok());
+    }
 
     #[test]
     fn amz_dates() {

@@ -4,8 +4,11 @@ use crate::{SqliteStore, StoreError};
 
 const DB_FILE: &str = "highside.db";
 const MODELS_DIR: &str = "models";
+/// The master that AWS secret access keys derive from (see `highside_identity::AwsKeyMaster`).
+const AWS_MASTER_FILE: &str = "aws-keys.master";
 
-/// The layout of one data directory: `highside.db`, `highside.toml` and `models/`.
+/// The layout of one data directory: `highside.db`, `highside.toml`, `models/` and
+/// `aws-keys.master`.
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
@@ -59,6 +62,36 @@ impl DataDir {
     /// The stored file of a model with this digest.
     pub fn model_path(&self, digest: &str) -> PathBuf {
         self.models_dir().join(format!("{digest}.gguf"))
+    }
+
+    /// The AWS key master, created (owner-only, synced) on first use. Never replaced: every
+    /// issued access key pair's secret derives from it.
+    pub fn aws_key_master(&self) -> Result<highside_identity::AwsKeyMaster, StoreError> {
+        use std::io::Write;
+        let path = self.root.join(AWS_MASTER_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => highside_identity::AwsKeyMaster::from_bytes(&bytes).ok_or_else(|| {
+                io_err(&path)(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the AWS key master must be exactly 32 bytes",
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (bytes, master) = highside_identity::AwsKeyMaster::generate();
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(&path).map_err(io_err(&path))?;
+                file.write_all(&bytes).map_err(io_err(&path))?;
+                file.sync_all().map_err(io_err(&path))?;
+                std::fs::File::open(&self.root)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_err(&self.root))?;
+                Ok(master)
+            }
+            Err(e) => Err(io_err(&path)(e)),
+        }
     }
 
     /// Opens the embedded store of this directory.

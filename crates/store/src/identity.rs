@@ -1,8 +1,8 @@
 //! Identity records and the operations every backend provides for them.
 
 use highside_identity::{
-    AgencyId, Branch, CertKind, CertMappingId, KeyHash, KeyId, KeyPrefix, Nationality, RoleSet,
-    Status, UserId,
+    AgencyId, Branch, CertKind, CertMappingId, KeyHash, KeyId, KeyKind, KeyPrefix, KeySalt,
+    Nationality, RoleSet, Status, UserId,
 };
 use serde::Serialize;
 
@@ -77,6 +77,11 @@ pub struct ApiKeyRecord {
     pub last_used_at: Option<String>,
     /// RFC 3339 revocation time; a revoked key never authenticates again.
     pub revoked_at: Option<String>,
+    /// Bearer key or AWS access key pair.
+    pub kind: KeyKind,
+    /// An AWS pair's salt (its secret is derived from it); `None` for bearer keys.
+    #[serde(skip)]
+    pub salt: Option<KeySalt>,
 }
 
 /// A client-certificate mapping.

@@ -24,6 +24,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         "0004_metering",
         include_str!("../migrations/sqlite/0004_metering.sql"),
     ),
+    (
+        "0005_aws_keys",
+        include_str!("../migrations/sqlite/0005_aws_keys.sql"),
+    ),
 ];
 
 pub(crate) fn run(conn: &mut Connection, migrations: &[(&str, &str)]) -> Result<(), StoreError> {

@@ -2,7 +2,8 @@
 //! text spliced into SQL is the constant column lists below.
 
 use highside_identity::{
-    AgencyId, CertMappingId, KeyHash, KeyId, KeyPrefix, Nationality, RoleSet, UserId,
+    AgencyId, CertMappingId, KeyHash, KeyId, KeyKind, KeyPrefix, KeySalt, Nationality, RoleSet,
+    UserId,
 };
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -16,7 +17,7 @@ const AGENCY: &str = "id, name, branch, status, created_at, updated_at, pii_acti
 const USER: &str =
     "id, agency_id, name, clearance, nationality, roles, status, created_at, updated_at";
 const KEY: &str = "k.id, k.prefix, k.secret_hash, k.user_id, k.name, k.scopes, k.expires_at, \
-                   k.created_at, k.created_by, k.last_used_at, k.revoked_at";
+                   k.created_at, k.created_by, k.last_used_at, k.revoked_at, k.kind, k.salt";
 const MAPPING: &str = "m.id, m.user_id, m.kind, m.value, m.created_at";
 
 /// A stored value that does not parse is corruption, reported as a conversion failure.
@@ -74,6 +75,23 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
         created_by: parsed(r, 8, UserId::parse)?,
         last_used_at: r.get(9)?,
         revoked_at: r.get(10)?,
+        kind: parsed(r, 11, KeyKind::parse)?,
+        salt: match r.get::<_, Option<String>>(12)? {
+            None => None,
+            Some(_) => Some(parsed(r, 12, KeySalt::from_hex)?),
+        },
+    })
+    .and_then(|k| {
+        // An AWS pair without its salt (or a bearer key with one) is corruption.
+        if (k.kind == KeyKind::Aws) == k.salt.is_some() {
+            Ok(k)
+        } else {
+            Err(rusqlite::Error::FromSqlConversionFailure(
+                12,
+                Type::Text,
+                "a key's kind and salt disagree".into(),
+            ))
+        }
     })
 }
 
@@ -151,8 +169,8 @@ fn insert_user(c: &Connection, u: &UserRecord) -> Result<(), StoreError> {
 fn insert_key(c: &Connection, k: &ApiKeyRecord) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO api_keys (id, prefix, secret_hash, user_id, name, scopes, expires_at, \
-         created_at, created_by, last_used_at, revoked_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+         created_at, created_by, last_used_at, revoked_at, kind, salt) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             k.id.as_str(),
             k.prefix.as_str(),
@@ -164,7 +182,9 @@ fn insert_key(c: &Connection, k: &ApiKeyRecord) -> Result<(), StoreError> {
             k.created_at,
             k.created_by.as_str(),
             k.last_used_at,
-            k.revoked_at
+            k.revoked_at,
+            k.kind.as_str(),
+            k.salt.as_ref().map(KeySalt::to_hex)
         ],
     )
     .map_err(unique("a key with this prefix"))?;
@@ -485,6 +505,8 @@ mod tests {
             created_by: user.id.clone(),
             last_used_at: None,
             revoked_at: None,
+            kind: KeyKind::Bearer,
+            salt: None,
         };
         (agency, user, key)
     }

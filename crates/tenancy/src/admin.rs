@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use highside_identity::{
-    AgencyId, ApiKeySecret, Branch, CertMappingId, Clearance, Denied, KeyId, Nationality,
-    Principal, Role, RoleSet, Status, UserId,
+    AgencyId, ApiKeySecret, AwsKeyMaster, AwsSecret, Branch, CertMappingId, Clearance, Denied,
+    KeyHash, KeyId, KeyKind, KeyPrefix, KeySalt, Nationality, Principal, Role, RoleSet, Status,
+    UserId,
 };
 use highside_store::{
     AgencyRecord, ApiKeyRecord, CertMappingRecord, IdentityStore, Page, Scope, UserRecord,
@@ -32,6 +33,16 @@ pub struct Created {
     pub record: ApiKeyRecord,
     /// The key itself.
     pub secret: ApiKeySecret,
+}
+
+/// A created AWS access key pair: the access key ID is `record.prefix`; the secret access key
+/// is shown once and never again.
+#[derive(Debug)]
+pub struct CreatedAccessKey {
+    /// The stored record.
+    pub record: ApiKeyRecord,
+    /// The secret access key.
+    pub secret: AwsSecret,
 }
 
 fn name(param: &'static str, value: &str, max: usize) -> Result<String, AdminError> {
@@ -101,6 +112,7 @@ fn list<T>(mut rows: Vec<T>, page: &Page, id: impl Fn(&T) -> String) -> List<T> 
 pub struct Admin {
     store: Arc<dyn IdentityStore>,
     encodings: Arc<Encodings>,
+    aws: Option<Arc<AwsKeyMaster>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -112,7 +124,17 @@ impl std::fmt::Debug for Admin {
 impl Admin {
     /// Operates on `store`, parsing clearances against `encodings`.
     pub fn new(store: Arc<dyn IdentityStore>, encodings: Arc<Encodings>) -> Self {
-        Self { store, encodings }
+        Self {
+            store,
+            encodings,
+            aws: None,
+        }
+    }
+
+    /// Issues AWS access key pairs whose secrets derive from `master`.
+    pub fn with_aws_master(mut self, master: Arc<AwsKeyMaster>) -> Self {
+        self.aws = Some(master);
+        self
     }
 
     /// Whether `p` may act on `user` (see `Principal::may_act_on`).
@@ -343,8 +365,48 @@ impl Admin {
 
     // ---- keys ----
 
-    /// Issues a key for yourself or, as an administrator, for a user you outrank.
+    /// Issues a bearer key for yourself or, as an administrator, for a user you outrank.
     pub fn create_key(&self, p: &Principal, req: CreateKey) -> Result<Created, AdminError> {
+        if req.kind.is_some_and(|k| k != KeyKind::Bearer) {
+            return Err(AdminError::invalid(
+                "kind",
+                "this operation issues bearer keys",
+            ));
+        }
+        let (prefix, secret) = ApiKeySecret::generate();
+        let record = self.key_record(p, &req, prefix, secret.hash(), KeyKind::Bearer, None)?;
+        self.store.insert_key(&record)?;
+        Ok(Created { record, secret })
+    }
+
+    /// Issues an AWS access key pair (Signature V4) under the same rules as a bearer key.
+    pub fn create_access_key(
+        &self,
+        p: &Principal,
+        req: CreateKey,
+    ) -> Result<CreatedAccessKey, AdminError> {
+        let master = self.aws.as_ref().ok_or_else(|| {
+            AdminError::Conflict("this server has no AWS key master: access keys are off".into())
+        })?;
+        // The prefix generator's secret half is discarded: the access key ID is the prefix.
+        let (prefix, _) = ApiKeySecret::generate();
+        let salt = KeySalt::generate();
+        let secret = master.derive(&prefix, &salt);
+        let record = self.key_record(p, &req, prefix, secret.hash(), KeyKind::Aws, Some(salt))?;
+        self.store.insert_key(&record)?;
+        Ok(CreatedAccessKey { record, secret })
+    }
+
+    /// The record of a new key of either kind, after every grant rule.
+    fn key_record(
+        &self,
+        p: &Principal,
+        req: &CreateKey,
+        prefix: KeyPrefix,
+        secret_hash: KeyHash,
+        kind: KeyKind,
+        salt: Option<KeySalt>,
+    ) -> Result<ApiKeyRecord, AdminError> {
         let owner_id = req.user_id.clone().unwrap_or_else(|| p.user.clone());
         let owner = self.target_user(p, &owner_id)?;
         if owner.id != p.user {
@@ -381,11 +443,10 @@ impl Admin {
                 Some(crate::format_time(when))
             }
         };
-        let (prefix, secret) = ApiKeySecret::generate();
-        let record = ApiKeyRecord {
+        Ok(ApiKeyRecord {
             id: KeyId::generate(),
             prefix,
-            secret_hash: secret.hash(),
+            secret_hash,
             user_id: owner.id,
             name: name("name", &req.name, MAX_NAME)?,
             scopes,
@@ -394,9 +455,9 @@ impl Admin {
             created_by: p.user.clone(),
             last_used_at: None,
             revoked_at: None,
-        };
-        self.store.insert_key(&record)?;
-        Ok(Created { record, secret })
+            kind,
+            salt,
+        })
     }
 
     /// Loads a key the caller may see: their own, or one of their agency's as its administrator.
@@ -609,6 +670,8 @@ pub fn bootstrap(
         created_by: user.id.clone(),
         last_used_at: None,
         revoked_at: None,
+        kind: KeyKind::Bearer,
+        salt: None,
     };
     store.bootstrap(&agency, &user, &record)?;
     Ok((user, Created { record, secret }))

@@ -1,6 +1,6 @@
 //! The admin API's JSON bodies. Unknown fields are refused so a typo never silently does nothing.
 
-use highside_identity::{AgencyId, Branch, CertKind, RoleSet, Status, UserId};
+use highside_identity::{AgencyId, Branch, CertKind, KeyKind, RoleSet, Status, UserId};
 use serde::{Deserialize, Serialize};
 
 /// `POST /admin/v1/agencies`.
@@ -88,6 +88,9 @@ pub struct CreateKey {
     /// RFC 3339 expiry in the future; none means the key lives until revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// `bearer` (default) or `aws`: an access key pair for Signature V4 clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<KeyKind>,
 }
 
 /// `POST /admin/v1/certificates`.

@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use highside_identity::{
-    Clearance, CredentialError, KeyId, ParsedKey, Principal, Role, RoleSet, Status,
+    AwsKeyMaster, Clearance, CredentialError, KeyId, KeyKind, KeyPrefix, ParsedKey, Principal,
+    Role, RoleSet, Status,
 };
 use highside_label::Encodings;
-use highside_store::{IdentityStore, StoreError, UserRecord};
+use highside_store::{ApiKeyRecord, IdentityStore, StoreError, UserRecord};
 
 /// `last_used_at` is written at most this often per key, so authentication stays a read.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
@@ -55,6 +56,9 @@ pub enum AuthError {
     /// The user's stored clearance is not valid under the enclave's label encodings.
     #[error("this account's clearance is not valid under the enclave's label encodings; an operator must correct it")]
     InvalidClearance,
+    /// A SigV4 signature that does not verify, names an unknown key, or is out of date.
+    #[error(transparent)]
+    Signature(#[from] highside_sigv4::SigError),
     /// The store failed.
     #[error("cannot check credentials: {0}")]
     Store(#[from] StoreError),
@@ -64,6 +68,7 @@ pub enum AuthError {
 pub struct Authenticator {
     store: Arc<dyn IdentityStore>,
     encodings: Arc<Encodings>,
+    aws: Option<Arc<AwsKeyMaster>>,
     touched: Mutex<HashMap<KeyId, Instant>>,
 }
 
@@ -79,8 +84,62 @@ impl Authenticator {
         Self {
             store,
             encodings,
+            aws: None,
             touched: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Accepts AWS access key pairs whose secrets derive from `master`.
+    pub fn with_aws_master(mut self, master: Arc<AwsKeyMaster>) -> Self {
+        self.aws = Some(master);
+        self
+    }
+
+    /// Authenticates a request signed with AWS Signature Version 4 for `service` by a
+    /// Highside-issued access key pair, then applies every check a bearer key gets. An
+    /// unknown key, a bearer key's prefix and a wrong signature fail alike.
+    pub fn authenticate_sigv4(
+        &self,
+        req: &highside_sigv4::Request<'_>,
+        service: &str,
+        certificate: Option<&PeerCertificate>,
+        now: time::OffsetDateTime,
+    ) -> Result<Principal, AuthError> {
+        let master = self
+            .aws
+            .as_ref()
+            .ok_or(highside_sigv4::SigError::Mismatch)?;
+        let mut found = None;
+        let mut failure = None;
+        let verified = highside_sigv4::verify(req, service, now.unix_timestamp(), |access_key| {
+            let prefix = KeyPrefix::parse(access_key)?;
+            let record = match self.store.find_key(&prefix) {
+                Ok(r) => r?,
+                Err(e) => {
+                    failure = Some(e);
+                    return None;
+                }
+            };
+            let salt = record
+                .salt
+                .as_ref()
+                .filter(|_| record.kind == KeyKind::Aws)?;
+            let secret = master.derive(&prefix, salt);
+            if !record.secret_hash.matches(&secret.hash()) {
+                // The master file is not the one this key was issued under.
+                tracing::error!(key = %record.id, "an access key does not match this data directory's AWS key master");
+                return None;
+            }
+            let exposed = secret.expose().to_owned();
+            found = Some(record);
+            Some(exposed)
+        });
+        if let Some(e) = failure {
+            return Err(AuthError::Store(e));
+        }
+        verified?;
+        let record = found.ok_or(highside_sigv4::SigError::Mismatch)?;
+        self.admit_key(record, certificate, now)
     }
 
     /// Authenticates one request from its key (already parsed from the headers) and its
@@ -104,9 +163,20 @@ impl Authenticator {
             .store
             .find_key(&key.prefix)?
             .ok_or(AuthError::InvalidKey)?;
-        if !record.secret_hash.matches(&key.secret.hash()) {
+        // An access key pair's ID is never a bearer key, whatever is sent with it.
+        if record.kind != KeyKind::Bearer || !record.secret_hash.matches(&key.secret.hash()) {
             return Err(AuthError::InvalidKey);
         }
+        self.admit_key(record, certificate, now)
+    }
+
+    /// The checks after a key's secret is proven: revocation, expiry, owner, certificate.
+    fn admit_key(
+        &self,
+        record: ApiKeyRecord,
+        certificate: Option<&PeerCertificate>,
+        now: time::OffsetDateTime,
+    ) -> Result<Principal, AuthError> {
         if record.revoked_at.is_some() {
             return Err(AuthError::Revoked);
         }

@@ -45,12 +45,14 @@ fn world() -> World {
     )
     .unwrap();
     let dyn_store: Arc<dyn IdentityStore> = store.clone();
-    let auth = Authenticator::new(dyn_store.clone(), encodings.clone());
+    let master = Arc::new(highside_identity::AwsKeyMaster::generate().1);
+    let auth =
+        Authenticator::new(dyn_store.clone(), encodings.clone()).with_aws_master(master.clone());
     let operator = login(&auth, &created.secret).unwrap();
     World {
         _dir: dir,
         store,
-        admin: Admin::new(dyn_store, encodings),
+        admin: Admin::new(dyn_store, encodings).with_aws_master(master),
         auth,
         operator,
     }
@@ -101,6 +103,7 @@ impl World {
                     name: "k".into(),
                     scopes: None,
                     expires_at: None,
+                    kind: None,
                 },
             )
             .unwrap();
@@ -182,6 +185,7 @@ fn expired_keys_and_disabled_accounts_fail() {
                     soon.format(&time::format_description::well_known::Rfc3339)
                         .unwrap(),
                 ),
+                kind: None,
             },
         )
         .unwrap();
@@ -197,6 +201,7 @@ fn expired_keys_and_disabled_accounts_fail() {
         name: "x".into(),
         scopes: None,
         expires_at: Some("2001-01-01T00:00:00Z".into()),
+        kind: None,
     };
     assert_eq!(status(w.admin.create_key(&alice, past)), 400);
 
@@ -277,6 +282,7 @@ fn role_violations_are_403() {
                 name: "mine".into(),
                 scopes: None,
                 expires_at: None,
+                kind: None,
             },
         )
         .unwrap();
@@ -431,6 +437,7 @@ fn no_privilege_amplification() {
         name: "k".into(),
         scopes: scopes.map(|s| RoleSet::parse_list(s).unwrap()),
         expires_at: None,
+        kind: None,
     };
     assert_eq!(
         status(w.admin.create_key(&admin_a, key_for(&bob.user, None))),
@@ -706,4 +713,136 @@ fn certificates_authenticate_their_user_only() {
             .authenticate(Some(&k), Some(&cert("CN=x", &["bob@a.example"])), now()),
         Err(AuthError::Mismatch)
     ));
+}
+
+/// A request to `/model/m/converse` signed at `date` by `access_key`/`secret`.
+fn signed(
+    access_key: &str,
+    secret: &str,
+    body: &'static [u8],
+    date: &str,
+) -> Vec<(String, String)> {
+    let mut headers = vec![
+        ("host".to_owned(), "localhost".to_owned()),
+        ("x-amz-date".to_owned(), date.to_owned()),
+    ];
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let req = highside_sigv4::Request {
+        method: "POST",
+        path: "/model/m/converse",
+        query: "",
+        headers: &pairs,
+        body,
+    };
+    let auth =
+        highside_sigv4::sign(&req, access_key, secret, "us-east-1", "bedrock", date).unwrap();
+    headers.push(("authorization".to_owned(), auth));
+    headers
+}
+
+fn sigv4_login(
+    auth: &Authenticator,
+    headers: &[(String, String)],
+    body: &[u8],
+    at: time::OffsetDateTime,
+) -> Result<Principal, AuthError> {
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let req = highside_sigv4::Request {
+        method: "POST",
+        path: "/model/m/converse",
+        query: "",
+        headers: &pairs,
+        body,
+    };
+    auth.authenticate_sigv4(&req, "bedrock", None, at)
+}
+
+#[test]
+fn access_key_pairs_sign_requests_and_follow_the_key_rules() {
+    let w = world();
+    let a = w.agency("Signers");
+    let (alice, alice_key) = w.user(&a, "alice", "user", "SECRET");
+    let pair = w
+        .admin
+        .create_access_key(
+            &alice,
+            CreateKey {
+                user_id: None,
+                name: "boto3".into(),
+                scopes: None,
+                expires_at: None,
+                kind: Some(highside_identity::KeyKind::Aws),
+            },
+        )
+        .unwrap();
+    assert_eq!(pair.record.kind, highside_identity::KeyKind::Aws);
+    let id = pair.record.prefix.as_str().to_owned();
+    let secret = pair.secret.expose().to_owned();
+    let at = time::OffsetDateTime::from_unix_timestamp(1_795_482_123).unwrap();
+    let date = "20261124T010203Z";
+    let h = signed(&id, &secret, b"{}", date);
+    let p = sigv4_login(&w.auth, &h, b"{}", at).unwrap();
+    assert_eq!(
+        (p.user.clone(), p.key.clone()),
+        (alice.user.clone(), Some(pair.record.id.clone()))
+    );
+    // Another body, another secret, a stale clock, or a bearer key's prefix: refused alike.
+    assert!(matches!(
+        sigv4_login(&w.auth, &h, b"{ }", at),
+        Err(AuthError::Signature(_))
+    ));
+    let forged = signed(&id, &format!("{secret}x"), b"{}", date);
+    assert!(matches!(
+        sigv4_login(&w.auth, &forged, b"{}", at),
+        Err(AuthError::Signature(_))
+    ));
+    let late = at + time::Duration::minutes(16);
+    assert!(matches!(
+        sigv4_login(&w.auth, &h, b"{}", late),
+        Err(AuthError::Signature(_))
+    ));
+    let bearer_prefix = ParsedKey::parse(alice_key.expose()).unwrap().prefix;
+    let as_pair = signed(bearer_prefix.as_str(), alice_key.expose(), b"{}", date);
+    assert!(matches!(
+        sigv4_login(&w.auth, &as_pair, b"{}", at),
+        Err(AuthError::Signature(_))
+    ));
+    // The access key ID is not a bearer key either.
+    let fake = format!("{id}_{}", "0".repeat(64));
+    assert!(matches!(
+        w.auth
+            .authenticate(Some(&ParsedKey::parse(&fake).unwrap()), None, now()),
+        Err(AuthError::InvalidKey)
+    ));
+    // A server without the master (or with another one) accepts no pair.
+    let dyn_store: Arc<dyn IdentityStore> = w.store.clone();
+    let bare = Authenticator::new(dyn_store.clone(), Arc::new(Encodings::builtin()));
+    assert!(sigv4_login(&bare, &h, b"{}", at).is_err());
+    let other = Authenticator::new(dyn_store, Arc::new(Encodings::builtin()))
+        .with_aws_master(Arc::new(highside_identity::AwsKeyMaster::generate().1));
+    assert!(sigv4_login(&other, &h, b"{}", at).is_err());
+    // Revocation applies to the next request.
+    w.admin.revoke_key(&alice, pair.record.id.as_str()).unwrap();
+    assert!(matches!(
+        sigv4_login(&w.auth, &h, b"{}", at),
+        Err(AuthError::Revoked)
+    ));
+    // Nobody gets a pair with more than they hold.
+    let wide = w.admin.create_access_key(
+        &alice,
+        CreateKey {
+            user_id: None,
+            name: "wide".into(),
+            scopes: Some(RoleSet::parse_list("user,operator").unwrap()),
+            expires_at: None,
+            kind: Some(highside_identity::KeyKind::Aws),
+        },
+    );
+    assert_eq!(status(wide), 403);
 }
