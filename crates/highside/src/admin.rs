@@ -232,6 +232,10 @@ enum KeyCommand {
         /// Expiry in days from now.
         #[arg(long)]
         expires_in_days: Option<u32>,
+        /// `bearer` (default) or `aws`: an access key pair for SigV4 clients such as boto3,
+        /// printed as AWS_ACCESS_KEY_ID=… and AWS_SECRET_ACCESS_KEY=… last lines.
+        #[arg(long, value_parser = ["bearer", "aws"])]
+        kind: Option<String>,
     },
     /// List keys (never their secrets).
     List {
@@ -413,6 +417,7 @@ fn plan(cmd: &AdminCommand) -> anyhow::Result<Call> {
                 scopes,
                 expires_at,
                 expires_in_days,
+                kind,
             } => {
                 let expires = match (expires_at, expires_in_days) {
                     (Some(t), _) => Some(t.clone()),
@@ -429,6 +434,7 @@ fn plan(cmd: &AdminCommand) -> anyhow::Result<Call> {
                         ("name", Some(json!(name))),
                         ("scopes", scopes.as_ref().map(|r| json!(r))),
                         ("expires_at", s(&expires)),
+                        ("kind", s(kind)),
                     ])),
                     ..call(Method::POST, p("keys"))
                 }
@@ -540,10 +546,19 @@ pub fn run(args: AdminArgs) -> anyhow::Result<()> {
         let mut value: Value = check(res).await?.json().await?;
         // The one-time secret goes last, alone on its line, for scripts (and never in the JSON
         // that might be pasted somewhere).
-        let secret = value.as_object_mut().and_then(|o| o.remove("key"));
+        let mut take = |field: &str| match value.as_object_mut().and_then(|o| o.remove(field)) {
+            Some(Value::String(k)) => Some(k),
+            _ => None,
+        };
+        let secret = take("key");
+        let access = (take("access_key_id"), take("secret_access_key"));
         println!("{}", serde_json::to_string_pretty(&value)?);
-        if let Some(Value::String(k)) = secret {
+        if let Some(k) = secret {
             println!("HIGHSIDE_API_KEY={k}");
+        }
+        if let (Some(id), Some(k)) = access {
+            println!("AWS_ACCESS_KEY_ID={id}");
+            println!("AWS_SECRET_ACCESS_KEY={k}");
         }
         anyhow::Ok(())
     })

@@ -114,6 +114,8 @@ struct InitArgs {
 
 fn init(data: &std::path::Path, args: InitArgs) -> anyhow::Result<()> {
     let dir = highside_store::DataDir::create(data)?;
+    // Created now so a backup of a fresh data directory already holds it.
+    dir.aws_key_master()?;
     let config = data.join(highside_config::CONFIG_FILE);
     if !config.exists() {
         std::fs::write(&config, highside_config::Config::default_file_text())?;

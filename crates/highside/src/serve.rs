@@ -111,6 +111,7 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
     }
     let config = args.apply(file_config)?;
     let store = Arc::new(dir.open_store()?);
+    let aws_keys = dir.aws_key_master()?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls_config(&TlsSettings {
             cert: cert.into(),
@@ -206,6 +207,7 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
             max_body_bytes: config.max_body_bytes,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
             metrics: highside_server::install_metrics(),
+            aws_keys: Some(Arc::new(aws_keys)),
         },
         highside_server::Stores {
             identity: store.clone(),

@@ -530,7 +530,14 @@ async fn update_user(
 struct CreatedKey {
     #[serde(flatten)]
     record: highside_store::ApiKeyRecord,
-    key: String,
+    /// A bearer key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    /// An access key pair: the ID (the key's prefix) and the secret access key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_access_key: Option<String>,
 }
 
 async fn list_keys(
@@ -551,20 +558,34 @@ async fn create_key(
     let b: CreateKey = body(&s, req).await?;
     let q = p.clone();
     change(&s, (&p, c), StatusCode::CREATED, "key.create", move |a| {
-        let created = a.create_key(&q, b)?;
-        tracing::info!(key = %created.record.id, prefix = %created.record.prefix, owner = %created.record.user_id, by = %q.user, "key created");
-        // The record never holds the secret: the store does not serialize its hash either.
-        let mut c = Change::new(created.record.id.clone(), None::<&()>, ());
-        c.after = serde_json::to_value(&created.record).unwrap_or_default();
+        let out = if b.kind == Some(highside_identity::KeyKind::Aws) {
+            let created = a.create_access_key(&q, b)?;
+            CreatedKey {
+                key: None,
+                access_key_id: Some(created.record.prefix.to_string()),
+                secret_access_key: Some(created.secret.expose().to_owned()),
+                record: created.record,
+            }
+        } else {
+            let created = a.create_key(&q, b)?;
+            CreatedKey {
+                key: Some(created.secret.expose().to_owned()),
+                access_key_id: None,
+                secret_access_key: None,
+                record: created.record,
+            }
+        };
+        let record = &out.record;
+        tracing::info!(key = %record.id, prefix = %record.prefix, kind = record.kind.as_str(), owner = %record.user_id, by = %q.user, "key created");
+        // The record never holds the secret: the store does not serialize its hash or salt.
+        let mut c = Change::new(record.id.clone(), None::<&()>, ());
+        c.after = serde_json::to_value(record).unwrap_or_default();
         let agency = a
-            .get_user(&q, created.record.user_id.as_str())
+            .get_user(&q, record.user_id.as_str())
             .ok()
             .map(|u| u.agency_id.to_string());
         Ok(Change {
-            out: CreatedKey {
-                key: created.secret.expose().to_owned(),
-                record: created.record,
-            },
+            out,
             target: c.target,
             before: c.before,
             after: c.after,

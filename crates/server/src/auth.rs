@@ -15,6 +15,9 @@ use crate::http::HttpError;
 use crate::listener::ClientInfo;
 use crate::AppState;
 
+/// The signing name boto3's `bedrock-runtime` client uses.
+const SIGV4_SERVICE: &str = "bedrock";
+
 /// The authenticated request's client address, for audit records.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientAddr(pub Option<std::net::SocketAddr>);
@@ -26,6 +29,15 @@ fn unauthorized(message: String) -> Response {
     res
 }
 
+/// How a refused request is answered: OpenAI's 401, or on the Bedrock routes AWS's 403 with
+/// the exception boto3 expects.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    OpenAi,
+    /// `x-amzn-ErrorType` of the refusal.
+    Aws(&'static str),
+}
+
 /// Records an authentication failure durably, then answers 401 (503 if it cannot be
 /// recorded). The record names the route and reason, never the credential.
 async fn refuse(
@@ -33,6 +45,7 @@ async fn refuse(
     route: String,
     client: Option<std::net::SocketAddr>,
     reason: String,
+    answer: Answer,
 ) -> Response {
     let request_id = format!("auth-{}", uuid::Uuid::new_v4().simple());
     let recorded = state
@@ -45,9 +58,11 @@ async fn refuse(
             reason: reason.clone(),
         })
         .await;
-    let mut res = match recorded {
-        Ok(_) => unauthorized(reason),
-        Err(e) => HttpError(e).into_response(),
+    let mut res = match (recorded, answer) {
+        (Ok(_), Answer::OpenAi) => unauthorized(reason),
+        (Ok(_), Answer::Aws(kind)) => crate::bedrock::aws_error(403, kind, &reason),
+        (Err(e), Answer::OpenAi) => HttpError(e).into_response(),
+        (Err(e), Answer::Aws(_)) => crate::bedrock::error_response(&e),
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert("x-request-id", v);
@@ -59,7 +74,7 @@ async fn refuse(
 /// answers 401. Credentials never reach a log line or an error message.
 pub(crate) async fn require_principal(
     State(state): State<Arc<AppState>>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
     let headers = req.headers();
@@ -79,24 +94,72 @@ pub(crate) async fn require_principal(
         .map(|c| c.0.clone());
     let route = format!("{} {}", req.method(), req.uri().path());
     let addr = client.as_ref().map(|c| c.addr);
-    let key = match parse_credentials(&auth, &api_key) {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::info!(path = %req.uri().path(), reason = %e, "authentication failed");
-            return refuse(&state, route, addr, e.to_string()).await;
-        }
+    let bedrock = crate::bedrock::is_bedrock_path(req.uri().path());
+    let answer = if bedrock {
+        Answer::Aws("UnrecognizedClientException")
+    } else {
+        Answer::OpenAi
     };
     let certificate = client.as_ref().and_then(|c| c.certificate.clone());
-    let st = Arc::clone(&state);
-    // SQLite calls block; keep them off the async workers.
-    let result = tokio::task::spawn_blocking(move || {
-        st.auth.authenticate(
-            key.as_ref(),
-            certificate.as_ref(),
-            time::OffsetDateTime::now_utc(),
+    let sigv4 = auth.len() == 1 && auth[0].starts_with(b"AWS4-HMAC-SHA256 ");
+    let (result, req) = if sigv4 {
+        // SigV4 signs the body: read it (bounded) before anything else, and put it back.
+        let (parts, body) = req.into_parts();
+        let limit = state.config.max_body_bytes;
+        let bytes =
+            match crate::http::read_body(Request::from_parts(parts.clone(), body), limit).await {
+                Ok(b) => b,
+                Err(e) if bedrock => return crate::bedrock::error_response(&e),
+                Err(e) => return HttpError(e).into_response(),
+            };
+        let st = Arc::clone(&state);
+        let (p, b) = (parts.clone(), bytes.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            let headers: Vec<(&str, &str)> = p
+                .headers
+                .iter()
+                .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str(), v)))
+                .collect();
+            let signed = highside_sigv4::Request {
+                method: p.method.as_str(),
+                path: p.uri.path(),
+                query: p.uri.query().unwrap_or(""),
+                headers: &headers,
+                body: &b,
+            };
+            st.auth.authenticate_sigv4(
+                &signed,
+                SIGV4_SERVICE,
+                certificate.as_ref(),
+                time::OffsetDateTime::now_utc(),
+            )
+        })
+        .await;
+        (
+            result,
+            Request::from_parts(parts, axum::body::Body::from(bytes)),
         )
-    })
-    .await;
+    } else {
+        let key = match parse_credentials(&auth, &api_key) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::info!(path = %req.uri().path(), reason = %e, "authentication failed");
+                return refuse(&state, route, addr, e.to_string(), answer).await;
+            }
+        };
+        let st = Arc::clone(&state);
+        // SQLite calls block; keep them off the async workers.
+        let result = tokio::task::spawn_blocking(move || {
+            st.auth.authenticate(
+                key.as_ref(),
+                certificate.as_ref(),
+                time::OffsetDateTime::now_utc(),
+            )
+        })
+        .await;
+        (result, req)
+    };
+    let mut req = req;
     let principal: Principal = match result {
         Ok(Ok(p)) => p,
         Ok(Err(AuthError::Store(e))) => {
@@ -110,7 +173,13 @@ pub(crate) async fn require_principal(
                 reason = %e,
                 "authentication failed"
             );
-            return refuse(&state, route, addr, e.to_string()).await;
+            let answer = match (&e, answer) {
+                (AuthError::Signature(_), Answer::Aws(_)) => {
+                    Answer::Aws("InvalidSignatureException")
+                }
+                (_, a) => a,
+            };
+            return refuse(&state, route, addr, e.to_string(), answer).await;
         }
         Err(e) => {
             tracing::error!(error = %e, "authentication task failed");

@@ -52,6 +52,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .merge(crate::admin::routes())
+        .merge(crate::bedrock::routes())
         .route("/metrics", get(crate::metrics::scrape))
         .route(LIVE, get(live))
         .route(READY, get(ready))
@@ -176,7 +177,7 @@ fn header_labels(headers: &axum::http::HeaderMap) -> Result<Vec<String>, ApiErro
 }
 
 /// What a generating handler read from its request before the body.
-struct Incoming {
+pub(crate) struct Incoming {
     principal: Principal,
     header_labels: Result<Vec<String>, ApiError>,
     client: Option<std::net::SocketAddr>,
@@ -199,7 +200,7 @@ fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, Ap
     }
 }
 
-fn incoming(principal: Principal, req: &Request) -> Incoming {
+pub(crate) fn incoming(principal: Principal, req: &Request) -> Incoming {
     Incoming {
         principal,
         header_labels: header_labels(req.headers()),
@@ -211,7 +212,7 @@ fn incoming(principal: Principal, req: &Request) -> Incoming {
     }
 }
 
-fn with_rate_headers(mut res: Response, headers: &crate::RateHeaders) -> Response {
+pub(crate) fn with_rate_headers(mut res: Response, headers: &crate::RateHeaders) -> Response {
     for (name, value) in headers.pairs() {
         if let Ok(v) = HeaderValue::from_str(&value) {
             res.headers_mut().insert(name, v);
@@ -246,11 +247,64 @@ async fn generate_inner(
     id: &str,
     prepared: Result<Prepared, ApiError>,
 ) -> Result<Response, HttpError> {
-    check_running(&state)?;
     let route = match kind {
         Kind::Chat => "POST /v1/chat/completions",
         Kind::Completion => "POST /v1/completions",
     };
+    let generation = match start(&state, inc, route, id, prepared).await {
+        Ok(g) => g,
+        Err(refusal) => {
+            return Ok(with_rate_headers(
+                HttpError(refusal.error).into_response(),
+                &refusal.headers,
+            ))
+        }
+    };
+    let rate_headers = generation.rate_headers.clone();
+    let (label, pii) = label_headers(&generation)?;
+    let mut res = if generation.stream {
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from_stream(sse::stream(
+                kind,
+                id.to_owned(),
+                generation,
+            )))
+            .map_err(|e| ApiError::internal(e.to_string()))?
+    } else {
+        axum::Json(sse::collect(kind, id.to_owned(), generation).await?).into_response()
+    };
+    res.headers_mut().insert(LABEL_HEADER, label);
+    if let Some(pii) = pii {
+        res.headers_mut().insert("x-highside-pii", pii);
+    }
+    Ok(with_rate_headers(res, &rate_headers))
+}
+
+/// The `X-Highside-Label` and `x-highside-pii` values of a generation's answer.
+pub(crate) fn label_headers(
+    g: &crate::Generation,
+) -> Result<(HeaderValue, Option<HeaderValue>), ApiError> {
+    // Banners are ASCII by construction (the encodings allow only upper-case words).
+    let label = HeaderValue::from_str(&g.label)
+        .map_err(|_| ApiError::internal("the output label is not a valid header"))?;
+    let pii = (!g.pii.is_empty())
+        .then(|| HeaderValue::from_str(&g.pii.join(",")).ok())
+        .flatten();
+    Ok((label, pii))
+}
+
+/// The role check, the monitor's decision (durable before anything else), metering and the
+/// engine's admission: every generating route, OpenAI's or Bedrock's, starts here.
+pub(crate) async fn start(
+    state: &Arc<AppState>,
+    inc: Incoming,
+    route: &'static str,
+    id: &str,
+    prepared: Result<Prepared, ApiError>,
+) -> Result<crate::Generation, crate::service::Refusal> {
+    check_running(state)?;
     let Incoming {
         principal,
         header_labels,
@@ -287,9 +341,9 @@ async fn generate_inner(
     let prepared = prepared?;
     // Rendering, tokenizing, the monitor's detection pass and the durable decision record
     // block: off the workers.
-    let st = Arc::clone(&state);
+    let st = Arc::clone(state);
     let request_id = id.to_owned();
-    let generation = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let caller = Caller {
             principal: &principal,
             header_labels: &header_labels,
@@ -301,41 +355,7 @@ async fn generate_inner(
         st.service.start(&caller, prepared)
     })
     .await
-    .map_err(|_| ApiError::internal("the request task failed"))?;
-    let generation = match generation {
-        Ok(g) => g,
-        Err(refusal) => {
-            return Ok(with_rate_headers(
-                HttpError(refusal.error).into_response(),
-                &refusal.headers,
-            ))
-        }
-    };
-    let rate_headers = generation.rate_headers.clone();
-    // Banners are ASCII by construction (the encodings allow only upper-case words).
-    let label = HeaderValue::from_str(&generation.label)
-        .map_err(|_| ApiError::internal("the output label is not a valid header"))?;
-    let pii = (!generation.pii.is_empty())
-        .then(|| HeaderValue::from_str(&generation.pii.join(",")).ok())
-        .flatten();
-    let mut res = if generation.stream {
-        Response::builder()
-            .header(header::CONTENT_TYPE, "text/event-stream")
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(Body::from_stream(sse::stream(
-                kind,
-                id.to_owned(),
-                generation,
-            )))
-            .map_err(|e| ApiError::internal(e.to_string()))?
-    } else {
-        axum::Json(sse::collect(kind, id.to_owned(), generation).await?).into_response()
-    };
-    res.headers_mut().insert(LABEL_HEADER, label);
-    if let Some(pii) = pii {
-        res.headers_mut().insert("x-highside-pii", pii);
-    }
-    Ok(with_rate_headers(res, &rate_headers))
+    .map_err(|_| ApiError::internal("the request task failed"))?
 }
 
 async fn chat_completions(

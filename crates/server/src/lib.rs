@@ -8,6 +8,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod bedrock;
 mod http;
 mod listener;
 mod meter;
@@ -47,6 +48,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// The Prometheus recorder `/metrics` renders (see [`install_metrics`]); `None` answers 404.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The master AWS access key pairs derive from; `None` turns Signature V4 off.
+    pub aws_keys: Option<Arc<highside_identity::AwsKeyMaster>>,
 }
 
 /// Shared state of a running server.
@@ -85,12 +88,18 @@ impl AppState {
             catalog,
             metering,
         } = stores;
+        let mut auth = Authenticator::new(Arc::clone(&identity), Arc::clone(&encodings));
+        let mut admin = Admin::new(identity, encodings);
+        if let Some(master) = &config.aws_keys {
+            auth = auth.with_aws_master(Arc::clone(master));
+            admin = admin.with_aws_master(Arc::clone(master));
+        }
         Arc::new(Self {
             service: Service::new(registry, monitor, auditor, Meter::new(metering)),
             config,
             shutting_down: AtomicBool::new(false),
-            auth: Authenticator::new(Arc::clone(&identity), Arc::clone(&encodings)),
-            admin: Admin::new(identity, encodings),
+            auth,
+            admin,
             catalog,
         })
     }

@@ -1,0 +1,389 @@
+//! The Bedrock Runtime API: `POST /model/{modelId}/converse`, `/converse-stream` and
+//! `/invoke`. Each body is mapped onto the OpenAI request Highside already validates, then
+//! takes the same path as `/v1/chat/completions` (role check, monitor, audit, metering,
+//! engine); answers and errors leave in Bedrock's shapes (`x-amzn-ErrorType`, event-stream
+//! frames), so boto3's `bedrock-runtime` client works unchanged.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Router};
+use futures_util::Stream;
+use highside_bedrock::converse::{self, ConverseRequest};
+use highside_bedrock::{eventstream, invoke};
+use highside_engine::Event;
+use highside_identity::Principal;
+use highside_openai::{
+    finish_reason_str, parse_json, ApiError, ChatCompletionRequest, CompletionRequest, Prepared,
+};
+use serde_json::{json, Value};
+
+use crate::http::{incoming, label_headers, read_body, start, with_rate_headers, LABEL_HEADER};
+use crate::sse::{self, Kind};
+use crate::{AppState, Generation};
+
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/model/{model_id}/converse", post(converse_route))
+        .route("/model/{model_id}/converse-stream", post(converse_stream))
+        .route("/model/{model_id}/invoke", post(invoke_route))
+}
+
+/// Whether `path` belongs to the Bedrock API, whose errors take Bedrock's shape.
+pub(crate) fn is_bedrock_path(path: &str) -> bool {
+    path.starts_with("/model/")
+}
+
+/// An AWS error answer: `x-amzn-ErrorType` names the exception, the body carries the message.
+pub(crate) fn aws_error(status: u16, kind: &str, message: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut res = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({ "message": message }).to_string(),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(kind) {
+        res.headers_mut().insert("x-amzn-errortype", v);
+    }
+    res
+}
+
+/// An [`ApiError`] in Bedrock's shape.
+pub(crate) fn error_response(e: &ApiError) -> Response {
+    let (kind, _) = converse::error(e.status, &e.message);
+    let mut res = aws_error(e.status, kind, &e.message);
+    if let Some(secs) = e.retry_after {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res
+}
+
+/// A request ID in the header boto3 reads (`ResponseMetadata.RequestId`) and ours.
+fn with_request_id(mut res: Response, id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        res.headers_mut().insert("x-amzn-requestid", v.clone());
+        res.headers_mut().insert("x-request-id", v);
+    }
+    res
+}
+
+fn model_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(m)| m).map_err(|e| {
+        ApiError::bad_request(format!("the model ID in the path is invalid: {e}"), None)
+    })
+}
+
+fn validation(e: converse::Validation) -> ApiError {
+    ApiError::bad_request(e.0, None)
+}
+
+/// Runs a prepared request and answers with `encode` applied to the generation, or an error
+/// in Bedrock's shape.
+async fn run<F, Fut>(
+    state: Arc<AppState>,
+    req_parts: (crate::http::Incoming, &'static str),
+    kind: Kind,
+    prepared: Result<Prepared, ApiError>,
+    encode: F,
+) -> Response
+where
+    F: FnOnce(String, Generation) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    let (inc, route) = req_parts;
+    let id = sse::new_id(kind);
+    let res = match start(&state, inc, route, &id, prepared).await {
+        Err(refusal) => with_rate_headers(error_response(&refusal.error), &refusal.headers),
+        Ok(g) => {
+            let rate = g.rate_headers.clone();
+            match label_headers(&g) {
+                Err(e) => error_response(&e),
+                Ok((label, pii)) => match encode(id.clone(), g).await {
+                    Ok(mut res) => {
+                        res.headers_mut().insert(LABEL_HEADER, label);
+                        if let Some(pii) = pii {
+                            res.headers_mut().insert("x-highside-pii", pii);
+                        }
+                        with_rate_headers(res, &rate)
+                    }
+                    Err(e) => error_response(&e),
+                },
+            }
+        }
+    };
+    with_request_id(res, &id)
+}
+
+/// The chat request of a Converse body addressed to `model`.
+async fn prepare_converse(
+    state: &AppState,
+    req: Request,
+    model: Result<String, ApiError>,
+    stream: bool,
+) -> Result<Prepared, ApiError> {
+    let model = model?;
+    let body = read_body(req, state.config.max_body_bytes).await?;
+    let converse: ConverseRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("the Converse request is invalid: {e}"), None)
+    })?;
+    let chat = converse.to_chat(&model, stream).map_err(validation)?;
+    let bytes = serde_json::to_vec(&chat).map_err(|e| ApiError::internal(e.to_string()))?;
+    parse_json::<ChatCompletionRequest>(&bytes).and_then(ChatCompletionRequest::prepare)
+}
+
+async fn converse_route(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> Response {
+    let started = Instant::now();
+    let inc = incoming(principal, &req);
+    let prepared = prepare_converse(&state, req, model_id(path), false).await;
+    let route = "POST /model/{modelId}/converse";
+    run(
+        state,
+        (inc, route),
+        Kind::Chat,
+        prepared,
+        |id, g| async move {
+            let chat = sse::collect(Kind::Chat, id, g).await?;
+            let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            Ok(axum::Json(converse::converse_response(&chat, latency)).into_response())
+        },
+    )
+    .await
+}
+
+async fn converse_stream(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> Response {
+    let started = Instant::now();
+    let inc = incoming(principal, &req);
+    let prepared = prepare_converse(&state, req, model_id(path), true).await;
+    let route = "POST /model/{modelId}/converse-stream";
+    run(
+        state,
+        (inc, route),
+        Kind::Chat,
+        prepared,
+        |_, g| async move {
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/vnd.amazon.eventstream")
+                .body(Body::from_stream(event_stream(g, started)))
+                .map_err(|e| ApiError::internal(e.to_string()))
+        },
+    )
+    .await
+}
+
+async fn invoke_route(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> Response {
+    let inc = incoming(principal, &req);
+    let route = "POST /model/{modelId}/invoke";
+    let mapped = async {
+        let model = model_id(path)?;
+        let body = read_body(req, state.config.max_body_bytes).await?;
+        invoke::to_openai(&model, &body).map_err(validation)
+    }
+    .await;
+    let (format, prepared) = match mapped {
+        Err(e) => (invoke::Format::Chat, Err(e)),
+        Ok((format, value)) => {
+            let bytes = serde_json::to_vec(&value).unwrap_or_default();
+            let prepared = match format {
+                invoke::Format::Chat => parse_json::<ChatCompletionRequest>(&bytes)
+                    .and_then(ChatCompletionRequest::prepare),
+                invoke::Format::Llama => {
+                    parse_json::<CompletionRequest>(&bytes).and_then(CompletionRequest::prepare)
+                }
+            };
+            (format, prepared)
+        }
+    };
+    let kind = match format {
+        invoke::Format::Chat => Kind::Chat,
+        invoke::Format::Llama => Kind::Completion,
+    };
+    run(state, (inc, route), kind, prepared, |id, g| async move {
+        let answer = sse::collect(kind, id, g).await?;
+        let body = match format {
+            invoke::Format::Chat => answer,
+            invoke::Format::Llama => invoke::llama_response(&answer),
+        };
+        Ok(axum::Json(body).into_response())
+    })
+    .await
+}
+
+/// One event-stream frame; an event too large to frame (none is: a token is small) becomes
+/// the stream's error.
+fn event(kind: &str, payload: &Value) -> Bytes {
+    let json = serde_json::to_vec(payload).unwrap_or_default();
+    eventstream::event(kind, &json)
+        .or_else(|_| {
+            eventstream::exception(
+                "internalServerException",
+                br#"{"message":"an event was too large to frame"}"#,
+            )
+        })
+        .map(Bytes::from)
+        .unwrap_or_default()
+}
+
+fn exception(kind: &str, message: &str) -> Bytes {
+    let json = serde_json::to_vec(&json!({ "message": message })).unwrap_or_default();
+    eventstream::exception(kind, &json)
+        .map(Bytes::from)
+        .unwrap_or_default()
+}
+
+/// A `converse-stream` in progress.
+struct Streaming {
+    /// Engine events; `None` once the stream has ended.
+    events: Option<tokio::sync::mpsc::UnboundedReceiver<Event>>,
+    /// Taken when the completion record is written.
+    audit: Option<crate::audit::CompletionAudit>,
+    /// The banner line to send first, if asked for.
+    banner: Option<String>,
+    started: Instant,
+    begun: bool,
+}
+
+impl Streaming {
+    /// Ends the stream with an exception frame once the completion record is durable.
+    async fn fail(&mut self, kind: &str, message: &str) -> Bytes {
+        if let Some(a) = self.audit.take() {
+            a.abort().await;
+        }
+        self.events = None;
+        exception(kind, message)
+    }
+
+    async fn next(&mut self) -> Option<Bytes> {
+        let events = self.events.as_mut()?;
+        if !self.begun {
+            self.begun = true;
+            let mut out = event("messageStart", &json!({"role": "assistant"})).to_vec();
+            if let Some(text) = self.banner.take() {
+                if let Some(a) = &mut self.audit {
+                    a.output(&text);
+                }
+                out.extend_from_slice(&delta(&text));
+            }
+            return Some(Bytes::from(out));
+        }
+        loop {
+            match events.recv().await {
+                Some(Event::Token { text, .. }) | Some(Event::Text(text)) => {
+                    if !text.is_empty() {
+                        if let Some(a) = &mut self.audit {
+                            a.output(&text);
+                        }
+                        return Some(delta(&text));
+                    }
+                }
+                Some(Event::Done {
+                    finish_reason,
+                    usage,
+                }) => {
+                    // The stop events leave only once the completion record is durable.
+                    if let Some(a) = self.audit.take() {
+                        let recorded = a
+                            .finish(
+                                finish_reason_str(finish_reason),
+                                u64::from(usage.completion_tokens),
+                            )
+                            .await;
+                        if let Err(e) = recorded {
+                            self.events = None;
+                            return Some(exception("internalServerException", &e.message));
+                        }
+                    }
+                    let latency =
+                        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    let (input, output) = (
+                        u64::from(usage.prompt_tokens),
+                        u64::from(usage.completion_tokens),
+                    );
+                    let mut out =
+                        event("contentBlockStop", &json!({"contentBlockIndex": 0})).to_vec();
+                    out.extend_from_slice(&event(
+                        "messageStop",
+                        &json!({"stopReason": converse::stop_reason(finish_reason_str(finish_reason))}),
+                    ));
+                    out.extend_from_slice(&event(
+                        "metadata",
+                        &json!({
+                            "usage": {"inputTokens": input, "outputTokens": output, "totalTokens": input + output},
+                            "metrics": {"latencyMs": latency},
+                        }),
+                    ));
+                    self.events = None;
+                    return Some(Bytes::from(out));
+                }
+                Some(Event::Failed(why)) => {
+                    return Some(self.fail("internalServerException", &why).await)
+                }
+                None => {
+                    return Some(
+                        self.fail(
+                            "serviceUnavailableException",
+                            "the engine stopped before the answer was complete",
+                        )
+                        .await,
+                    )
+                }
+            }
+        }
+    }
+}
+
+fn delta(text: &str) -> Bytes {
+    event(
+        "contentBlockDelta",
+        &json!({"contentBlockIndex": 0, "delta": {"text": text}}),
+    )
+}
+
+/// The event-stream body of a `converse-stream` answer. Dropping it (client gone) drops the
+/// engine receiver and the completion record, which records the cancellation.
+fn event_stream(
+    g: Generation,
+    started: Instant,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    let Generation {
+        events,
+        label,
+        banner,
+        audit,
+        ..
+    } = g;
+    let st = Streaming {
+        events: Some(events),
+        audit: Some(audit),
+        banner: banner.then(|| format!("{label}\n")),
+        started,
+        begun: false,
+    };
+    futures_util::stream::unfold(st, |mut st| async move {
+        let out = st.next().await?;
+        Some((Ok(out), st))
+    })
+}
