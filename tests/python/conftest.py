@@ -84,74 +84,108 @@ def _ready(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def server():
-    """Start `highside serve` on an ephemeral port; yield its base URL (http://127.0.0.1:PORT),
-    a key of a user with the `user` role created through `highside admin`, and the operator's
-    key."""
-    binary = _binary()
-    if not binary.is_file():
-        pytest.fail(f"server binary not found: {binary} (build it or set HIGHSIDE_BIN)")
-    model = _model()
-    if not model.is_file():
-        pytest.fail(f"model not found: {model} (set HIGHSIDE_TEST_MODEL)")
+class Highside:
+    """A running `highside serve` on an ephemeral port, with its own data directory."""
 
-    tmp = Path(tempfile.mkdtemp(prefix="highside-pytest-"))
-    data = tmp / "data"
-    port_file = data / "port"
-    log_path = tmp / "server.log"
-    operator_key = _printed_key(_run_cli(binary, "init", "--data", str(data)))
-    _run_cli(binary, "models", "import", str(model), "--name", MODEL_ID, "--data", str(data),
-             "--label", "SECRET//NOFORN")
-
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [str(binary), "serve", "--data", str(data),
-         "--listen", "127.0.0.1:0", "--port-file", str(port_file)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )
-    try:
+    def __init__(self, data: Path, env=None):
+        self.binary = _binary()
+        self.data = data
+        self.log_path = data.parent / f"{data.name}.log"
+        port_file = data / "port"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(self.binary), "serve", "--data", str(data),
+             "--listen", "127.0.0.1:0", "--port-file", str(port_file)],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
         # Poll the readiness condition (port file written AND /health/ready == 200), bounded.
         deadline = time.monotonic() + READY_TIMEOUT_S
         port = None
         while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited early with {proc.returncode}\n{_tail(log_path)}")
+            if self.proc.poll() is not None:
+                self.log.close()
+                pytest.fail(f"server exited early with {self.proc.returncode}\n{_tail(self.log_path)}")
             if port is None:
                 port = _read_port(port_file)
             if port is not None and _ready(port):
                 break
             if time.monotonic() > deadline:
-                pytest.fail(
-                    f"server not ready within {READY_TIMEOUT_S:.0f}s "
-                    f"(port={port})\n{_tail(log_path)}"
-                )
+                self.kill()
+                pytest.fail(f"server not ready within {READY_TIMEOUT_S:.0f}s "
+                            f"(port={port})\n{_tail(self.log_path)}")
             time.sleep(0.1)
+        self.url = f"http://127.0.0.1:{port}"
 
-        url = f"http://127.0.0.1:{port}"
-        conn = ["--url", url, "--api-key", operator_key]
+    def cli(self, key: str, *args: str) -> str:
+        return _run_cli(self.binary, "admin", "--url", self.url, "--api-key", key, *args)
+
+    def user_key(self, operator_key: str, clearance: str, name: str = "sdk") -> str:
+        """A new agency and a user with the `user` role and `clearance`; their key."""
         import json
-        agency = json.loads(_run_cli(binary, "admin", *conn, "agencies", "create",
-                                     "--name", "SDK Tests", "--branch", "executive"))
-        user = json.loads(_run_cli(binary, "admin", *conn, "users", "create",
-                                   "--agency", agency["id"], "--name", "sdk",
-                                   "--clearance", "SECRET", "--nationality", "USA"))
-        key = _printed_key(_run_cli(binary, "admin", *conn, "keys", "create",
-                                    "--user", user["id"], "--name", "pytest"))
-        yield url, key, operator_key
+        agency = json.loads(self.cli(operator_key, "agencies", "create",
+                                     "--name", f"{name} agency", "--branch", "executive"))
+        user = json.loads(self.cli(operator_key, "users", "create", "--agency", agency["id"],
+                                   "--name", name, "--clearance", clearance,
+                                   "--nationality", "USA"))
+        return _printed_key(self.cli(operator_key, "keys", "create", "--user", user["id"],
+                                     "--name", "pytest"))
 
-        proc.send_signal(signal.SIGTERM)
+    def stop(self):
+        """SIGTERM, and the exit must be clean."""
+        self.proc.send_signal(signal.SIGTERM)
         try:
-            rc = proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
+            rc = self.proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
         except subprocess.TimeoutExpired:
+            self.kill()
             pytest.fail(f"server did not exit within {SHUTDOWN_TIMEOUT_S:.0f}s of SIGTERM\n"
-                        f"{_tail(log_path)}")
-        assert rc == 0, f"server exited with {rc} after SIGTERM\n{_tail(log_path)}"
+                        f"{_tail(self.log_path)}")
+        self.log.close()
+        assert rc == 0, f"server exited with {rc} after SIGTERM\n{_tail(self.log_path)}"
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def init_data(tmp: Path, name: str, model=None, label: str = "SECRET//NOFORN"):
+    """`highside init` in tmp/name (and import the demo model as smollm2); the operator key."""
+    binary = _binary()
+    if not binary.is_file():
+        pytest.fail(f"server binary not found: {binary} (build it or set HIGHSIDE_BIN)")
+    data = tmp / name
+    operator_key = _printed_key(_run_cli(binary, "init", "--data", str(data)))
+    if model is not None:
+        _run_cli(binary, "models", "import", str(model), "--name", MODEL_ID, "--data", str(data),
+                 "--label", label)
+    return data, operator_key
+
+
+def demo_model() -> Path:
+    model = _model()
+    if not model.is_file():
+        pytest.fail(f"model not found: {model} (set HIGHSIDE_TEST_MODEL)")
+    return model
+
+
+@pytest.fixture(scope="session")
+def server():
+    """Start `highside serve` on an ephemeral port; yield its base URL (http://127.0.0.1:PORT),
+    a key of a user with the `user` role created through `highside admin`, and the operator's
+    key."""
+    tmp = Path(tempfile.mkdtemp(prefix="highside-pytest-"))
+    try:
+        data, operator_key = init_data(tmp, "data", demo_model())
+        hs = Highside(data)
+        try:
+            key = hs.user_key(operator_key, "SECRET")
+            yield hs.url, key, operator_key
+            hs.stop()
+        finally:
+            hs.kill()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -39,6 +39,104 @@ pub struct Config {
     /// PEM CA certificates; when set, every client must present a certificate this CA issued
     /// (mutual TLS), mapped to a user. Default: none.
     pub tls_client_ca: Option<String>,
+    /// External inference servers (`[[deployments]]`). Default: none.
+    pub deployments: Vec<Deployment>,
+    /// Public model names served by deployments (`[[routes]]`). Default: none.
+    pub routes: Vec<Route>,
+}
+
+/// The wire protocol of an external inference server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// OpenAI chat completions (`POST {url}/chat/completions`): vLLM, llama.cpp's server,
+    /// Ollama, TGI, llama-cpp-python, another Highside, hosted OpenAI-style APIs.
+    Openai,
+    /// The Anthropic Messages API (`POST {url}/v1/messages`).
+    Anthropic,
+}
+
+/// One external inference server and model, configured by the operator only: no request
+/// can name a URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// Unique name, used in routes, logs and audit records.
+    pub name: String,
+    /// Wire protocol.
+    pub protocol: Protocol,
+    /// Base URL: `http(s)://host:port/v1` for OpenAI-style servers, `http(s)://host:port` for
+    /// Anthropic.
+    pub url: String,
+    /// The model name the upstream expects.
+    pub model: String,
+    /// Accreditation: the highest label this deployment may see (a marking such as `SECRET`).
+    pub label: String,
+    /// Environment variable holding the credential (bearer key or Anthropic `x-api-key`).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// File holding the credential (relative paths: the data directory).
+    #[serde(default)]
+    pub api_key_file: Option<String>,
+    /// Seconds to connect. Default 5.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Seconds a whole request may take. Default 300.
+    #[serde(default = "default_request_timeout")]
+    pub timeout_secs: u64,
+    /// Requests in flight at once; more wait for a place. Default 64.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: u32,
+    /// The model's context window in tokens: what is reserved for a request without
+    /// `max_tokens`. Default 8192.
+    #[serde(default = "default_upstream_context")]
+    pub context_length: u32,
+}
+
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_request_timeout() -> u64 {
+    300
+}
+fn default_concurrency() -> u32 {
+    64
+}
+fn default_upstream_context() -> u32 {
+    8192
+}
+
+/// A public model name and the deployments that serve it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// The name clients ask for.
+    pub model: String,
+    /// Deployments by name with weights; the first choice is drawn by weight, the rest are
+    /// fallbacks in weight order.
+    pub deployments: Vec<RouteTarget>,
+    /// Attempts per deployment on retryable errors (connection, timeout, 429, 5xx). Default 2.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+}
+
+fn default_attempts() -> u32 {
+    2
+}
+
+/// One deployment of a route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTarget {
+    /// A deployment's name.
+    pub name: String,
+    /// Relative share of first choices. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 impl Default for Config {
@@ -55,6 +153,8 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            deployments: Vec::new(),
+            routes: Vec::new(),
         }
     }
 }
@@ -77,6 +177,14 @@ pub enum ConfigError {
         path: String,
         /// What the parser said.
         message: String,
+    },
+    /// A deployment or route is inconsistent.
+    #[error("{what}: {reason}")]
+    Invalid {
+        /// Which deployment or route.
+        what: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A value is outside the range Highside can work with.
     #[error("setting `{key}` = {value} is out of range: {reason}")]
@@ -192,6 +300,68 @@ impl Config {
             self.tls_client_ca.as_deref().unwrap_or("(none)"),
             "client certificates need TLS: set tls_cert and tls_key too",
         )?;
+        self.validate_upstreams()
+    }
+
+    fn validate_upstreams(&self) -> Result<(), ConfigError> {
+        let bad = |what: String, reason: &str| ConfigError::Invalid {
+            what,
+            reason: reason.to_owned(),
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for d in &self.deployments {
+            let what = format!("deployment '{}'", d.name);
+            if d.name.is_empty() || !names.insert(d.name.as_str()) {
+                return Err(bad(what, "names must be unique and non-empty"));
+            }
+            let scheme_ok = d.url.starts_with("http://") || d.url.starts_with("https://");
+            if !scheme_ok || d.url.contains(char::is_whitespace) {
+                return Err(bad(what, "url must be an http:// or https:// URL"));
+            }
+            if d.model.is_empty() || d.label.trim().is_empty() {
+                return Err(bad(what, "model and label are required"));
+            }
+            if d.api_key_env.is_some() && d.api_key_file.is_some() {
+                return Err(bad(what, "give api_key_env or api_key_file, not both"));
+            }
+            if !(1..=3600).contains(&d.connect_timeout_secs)
+                || !(1..=86_400).contains(&d.timeout_secs)
+            {
+                return Err(bad(
+                    what,
+                    "timeouts must be 1 s to 1 hour (connect) and 1 day (request)",
+                ));
+            }
+            if !(1..=100_000).contains(&d.max_concurrency)
+                || !(64..=10_000_000).contains(&d.context_length)
+            {
+                return Err(bad(
+                    what,
+                    "max_concurrency must be 1 to 100000 and context_length 64 to 10^7",
+                ));
+            }
+        }
+        let mut models = std::collections::BTreeSet::new();
+        for r in &self.routes {
+            let what = format!("route '{}'", r.model);
+            if r.model.is_empty() || !models.insert(r.model.as_str()) {
+                return Err(bad(what, "route model names must be unique and non-empty"));
+            }
+            if r.deployments.is_empty() || !(1..=10).contains(&r.attempts) {
+                return Err(bad(
+                    what,
+                    "needs at least one deployment and 1 to 10 attempts",
+                ));
+            }
+            for t in &r.deployments {
+                if !names.contains(t.name.as_str()) {
+                    return Err(bad(what, &format!("no deployment named '{}'", t.name)));
+                }
+                if t.weight == 0 || t.weight > 1_000_000 {
+                    return Err(bad(what, "weights must be 1 to 1000000"));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -225,6 +395,26 @@ shutdown_grace_secs = {grace}
 # Mutual TLS: CA whose client certificates are accepted; each must be mapped to a user with
 # `highside admin certs add` (--tls-client-ca, HIGHSIDE_TLS_CLIENT_CA).
 # tls_client_ca = "tls/clients-ca.pem"
+
+# External inference servers, and the public model names they serve. A request can never
+# choose where Highside connects: only this file names URLs. A route falls back from one
+# deployment to the next only where the deployment's accreditation (label) dominates the
+# request's label.
+# [[deployments]]
+# name = "gpu-a"
+# protocol = "openai"            # or "anthropic"
+# url = "http://10.0.0.5:8000/v1"
+# model = "llama-3.1-70b"        # the upstream's model name
+# label = "SECRET"               # its accreditation
+# api_key_env = "GPU_A_KEY"      # or api_key_file = "gpu-a.key"; never logged
+# connect_timeout_secs = 5
+# timeout_secs = 300
+# max_concurrency = 64
+# context_length = 8192
+# [[routes]]
+# model = "llama-70b"
+# deployments = [{{ name = "gpu-a", weight = 3 }}, {{ name = "gpu-b" }}]
+# attempts = 2
 "#,
             listen = d.listen,
             threads = d.engine_threads,
@@ -278,6 +468,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.tls_client_ca.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn upstreams_parse_and_are_checked() {
+        let good = r#"
+[[deployments]]
+name = "a"
+protocol = "openai"
+url = "http://127.0.0.1:9000/v1"
+model = "m"
+label = "SECRET"
+api_key_env = "A_KEY"
+[[deployments]]
+name = "b"
+protocol = "anthropic"
+url = "https://claude.example"
+model = "claude"
+label = "UNCLASSIFIED"
+[[routes]]
+model = "public"
+deployments = [{ name = "a", weight = 3 }, { name = "b" }]
+"#;
+        let c = Config::parse(good, "t").unwrap();
+        assert_eq!(c.deployments[1].protocol, Protocol::Anthropic);
+        assert_eq!(c.routes[0].deployments[1].weight, 1);
+        assert_eq!(c.routes[0].attempts, 2);
+        for (from, to) in [
+            ("name = \"b\"", "name = \"a\""),
+            ("http://127", "file:///127"),
+            ("{ name = \"b\" }", "{ name = \"c\" }"),
+            ("weight = 3", "weight = 0"),
+            (
+                "api_key_env = \"A_KEY\"",
+                "api_key_env = \"A\"\napi_key_file = \"f\"",
+            ),
+            ("protocol = \"openai\"", "protocol = \"grpc\""),
+        ] {
+            let bad = good.replacen(from, to, 1);
+            assert!(Config::parse(&bad, "t").is_err(), "{bad}");
+        }
     }
 
     #[test]

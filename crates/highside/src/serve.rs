@@ -198,6 +198,7 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
             }),
         });
     }
+    upstream_routes(data, &config, &encodings, &mut registry)?;
     if registry.is_empty() {
         tracing::warn!("no models imported: /health/ready will answer 503 (import one with `highside models import`)");
     }
@@ -256,6 +257,80 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
     }
     served?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// The deployments and routes of `highside.toml`, into the registry. A label, credential or
+/// name that does not work refuses to start rather than serve with a guess.
+fn upstream_routes(
+    data: &Path,
+    config: &Config,
+    encodings: &highside_label::Encodings,
+    registry: &mut Registry,
+) -> anyhow::Result<()> {
+    use highside_providers::{Credential, Deployment, Protocol, Settings};
+    let mut deployments = std::collections::BTreeMap::new();
+    for d in &config.deployments {
+        let label = encodings.parse_accreditation(&d.label).with_context(|| {
+            format!(
+                "deployment '{}': label '{}' is not a valid accreditation",
+                d.name, d.label
+            )
+        })?;
+        let credential = match (&d.api_key_env, &d.api_key_file) {
+            (Some(var), _) => Some(Credential::new(&std::env::var(var).with_context(|| {
+                format!(
+                    "deployment '{}': environment variable {var} is not set",
+                    d.name
+                )
+            })?)),
+            (None, Some(file)) => {
+                let path = data.join(file);
+                let text = std::fs::read_to_string(&path).with_context(|| {
+                    format!("deployment '{}': cannot read {}", d.name, path.display())
+                })?;
+                Some(Credential::new(&text))
+            }
+            (None, None) => None,
+        };
+        let deployment = Deployment::new(Settings {
+            name: d.name.clone(),
+            protocol: match d.protocol {
+                highside_config::Protocol::Openai => Protocol::Openai,
+                highside_config::Protocol::Anthropic => Protocol::Anthropic,
+            },
+            url: d.url.clone(),
+            model: d.model.clone(),
+            banner: encodings.banner(&label),
+            label,
+            credential,
+            connect_timeout: Duration::from_secs(d.connect_timeout_secs),
+            timeout: Duration::from_secs(d.timeout_secs),
+            max_concurrency: d.max_concurrency,
+            context_length: d.context_length,
+        })?;
+        tracing::info!(deployment = %d.name, url = %d.url, label = %deployment.settings().banner, "deployment configured");
+        deployments.insert(d.name.clone(), Arc::new(deployment));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for r in &config.routes {
+        let targets = r
+            .deployments
+            .iter()
+            .map(|t| (Arc::clone(&deployments[&t.name]), t.weight))
+            .collect();
+        registry
+            .insert_route(highside_server::UpstreamRoute {
+                name: r.model.clone(),
+                targets,
+                attempts: r.attempts,
+                created: now,
+            })
+            .map_err(anyhow::Error::msg)?;
+        tracing::info!(model = %r.model, deployments = r.deployments.len(), "route configured");
+    }
     Ok(())
 }
 

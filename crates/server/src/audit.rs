@@ -256,6 +256,15 @@ impl CompletionAudit {
         self.tokens += 1;
     }
 
+    /// The prompt's size as the generation reports it at the end (an upstream's count may
+    /// differ from the estimate reserved at the start; the charge never exceeds that).
+    pub(crate) fn prompt_tokens(&mut self, n: u64) {
+        self.prompt_tokens = n;
+        if let Some(c) = &mut self.charge {
+            c.prompt_tokens(n);
+        }
+    }
+
     fn event(&mut self, finish_reason: &str, completion_tokens: Option<u64>) -> Event {
         self.done = true;
         Event::Completion {

@@ -304,7 +304,8 @@ impl Streaming {
                     usage,
                 }) => {
                     // The stop events leave only once the completion record is durable.
-                    if let Some(a) = self.audit.take() {
+                    if let Some(mut a) = self.audit.take() {
+                        a.prompt_tokens(u64::from(usage.prompt_tokens));
                         let recorded = a
                             .finish(
                                 finish_reason_str(finish_reason),

@@ -135,9 +135,8 @@ fn check_running(state: &AppState) -> Result<(), ApiError> {
 }
 
 async fn list_models(State(state): State<Arc<AppState>>) -> Response {
-    let data = state
-        .service
-        .registry()
+    let registry = state.service.registry();
+    let mut data: Vec<ModelObject> = registry
         .iter()
         .map(|m| ModelObject {
             id: m.name.clone(),
@@ -150,6 +149,25 @@ async fn list_models(State(state): State<Arc<AppState>>) -> Response {
             }),
         })
         .collect();
+    // A route's label is its most accredited deployment's: the highest it can serve.
+    data.extend(registry.routes().map(|r| {
+        ModelObject {
+            id: r.name.clone(),
+            object: "model",
+            created: r.created,
+            owned_by: "highside",
+            highside: Some(HighsideMeta {
+                label: r
+                    .targets
+                    .iter()
+                    .map(|(d, _)| d.settings())
+                    .reduce(|a, b| if b.label.dominates(&a.label) { b } else { a })
+                    .map(|s| s.banner.clone())
+                    .unwrap_or_default(),
+                pii: Vec::new(),
+            }),
+        }
+    }));
     axum::Json(ModelList {
         object: "list",
         data,

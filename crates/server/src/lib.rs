@@ -17,6 +17,7 @@ mod metrics;
 mod registry;
 mod service;
 mod sse;
+mod upstream;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +37,7 @@ pub use listener::{
 };
 pub use meter::{Meter, RateHeaders};
 pub use metrics::install as install_metrics;
-pub use registry::{Accreditation, LoadedModel, Registry};
+pub use registry::{Accreditation, LoadedModel, Registry, UpstreamRoute};
 pub use service::{Caller, Generation, Service};
 
 /// Settings the HTTP layer needs.
@@ -162,6 +163,8 @@ where
     .with_graceful_shutdown(graceful);
     let server = std::future::IntoFuture::into_future(server);
     tokio::pin!(server);
+    let health = tokio::spawn(health_checks(state.service.registry().deployments()));
+    let _stop_health = AbortOnDrop(health);
     let mut audit_failed = false;
     tokio::select! {
         r = &mut server => return r.map_err(ServeError::from),
@@ -195,6 +198,30 @@ where
             tracing::warn!("connections still open after cancelling streams; closing them");
             Ok(())
         }
+    }
+}
+
+/// How often every upstream deployment is probed.
+const HEALTH_EVERY: Duration = Duration::from_secs(10);
+
+/// Active health checks: probes each deployment every [`HEALTH_EVERY`]; an unhealthy one is
+/// skipped by routes until a probe succeeds again.
+async fn health_checks(deployments: Vec<Arc<highside_providers::Deployment>>) {
+    if deployments.is_empty() {
+        return;
+    }
+    let mut every = tokio::time::interval(HEALTH_EVERY);
+    loop {
+        every.tick().await;
+        futures_util::future::join_all(deployments.iter().map(|d| d.probe())).await;
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

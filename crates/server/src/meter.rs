@@ -417,6 +417,12 @@ impl Charge {
         }
     }
 
+    /// The prompt's real size once an upstream reports it (the reservation held an upper
+    /// estimate); never more than was reserved.
+    pub(crate) fn prompt_tokens(&mut self, n: u64) {
+        self.prompt_tokens = n.min(self.prompt_tokens);
+    }
+
     /// Records the real usage and hands back the rest of the reservation. Blocks on the store.
     pub fn settle(mut self, completion_tokens: u64) {
         self.done = true;

@@ -1,8 +1,9 @@
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use highside_engine::Engine;
 use highside_label::Label;
+use highside_providers::Deployment;
 use highside_template::ChatTemplate;
 
 /// The highest label a model is accredited to process, with its canonical banner.
@@ -47,16 +48,65 @@ impl LoadedModel {
     }
 }
 
-/// Every loaded model, by name.
+/// A public model name served by external deployments.
+#[derive(Debug)]
+pub struct UpstreamRoute {
+    /// The name clients ask for.
+    pub name: String,
+    /// Its deployments with their weights.
+    pub targets: Vec<(Arc<Deployment>, u32)>,
+    /// Attempts per deployment on retryable errors.
+    pub attempts: u32,
+    /// Configuration order of first appearance, for `/v1/models`.
+    pub created: u64,
+}
+
+/// Every loaded model and upstream route, by name.
 #[derive(Debug, Default)]
 pub struct Registry {
     models: BTreeMap<String, LoadedModel>,
+    routes: BTreeMap<String, UpstreamRoute>,
 }
 
 impl Registry {
     /// Adds a loaded model.
     pub fn insert(&mut self, model: LoadedModel) {
         self.models.insert(model.name.clone(), model);
+    }
+
+    /// Adds an upstream route; a name already taken by an embedded model is refused.
+    pub fn insert_route(&mut self, route: UpstreamRoute) -> Result<(), String> {
+        if self.models.contains_key(&route.name) || self.routes.contains_key(&route.name) {
+            return Err(format!(
+                "the model name '{}' is both an imported model and a route",
+                route.name
+            ));
+        }
+        self.routes.insert(route.name.clone(), route);
+        Ok(())
+    }
+
+    /// Finds an upstream route by its public name.
+    pub fn route(&self, name: &str) -> Option<&UpstreamRoute> {
+        self.routes.get(name)
+    }
+
+    /// All upstream routes, by name.
+    pub fn routes(&self) -> impl Iterator<Item = &UpstreamRoute> {
+        self.routes.values()
+    }
+
+    /// Every deployment some route uses, once each.
+    pub fn deployments(&self) -> Vec<Arc<Deployment>> {
+        let mut out: Vec<Arc<Deployment>> = Vec::new();
+        for r in self.routes.values() {
+            for (d, _) in &r.targets {
+                if !out.iter().any(|o| Arc::ptr_eq(o, d)) {
+                    out.push(Arc::clone(d));
+                }
+            }
+        }
+        out
     }
 
     /// Finds a model by its public name.
@@ -74,9 +124,9 @@ impl Registry {
         self.models.len()
     }
 
-    /// Whether no model is loaded.
+    /// Whether nothing can be served: no model loaded and no route.
     pub fn is_empty(&self) -> bool {
-        self.models.is_empty()
+        self.models.is_empty() && self.routes.is_empty()
     }
 
     /// Tells every engine to cancel its work and stop.

@@ -146,10 +146,12 @@ impl Service {
     /// Blocks on the audit log: call it from a blocking thread.
     pub fn start(&self, caller: &Caller<'_>, req: Prepared) -> Result<Generation, Refusal> {
         let started = Instant::now();
-        let model = self
-            .registry
-            .get(&req.model)
-            .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+        let Some(model) = self.registry.get(&req.model) else {
+            return match self.registry.route(&req.model) {
+                Some(route) => self.start_upstream(caller, req, route, started),
+                None => Err(ApiError::model_not_found(&req.model).into()),
+            };
+        };
         let engine = &model.engine;
         let decision = self.decide(caller, &req, model)?;
         let label = self.monitor.encodings().banner(&decision.label);
@@ -291,6 +293,206 @@ impl Service {
         })
     }
 
+    /// An upstream route's request: the decision against the first deployment that may take
+    /// it, then the deployments in order, falling back only to those whose accreditation the
+    /// mandatory check allows for this request's label. Waits for the first output, so an
+    /// upstream that fails before answering is an HTTP error, not a broken stream.
+    fn start_upstream(
+        &self,
+        caller: &Caller<'_>,
+        req: Prepared,
+        route: &crate::UpstreamRoute,
+        started: Instant,
+    ) -> Result<Generation, Refusal> {
+        use highside_providers::{ChatRequest, Message};
+        let PromptInput::Chat(messages) = &req.input else {
+            return Err(ApiError::bad_request(
+                format!("'{}' is served by an external deployment: only /v1/chat/completions (and the Bedrock routes) reach it", route.name),
+                Some("model"),
+            )
+            .into());
+        };
+        let texts: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+        let draw = uuid::Uuid::new_v4().as_u128() as u64;
+        let order = highside_providers::order(&route.targets, draw);
+        let only_model = |d: &Decision| {
+            !d.allowed
+                && d.reasons.iter().all(|r| {
+                    matches!(
+                        r.rule,
+                        Rule::WriteDownLevel
+                            | Rule::WriteDownCompartment
+                            | Rule::WriteDownReleasability
+                    )
+                })
+        };
+        // The first deployment in order whose accreditation allows the request decides; a
+        // denial for any other reason (or by every deployment) is final.
+        let mut decided = None;
+        for (i, d) in order.iter().enumerate() {
+            let decision = self.judge(caller, &req, &route.name, &d.settings().label, &texts);
+            let go_on = only_model(&decision);
+            decided = Some((i, decision));
+            if !go_on {
+                break;
+            }
+        }
+        let (chosen, decision) =
+            decided.ok_or_else(|| ApiError::unavailable("this route has no deployments"))?;
+        let label = self.monitor.encodings().banner(&decision.label);
+        let who = actor(caller.principal, caller.client);
+        let p = caller.principal;
+        self.audit
+            .record_blocking(highside_audit::Event::Decision {
+                request_id: caller.request_id.to_owned(),
+                actor: who.clone(),
+                route: caller.route.to_owned(),
+                model: route.name.clone(),
+                clearance: p.clearance.to_string(),
+                nationality: p.nationality.to_string(),
+                request_label: label.clone(),
+                model_label: order[chosen].settings().banner.clone(),
+                decision: if decision.allowed { "allow" } else { "deny" }.to_owned(),
+                reasons: decision
+                    .reasons
+                    .iter()
+                    .map(|r| format!("{}: {}", r.rule, r.message))
+                    .collect(),
+                pii: decision.pii.iter().map(|s| (*s).to_owned()).collect(),
+            })?;
+        if !decision.allowed {
+            return Err(denied(&decision).into());
+        }
+        // Fallbacks: never to a deployment the mandatory check would refuse for this label.
+        let subject = highside_monitor::mac::Subject {
+            clearance: p.clearance.label(),
+            nationality: p.nationality.as_str(),
+        };
+        let candidates: Vec<_> = std::iter::once(Arc::clone(&order[chosen]))
+            .chain(
+                order
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, d)| {
+                        *i != chosen
+                            && highside_monitor::mac::check(
+                                &subject,
+                                &d.settings().label,
+                                &decision.label,
+                            )
+                            .is_empty()
+                    })
+                    .map(|(_, d)| Arc::clone(d)),
+            )
+            .collect();
+        let mut audit = CompletionAudit::new(
+            Arc::clone(&self.audit),
+            caller.request_id,
+            who,
+            &route.name,
+            started,
+        );
+        let upstream = ChatRequest {
+            messages: messages
+                .iter()
+                .map(|m| Message {
+                    role: if m.role == "developer" {
+                        "system".into()
+                    } else {
+                        m.role.clone()
+                    },
+                    content: m.content.clone(),
+                })
+                .collect(),
+            max_tokens: req.max_tokens,
+            temperature: Some(req.params.temperature),
+            top_p: Some(req.params.top_p),
+            stop: req.params.stop.clone(),
+            seed: req.params.seed,
+            stream: req.stream,
+        };
+        let prompt_json: Vec<_> = upstream
+            .messages
+            .iter()
+            .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
+            .collect();
+        audit.prompt_sha256 = sha256_hex(
+            serde_json::to_string(&prompt_json)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        // Without the upstream's tokenizer, reserve an upper bound: a token is at least one
+        // byte of text, plus a few template tokens per message.
+        let prompt_bound: u64 = upstream
+            .messages
+            .iter()
+            .map(|m| m.content.len() as u64 + 8)
+            .sum();
+        let window = candidates
+            .iter()
+            .map(|d| d.settings().context_length)
+            .max()
+            .unwrap_or(0);
+        let most = u64::from(req.max_tokens.unwrap_or(window));
+        audit.prompt_tokens = prompt_bound;
+        let subjects = highside_store::Subjects {
+            agency: p.agency.to_string(),
+            user: p.user.to_string(),
+            key: p.key.as_ref().map(ToString::to_string),
+        };
+        let charge_id = match caller.idempotency_key {
+            Some(k) => format!(
+                "idem-{}",
+                sha256_hex(format!("{}\n{}\n{k}", subjects.agency, subjects.user).as_bytes())
+            ),
+            None => caller.request_id.to_owned(),
+        };
+        let admission = match self.meter.admit(
+            &charge_id,
+            caller.idempotency_key.is_some(),
+            &subjects,
+            &route.name,
+            prompt_bound,
+            most,
+        ) {
+            Ok(a) => a,
+            Err(refused) => {
+                audit.unfinished = "rate_limited";
+                return Err(refused);
+            }
+        };
+        audit.charge = Some(admission.charge);
+        let (events, failure) = crate::upstream::spawn(candidates, route.attempts, upstream);
+        // Block this (blocking) thread until the first output: a failure before any output
+        // is answered with its own status.
+        let mut events = events;
+        let first = match events.blocking_recv() {
+            Some(Event::Failed(why)) => return Err(crate::upstream::error(&failure, why).into()),
+            None => {
+                let why = "the upstream request ended without an answer".to_owned();
+                return Err(crate::upstream::error(&failure, why).into());
+            }
+            Some(e) => e,
+        };
+        audit.unfinished = "cancelled";
+        let events = crate::upstream::prepend(first, events);
+        Ok(Generation {
+            model: req.model,
+            events,
+            prompt_tokens: prompt_bound.min(u64::from(u32::MAX)) as u32,
+            stream: req.stream,
+            include_usage: req.include_usage,
+            label,
+            banner: req.banner,
+            pii: decision.pii,
+            audit: {
+                audit.blocking_drop = false;
+                audit
+            },
+            rate_headers: admission.headers,
+        })
+    }
+
     /// The monitor's decision on one request, logged either way.
     fn decide(
         &self,
@@ -298,7 +500,6 @@ impl Service {
         req: &Prepared,
         model: &crate::LoadedModel,
     ) -> Result<Decision, ApiError> {
-        let p = caller.principal;
         // Token-id prompts are read back as text, so markings cannot hide in token ids.
         let token_text;
         let texts: Vec<&str> = match &req.input {
@@ -321,6 +522,21 @@ impl Service {
                 vec![token_text.as_str()]
             }
         };
+        let accreditation = model.accreditation();
+        Ok(self.judge(caller, req, &model.name, &accreditation.label, &texts))
+    }
+
+    /// The monitor's decision on a request's texts for a model of `accreditation`, logged
+    /// either way.
+    fn judge(
+        &self,
+        caller: &Caller<'_>,
+        req: &Prepared,
+        model: &str,
+        accreditation: &highside_label::Label,
+        texts: &[&str],
+    ) -> Decision {
+        let p = caller.principal;
         let mut declared: Vec<&str> = caller.header_labels.iter().map(String::as_str).collect();
         if let Some(l) = &req.declared_label {
             declared.push(l);
@@ -334,7 +550,6 @@ impl Service {
             p.roles
         };
         let roles: Vec<&str> = held.iter().map(|r| r.as_str()).collect();
-        let accreditation = model.accreditation();
         let user = p.user.to_string();
         let agency = p.agency.to_string();
         let decision = self.monitor.decide(&Input {
@@ -344,16 +559,16 @@ impl Service {
             roles: &roles,
             clearance: p.clearance.label(),
             nationality: p.nationality.as_str(),
-            model: &model.name,
-            accreditation: &accreditation.label,
+            model,
+            accreditation,
             declared: &declared,
-            texts: &texts,
+            texts,
             pii,
         });
         let label = self.monitor.encodings().banner(&decision.label);
         if decision.allowed {
             tracing::info!(
-                user = %p.user, agency = %p.agency, model = %model.name, %label,
+                user = %p.user, agency = %p.agency, %model, %label,
                 pii = ?decision.pii, "monitor: allowed"
             );
         } else {
@@ -363,10 +578,10 @@ impl Service {
             }
             let rules: Vec<&str> = decision.reasons.iter().map(|r| r.rule.as_str()).collect();
             tracing::warn!(
-                user = %p.user, agency = %p.agency, model = %model.name, %label,
+                user = %p.user, agency = %p.agency, %model, %label,
                 rules = ?rules, "monitor: denied"
             );
         }
-        Ok(decision)
+        decision
     }
 }

@@ -75,6 +75,7 @@ pub(crate) async fn collect(
         }
     };
     // The answer leaves only once its completion record is durable.
+    g.audit.prompt_tokens(u64::from(usage.prompt_tokens));
     g.audit
         .finish(
             finish_reason_str(reason),
@@ -311,7 +312,8 @@ impl Streaming {
                     if include_usage {
                         out.push_str(&c.usage(usage));
                     }
-                    if let Some(a) = self.audit.take() {
+                    if let Some(mut a) = self.audit.take() {
+                        a.prompt_tokens(u64::from(usage.prompt_tokens));
                         let recorded = a
                             .finish(
                                 finish_reason_str(finish_reason),

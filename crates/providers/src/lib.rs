@@ -1,0 +1,604 @@
+//! External inference servers. A [`Deployment`] is one operator-configured upstream (URL,
+//! model, accreditation label, credential, timeouts, a concurrency cap, a circuit breaker and
+//! the result of its last health check); [`run`] sends one chat request along a route's
+//! candidates: attempts with backoff on retryable errors, then the next candidate, never
+//! after output has reached the client. The caller decides which candidates a request may
+//! use (accreditation); this crate only never connects anywhere else.
+#![forbid(unsafe_code)]
+
+pub mod anthropic;
+pub mod openai;
+pub mod sse;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use highside_label::Label;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// The wire protocol of an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// OpenAI chat completions.
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+/// Largest upstream answer or stream event read.
+const MAX_ANSWER_BYTES: usize = 16 << 20;
+/// Consecutive failures that open a deployment's circuit.
+const BREAKER_FAILURES: u32 = 3;
+/// How long an open circuit keeps a deployment out of rotation before one trial request.
+const BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
+
+/// A chat message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// Its text.
+    pub content: String,
+}
+
+/// A chat request in the terms every protocol shares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Most tokens to generate; `None` leaves it to the upstream.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling.
+    pub top_p: Option<f32>,
+    /// Stop strings.
+    pub stop: Vec<String>,
+    /// Sampling seed.
+    pub seed: Option<u32>,
+    /// Stream the upstream's answer through as it comes.
+    pub stream: bool,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// A stop string or the end of the answer.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+}
+
+/// Token counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Generated tokens.
+    pub completion_tokens: u64,
+}
+
+/// What a deployment sends back to the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Generated text.
+    Text(String),
+    /// The end; usage from the upstream, or counted where it gave none.
+    Done {
+        /// Why it ended.
+        finish: Finish,
+        /// Token counts.
+        usage: Usage,
+        /// Which deployment answered.
+        deployment: String,
+    },
+}
+
+/// One parsed piece of an upstream stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    /// Text, a finish reason and/or usage.
+    Data {
+        /// New text.
+        text: Option<String>,
+        /// Set on the last content chunk.
+        finish: Option<Finish>,
+        /// Counts, when the upstream reports them.
+        usage: Option<Usage>,
+    },
+    /// The stream's end marker.
+    End,
+}
+
+/// The upstream said something that is not its protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProtocolError(pub &'static str);
+
+/// An upstream's credential. Debug and Display redact it.
+#[derive(Clone)]
+pub struct Credential(String);
+
+impl Credential {
+    /// Wraps a credential read from a file or environment variable (surrounding whitespace
+    /// dropped).
+    pub fn new(secret: &str) -> Self {
+        Self(secret.trim().to_owned())
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credential([REDACTED])")
+    }
+}
+
+/// A failed call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    /// What went wrong (never the credential).
+    pub message: String,
+    /// The upstream's HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// Worth another attempt (connection, timeout, 429, 5xx, a broken stream).
+    pub retryable: bool,
+    /// Output already went to the client: no other attempt may follow.
+    pub emitted: bool,
+}
+
+impl CallError {
+    fn retry(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            status: None,
+            retryable: true,
+            emitted: false,
+        }
+    }
+}
+
+/// What a deployment is, as the operator configured it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Unique name.
+    pub name: String,
+    /// Wire protocol.
+    pub protocol: Protocol,
+    /// Base URL.
+    pub url: String,
+    /// The upstream's model name.
+    pub model: String,
+    /// Accreditation.
+    pub label: Label,
+    /// Its banner, for records.
+    pub banner: String,
+    /// Credential, if any.
+    pub credential: Option<Credential>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Requests in flight at once.
+    pub max_concurrency: u32,
+    /// Context window: the reservation of a request without `max_tokens`.
+    pub context_length: u32,
+}
+
+/// Why a deployment could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("deployment '{name}': {message}")]
+pub struct SetupError {
+    /// The deployment.
+    pub name: String,
+    /// What failed.
+    pub message: String,
+}
+
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+/// One upstream, ready to call.
+#[derive(Debug)]
+pub struct Deployment {
+    settings: Settings,
+    client: reqwest::Client,
+    permits: tokio::sync::Semaphore,
+    breaker: Mutex<Breaker>,
+    healthy: AtomicBool,
+}
+
+impl Deployment {
+    /// A client for `settings` (no connection is made yet).
+    pub fn new(settings: Settings) -> Result<Self, SetupError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.timeout)
+            // Redirects could take a request somewhere the operator never named.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| SetupError {
+                name: settings.name.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            permits: tokio::sync::Semaphore::new(settings.max_concurrency as usize),
+            settings,
+            client,
+            breaker: Mutex::new(Breaker::default()),
+            healthy: AtomicBool::new(true),
+        })
+    }
+
+    /// Its configuration.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Whether it takes requests now: healthy at the last check and its circuit not open
+    /// (an open circuit lets one trial through after its cooldown).
+    pub fn available(&self) -> bool {
+        let open = self
+            .breaker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .open_until
+            .is_some_and(|t| Instant::now() < t);
+        !open && self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, ok: bool) {
+        let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            *b = Breaker::default();
+        } else {
+            b.failures += 1;
+            if b.failures >= BREAKER_FAILURES {
+                if b.open_until.is_none_or(|t| Instant::now() >= t) {
+                    tracing::warn!(deployment = %self.settings.name, failures = b.failures, "circuit open");
+                }
+                b.open_until = Some(Instant::now() + BREAKER_COOLDOWN);
+            }
+        }
+    }
+
+    fn request(&self, path: &str) -> reqwest::RequestBuilder {
+        let url = format!("{}{path}", self.settings.url.trim_end_matches('/'));
+        let mut r = self.client.post(url);
+        r = match (self.settings.protocol, &self.settings.credential) {
+            (Protocol::Openai, Some(c)) => r.bearer_auth(&c.0),
+            (Protocol::Anthropic, Some(c)) => r.header("x-api-key", &c.0),
+            (_, None) => r,
+        };
+        if self.settings.protocol == Protocol::Anthropic {
+            r = r.header("anthropic-version", anthropic::VERSION);
+        }
+        r
+    }
+
+    /// Active health check: any answer below 500 from the model listing counts as up.
+    pub async fn probe(&self) -> bool {
+        let path = match self.settings.protocol {
+            Protocol::Openai => "/models",
+            Protocol::Anthropic => "/v1/models",
+        };
+        let url = format!("{}{path}", self.settings.url.trim_end_matches('/'));
+        let mut r = self
+            .client
+            .get(url)
+            .timeout(self.settings.connect_timeout * 2);
+        r = match (self.settings.protocol, &self.settings.credential) {
+            (Protocol::Openai, Some(c)) => r.bearer_auth(&c.0),
+            (Protocol::Anthropic, Some(c)) => r
+                .header("x-api-key", &c.0)
+                .header("anthropic-version", anthropic::VERSION),
+            (_, None) => r,
+        };
+        let up = r.send().await.is_ok_and(|res| res.status().as_u16() < 500);
+        let was = self.healthy.swap(up, Ordering::Relaxed);
+        if was != up {
+            tracing::warn!(deployment = %self.settings.name, healthy = up, "health changed");
+        }
+        up
+    }
+
+    /// Sends one chat request and streams its output to `out`.
+    pub async fn chat(
+        &self,
+        req: &ChatRequest,
+        out: &UnboundedSender<Output>,
+    ) -> Result<(), CallError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| CallError::retry("the deployment is shutting down"))?;
+        let result = self.call(req, out).await;
+        // Only the upstream's own failures count against its circuit, not a 400.
+        self.record(result.as_ref().map_or_else(|e| !e.retryable, |_| true));
+        result
+    }
+
+    async fn call(
+        &self,
+        req: &ChatRequest,
+        out: &UnboundedSender<Output>,
+    ) -> Result<(), CallError> {
+        let s = &self.settings;
+        let (path, body) = match s.protocol {
+            Protocol::Openai => ("/chat/completions", openai::body(&s.model, req)),
+            Protocol::Anthropic => (
+                "/v1/messages",
+                anthropic::body(&s.model, req, s.context_length.min(4096)),
+            ),
+        };
+        let res = self.request(path).json(&body).send().await.map_err(|e| {
+            CallError::retry(format!(
+                "cannot reach deployment '{}': {}",
+                s.name,
+                kind_of(&e)
+            ))
+        })?;
+        let status = res.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = read_limited(res, 4096).await.unwrap_or_default();
+            let detail = String::from_utf8_lossy(&text);
+            return Err(CallError {
+                message: format!(
+                    "deployment '{}' answered {status}: {}",
+                    s.name,
+                    detail.trim()
+                ),
+                status: Some(status),
+                retryable: status == 429 || status >= 500,
+                emitted: false,
+            });
+        }
+        let prompt_chars: usize = req.messages.iter().map(|m| m.content.chars().count()).sum();
+        if req.stream {
+            self.pump(res, out, prompt_chars).await
+        } else {
+            let bytes = read_limited(res, MAX_ANSWER_BYTES)
+                .await
+                .map_err(|e| CallError::retry(format!("deployment '{}': {e}", s.name)))?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
+                CallError::retry(format!(
+                    "deployment '{}' answered with invalid JSON",
+                    s.name
+                ))
+            })?;
+            let (text, finish, usage) = match s.protocol {
+                Protocol::Openai => openai::parse_response(&v),
+                Protocol::Anthropic => anthropic::parse_response(&v),
+            }
+            .map_err(|e| CallError::retry(format!("deployment '{}': {e}", s.name)))?;
+            let usage = usage.unwrap_or_else(|| Usage {
+                prompt_tokens: estimate(prompt_chars),
+                completion_tokens: estimate(text.chars().count()),
+            });
+            let _ = out.send(Output::Text(text));
+            let _ = out.send(Output::Done {
+                finish,
+                usage,
+                deployment: s.name.clone(),
+            });
+            Ok(())
+        }
+    }
+
+    /// Passes a stream through, counting chunks where the upstream reports no usage.
+    async fn pump(
+        &self,
+        res: reqwest::Response,
+        out: &UnboundedSender<Output>,
+        prompt_chars: usize,
+    ) -> Result<(), CallError> {
+        let s = &self.settings;
+        let mut decoder = sse::SseDecoder::new(1 << 20);
+        let mut body = res.bytes_stream();
+        let (mut emitted, mut chunks) = (false, 0u64);
+        let (mut finish, mut usage) = (None, None::<Usage>);
+        let broken = |emitted: bool, what: String| CallError {
+            message: format!("deployment '{}': {what}", s.name),
+            status: None,
+            retryable: true,
+            emitted,
+        };
+        loop {
+            let Some(piece) = body.next().await else {
+                return Err(broken(
+                    emitted,
+                    "the stream ended before its end marker".into(),
+                ));
+            };
+            let piece =
+                piece.map_err(|e| broken(emitted, format!("the stream broke: {}", kind_of(&e))))?;
+            for ev in decoder
+                .feed(&piece)
+                .map_err(|e| broken(emitted, e.to_string()))?
+            {
+                let chunk = match s.protocol {
+                    Protocol::Openai => openai::parse_chunk(&ev.data),
+                    Protocol::Anthropic => anthropic::parse_event(ev.event.as_deref(), &ev.data),
+                }
+                .map_err(|e| broken(emitted, e.to_string()))?;
+                match chunk {
+                    Chunk::Data {
+                        text,
+                        finish: f,
+                        usage: u,
+                    } => {
+                        if let Some(t) = text {
+                            chunks += 1;
+                            emitted = true;
+                            if out.send(Output::Text(t)).is_err() {
+                                // The client went away: stop reading, which closes the
+                                // upstream connection and cancels its generation.
+                                return Ok(());
+                            }
+                        }
+                        finish = f.or(finish);
+                        if let Some(u) = u {
+                            let prev = usage.unwrap_or_default();
+                            usage = Some(Usage {
+                                prompt_tokens: prev.prompt_tokens.max(u.prompt_tokens),
+                                completion_tokens: prev.completion_tokens.max(u.completion_tokens),
+                            });
+                        }
+                    }
+                    Chunk::End => {
+                        let counted = Usage {
+                            prompt_tokens: estimate(prompt_chars),
+                            completion_tokens: chunks,
+                        };
+                        let usage = match usage {
+                            Some(u) if u.prompt_tokens > 0 => u,
+                            Some(u) => Usage {
+                                prompt_tokens: counted.prompt_tokens,
+                                ..u
+                            },
+                            None => counted,
+                        };
+                        let _ = out.send(Output::Done {
+                            finish: finish.unwrap_or(Finish::Stop),
+                            usage,
+                            deployment: s.name.clone(),
+                        });
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Tokens of text without the upstream's tokenizer: one per four characters, rounded up.
+fn estimate(chars: usize) -> u64 {
+    (chars as u64).div_ceil(4)
+}
+
+/// The kind of a transport error, without URLs or anything sent.
+fn kind_of(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "the answer broke off"
+    } else {
+        "request failed"
+    }
+}
+
+async fn read_limited(res: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut body = res.bytes_stream();
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(|e| kind_of(&e).to_owned())?;
+        if out.len() + piece.len() > limit {
+            return Err(format!("the answer is larger than {limit} bytes"));
+        }
+        out.extend_from_slice(&piece);
+    }
+    Ok(out)
+}
+
+/// The order a route tries its deployments: the first drawn by weight with `draw` (any
+/// random number), then the others by descending weight, ties in configuration order.
+pub fn order<T: Clone>(targets: &[(T, u32)], draw: u64) -> Vec<T> {
+    let total: u64 = targets.iter().map(|(_, w)| u64::from(*w)).sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    let mut at = draw % total;
+    let mut first = 0;
+    for (i, (_, w)) in targets.iter().enumerate() {
+        if at < u64::from(*w) {
+            first = i;
+            break;
+        }
+        at -= u64::from(*w);
+    }
+    let mut rest: Vec<usize> = (0..targets.len()).filter(|&i| i != first).collect();
+    rest.sort_by_key(|&i| std::cmp::Reverse(targets[i].1));
+    std::iter::once(first)
+        .chain(rest)
+        .map(|i| targets[i].0.clone())
+        .collect()
+}
+
+/// Sends `req` along `candidates` in order, each up to `attempts` times with exponential
+/// backoff on retryable errors, skipping those that are unavailable, and never retrying once
+/// output has been sent. On success the last `Output` is `Done` naming the deployment.
+pub async fn run(
+    candidates: &[Arc<Deployment>],
+    attempts: u32,
+    req: &ChatRequest,
+    out: &UnboundedSender<Output>,
+) -> Result<(), CallError> {
+    let mut last = None;
+    for d in candidates {
+        if !d.available() {
+            tracing::debug!(deployment = %d.settings.name, "skipped: unavailable");
+            continue;
+        }
+        for attempt in 0..attempts.max(1) {
+            match d.chat(req, out).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.emitted || !e.retryable => return Err(e),
+                Err(e) => {
+                    tracing::warn!(deployment = %d.settings.name, attempt, error = %e, "upstream attempt failed");
+                    last = Some(e);
+                    if attempt + 1 < attempts && d.available() {
+                        tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
+                    } else {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| CallError {
+        message: "no deployment of this model is available".into(),
+        status: None,
+        retryable: true,
+        emitted: false,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_choice_follows_the_weights_and_the_rest_fall_back() {
+        let t = [("a", 3), ("b", 1), ("c", 2)];
+        let mut firsts = std::collections::BTreeMap::new();
+        for draw in 0..600u64 {
+            let o = order(&t, draw);
+            assert_eq!(o.len(), 3);
+            *firsts.entry(o[0]).or_insert(0) += 1;
+            let rest: Vec<_> = o[1..].to_vec();
+            let mut sorted = rest.clone();
+            sorted.sort_by_key(|n| std::cmp::Reverse(t.iter().find(|x| x.0 == *n).unwrap().1));
+            assert_eq!(rest, sorted);
+        }
+        assert_eq!(firsts[&"a"], 300);
+        assert_eq!(firsts[&"b"], 100);
+        assert_eq!(firsts[&"c"], 200);
+        assert!(order::<&str>(&[], 5).is_empty());
+    }
+
+    #[test]
+    fn credentials_redact() {
+        let c = Credential::new(" sk-secret\n");
+        assert_eq!(c.0, "sk-secret");
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+}

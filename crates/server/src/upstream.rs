@@ -1,0 +1,123 @@
+//! The bridge from a route's deployments to the engine's event stream: a task runs
+//! `highside_providers::run` and turns its output into `highside_engine::Event`s, so the
+//! answer encoders, audit and metering treat an upstream exactly like the embedded engine.
+
+use std::sync::{Arc, Mutex};
+
+use highside_engine::{Event, FinishReason, Usage};
+use highside_openai::ApiError;
+use highside_providers::{CallError, ChatRequest, Deployment, Finish, Output};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+/// Where the task leaves the error that ended a failed request, for its HTTP status.
+pub(crate) type Failure = Arc<Mutex<Option<CallError>>>;
+
+/// Starts the request on the current runtime; dropping the receiver cancels it (the upstream
+/// connection is closed).
+pub(crate) fn spawn(
+    candidates: Vec<Arc<Deployment>>,
+    attempts: u32,
+    req: ChatRequest,
+) -> (UnboundedReceiver<Event>, Failure) {
+    let (tx, rx) = unbounded_channel();
+    let failure: Failure = Arc::default();
+    let failed = Arc::clone(&failure);
+    let watch = tx.clone();
+    tokio::runtime::Handle::current().spawn(async move {
+        let (otx, mut orx) = unbounded_channel::<Output>();
+        let run = async move {
+            let r = highside_providers::run(&candidates, attempts, &req, &otx).await;
+            drop(otx);
+            r
+        };
+        let forward = async {
+            while let Some(o) = orx.recv().await {
+                let event = match o {
+                    Output::Text(t) => Event::Text(t),
+                    Output::Done {
+                        finish,
+                        usage,
+                        deployment,
+                    } => {
+                        tracing::debug!(%deployment, "upstream answered");
+                        Event::Done {
+                            finish_reason: match finish {
+                                Finish::Stop => FinishReason::Stop,
+                                Finish::Length => FinishReason::Length,
+                            },
+                            usage: Usage {
+                                prompt_tokens: clamp(usage.prompt_tokens),
+                                completion_tokens: clamp(usage.completion_tokens),
+                            },
+                        }
+                    }
+                };
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            // The client left: dropping `run` closes the upstream connection.
+            () = watch.closed() => {}
+            (r, ()) = async { tokio::join!(run, forward) } => {
+                if let Err(e) = r {
+                    let why = e.message.clone();
+                    *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    let _ = watch.send(Event::Failed(why));
+                }
+            }
+        }
+    });
+    (rx, failure)
+}
+
+fn clamp(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A receiver that yields `first`, then everything from `rest`.
+pub(crate) fn prepend(
+    first: Event,
+    mut rest: UnboundedReceiver<Event>,
+) -> UnboundedReceiver<Event> {
+    let (tx, rx) = unbounded_channel();
+    let _ = tx.send(first);
+    tokio::runtime::Handle::current().spawn(async move {
+        loop {
+            tokio::select! {
+                () = tx.closed() => return,
+                e = rest.recv() => match e {
+                    Some(e) => {
+                        if tx.send(e).is_err() {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+            }
+        }
+    });
+    rx
+}
+
+/// The HTTP error for a request no deployment answered: the upstream's own 400 (the request
+/// itself is at fault), 429 when every deployment is throttling, 502 otherwise.
+pub(crate) fn error(failure: &Failure, why: String) -> ApiError {
+    let e = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match e.and_then(|e| e.status) {
+        Some(400) | Some(413) | Some(422) => ApiError {
+            code: Some("upstream_rejected"),
+            ..ApiError::bad_request(why, None)
+        },
+        Some(429) => ApiError::overloaded(why, 1),
+        _ => ApiError {
+            status: 502,
+            message: why,
+            kind: "api_error",
+            param: None,
+            code: Some("upstream_unavailable"),
+            retry_after: None,
+        },
+    }
+}
