@@ -277,3 +277,59 @@ def test_rate_limits_are_openai_rate_limit_errors(server):
         limited.completions.create(model=MODEL_ID, prompt="Hello", max_tokens=2)
     assert int(info.value.response.headers["retry-after"]) >= 1
     assert _error_body(info.value)["code"] == "rate_limit_exceeded"
+
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather for a city",
+    "parameters": {"type": "object", "required": ["city", "unit"], "properties": {
+        "city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}}}}
+
+
+def test_a_forced_tool_call_and_its_result(client):
+    question = [{"role": "user", "content": "What is the weather in Paris?"}]
+    r = client.chat.completions.create(
+        model=MODEL_ID, messages=question, tools=[WEATHER_TOOL], max_tokens=64, temperature=0,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls
+    assert call.type == "function" and call.id.startswith("call_")
+    assert call.function.name == "get_weather"
+    args = json.loads(call.function.arguments)
+    assert set(args) == {"city", "unit"} and args["unit"] in ("celsius", "fahrenheit")
+    assert isinstance(args["city"], str)
+    # The call and its result go back in; the model answers (with or without another call).
+    follow = question + [choice.message.model_dump(exclude_none=True),
+                         {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 12}'}]
+    r2 = client.chat.completions.create(model=MODEL_ID, messages=follow, tools=[WEATHER_TOOL],
+                                        max_tokens=16, temperature=0)
+    assert r2.choices[0].finish_reason in ("stop", "length", "tool_calls")
+
+
+def test_a_required_tool_call_streams_as_one_delta(client):
+    deltas, finish = [], None
+    for chunk in client.chat.completions.create(
+            model=MODEL_ID, messages=[{"role": "user", "content": "Weather in Oslo?"}],
+            tools=[WEATHER_TOOL], tool_choice="required", max_tokens=64, temperature=0,
+            stream=True):
+        for c in chunk.choices:
+            deltas.extend(c.delta.tool_calls or [])
+            finish = c.finish_reason or finish
+    assert finish == "tool_calls"
+    assert [d.function.name for d in deltas] == ["get_weather"]
+    assert json.loads(deltas[0].function.arguments)["unit"] in ("celsius", "fahrenheit")
+
+
+@pytest.mark.parametrize("tools,choice", [
+    ([{"type": "function", "function": {"name": "bad name"}}], None),
+    ([WEATHER_TOOL], {"type": "function", "function": {"name": "not_offered"}}),
+    (None, "required"),
+])
+def test_bad_tools_are_400(client, tools, choice):
+    extra = {}
+    if tools is not None:
+        extra["tools"] = tools
+    if choice is not None:
+        extra["tool_choice"] = choice
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL_ID, messages=HELLO, max_tokens=4, **extra)

@@ -21,6 +21,8 @@ pub struct SamplingParams {
     pub stop: Vec<String>,
     /// Most tokens to generate.
     pub max_tokens: u32,
+    /// A GBNF grammar (root rule `root`) the output must follow, e.g. a forced tool call.
+    pub grammar: Option<String>,
 }
 
 impl Default for SamplingParams {
@@ -35,6 +37,7 @@ impl Default for SamplingParams {
             frequency_penalty: 0.0,
             stop: Vec::new(),
             max_tokens: 16,
+            grammar: None,
         }
     }
 }

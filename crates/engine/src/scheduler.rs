@@ -56,8 +56,15 @@ pub(crate) fn build_sampler(
     model: &LlamaModel,
     p: &SamplingParams,
     context_length: u32,
-) -> LlamaSampler {
+) -> Result<LlamaSampler, String> {
     let mut chain = Vec::new();
+    // The grammar first: it removes every token the grammar does not allow before sampling.
+    if let Some(g) = &p.grammar {
+        chain.push(
+            LlamaSampler::grammar(model, g, "root")
+                .map_err(|e| format!("the output grammar is invalid: {e}"))?,
+        );
+    }
     if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
         chain.push(LlamaSampler::penalties(
             model.n_vocab(),
@@ -83,7 +90,7 @@ pub(crate) fn build_sampler(
         // u32::MAX asks llama.cpp for a random seed.
         chain.push(LlamaSampler::dist(p.seed.unwrap_or(u32::MAX)));
     }
-    LlamaSampler::chain_simple(chain)
+    Ok(LlamaSampler::chain_simple(chain))
 }
 
 pub(crate) fn context_params(s: &Settings, n_batch: u32) -> LlamaContextParams {
@@ -256,7 +263,15 @@ impl Scheduler<'_> {
             ) else {
                 break;
             };
-            let sampler = build_sampler(self.model, &job.params, self.s.context_length);
+            let sampler = match build_sampler(self.model, &job.params, self.s.context_length) {
+                Ok(s) => s,
+                Err(why) => {
+                    let _ = job.events.send(Event::Failed(why));
+                    self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    self.free_slots.push(slot);
+                    continue;
+                }
+            };
             let text = TextStream::new(job.params.stop.clone());
             self.running.push(Sequence {
                 slot,

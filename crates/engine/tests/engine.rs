@@ -212,6 +212,7 @@ async fn seeded_sampling_is_reproducible() {
         frequency_penalty: 0.5,
         max_tokens: 16,
         stop: vec![],
+        grammar: None,
     };
     let a = collect(engine.submit(prompt.clone(), params.clone()).unwrap()).await;
     let b = collect(engine.submit(prompt, params).unwrap()).await;
@@ -251,4 +252,38 @@ fn model_facts_are_read_from_the_file() {
     assert_eq!(info.context_length, 2048);
     assert!(info.n_vocab > 40_000);
     assert!(model_path().is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grammar_constrains_the_output_and_a_bad_one_fails_only_its_request() {
+    let engine = engine(2, 2, 64);
+    let prompt = engine.tokenize("Is the sky green? Answer:", false);
+    let forced = SamplingParams {
+        grammar: Some("root ::= \" maybe\" | \" perhaps not\"\n".into()),
+        ..greedy(16)
+    };
+    let out = collect(engine.submit(prompt.clone(), forced).unwrap()).await;
+    assert!(
+        out.text == " maybe" || out.text == " perhaps not",
+        "{:?}",
+        out.text
+    );
+    assert_eq!(out.finish, FinishReason::Stop);
+    let broken = SamplingParams {
+        grammar: Some("root ::= (".into()),
+        ..greedy(4)
+    };
+    let mut events = engine.submit(prompt, broken).unwrap();
+    let mut failed = false;
+    while let Some(e) = events.recv().await {
+        if let highside_engine::Event::Failed(why) = e {
+            assert!(why.contains("grammar"), "{why}");
+            failed = true;
+        }
+    }
+    assert!(failed);
+    // The engine still serves.
+    let weather = engine.tokenize("The weather today is", false);
+    let again = collect(engine.submit(weather, greedy(2)).unwrap()).await;
+    assert_eq!(again.tokens.len(), 2, "{again:?}");
 }

@@ -7,6 +7,7 @@
 mod error;
 mod request;
 mod response;
+pub mod tools;
 
 pub use error::ApiError;
 pub use request::{

@@ -266,6 +266,8 @@ pub struct Prepared {
     pub declared_label: Option<String>,
     /// Start the generated text with the output's banner line (`highside.banner`).
     pub banner: bool,
+    /// Functions the model may call (chat only).
+    pub tools: Option<crate::tools::Tools>,
 }
 
 fn unsupported(param: &str, what: &str) -> ApiError {
@@ -324,6 +326,7 @@ impl Common {
             frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
             stop,
             max_tokens: max_tokens.unwrap_or(1),
+            grammar: None,
         };
         params.validate().map_err(|e| {
             ApiError::bad_request(
@@ -344,6 +347,7 @@ impl Common {
                 .as_ref()
                 .and_then(|h| h.banner)
                 .unwrap_or(false),
+            tools: None,
         })
     }
 }
@@ -390,12 +394,11 @@ impl ChatCompletionRequest {
         if self.logprobs == Some(true) || self.top_logprobs.is_some() {
             return Err(unsupported("logprobs", "logprobs"));
         }
-        if self.tools.as_ref().is_some_and(|t| !t.is_empty())
-            || self.tool_choice.is_some()
-            || self.parallel_tool_calls.is_some()
-        {
-            return Err(unsupported("tools", "Tool calling"));
-        }
+        let tools = crate::tools::Tools::parse(
+            self.tools.take(),
+            self.tool_choice.take(),
+            self.parallel_tool_calls,
+        )?;
         if let Some(rf) = &self.response_format {
             if rf.get("type").and_then(|t| t.as_str()) != Some("text") {
                 return Err(unsupported(
@@ -410,7 +413,8 @@ impl ChatCompletionRequest {
                 "system" | "developer" => "system",
                 "user" => "user",
                 "assistant" => "assistant",
-                "tool" | "function" => return Err(unsupported(&format!("messages[{i}].role"), "Tool messages")),
+                "tool" => "tool",
+                "function" => return Err(unsupported(&format!("messages[{i}].role"), "The deprecated function role")),
                 other => {
                     return Err(ApiError::bad_request(
                         format!("Invalid 'messages[{i}].role': '{other}'; expected system, developer, user or assistant"),
@@ -418,13 +422,33 @@ impl ChatCompletionRequest {
                     ))
                 }
             };
-            if m.tool_calls.as_ref().is_some_and(|v| !v.is_null()) || m.tool_call_id.is_some() {
-                return Err(unsupported(
-                    &format!("messages[{i}].tool_calls"),
-                    "Tool calls",
+            let calls = match m.tool_calls {
+                Some(v) if !v.is_null() && role == "assistant" => tool_calls(i, v)?,
+                Some(v) if !v.is_null() => {
+                    return Err(ApiError::bad_request(
+                        format!("only assistant messages carry 'messages[{i}].tool_calls'"),
+                        Some(&format!("messages[{i}].tool_calls")),
+                    ))
+                }
+                _ => Vec::new(),
+            };
+            if role == "tool" && m.tool_call_id.is_none() {
+                return Err(ApiError::bad_request(
+                    format!("'messages[{i}].tool_call_id' is required for a tool message"),
+                    Some(&format!("messages[{i}].tool_call_id")),
                 ));
             }
-            let content = message_text(i, m.content)?;
+            let mut content = if calls.is_empty() || m.content.is_some() {
+                message_text(i, m.content)?
+            } else {
+                String::new()
+            };
+            if !calls.is_empty() {
+                if !content.is_empty() {
+                    content.push('\n');
+                }
+                content.push_str(&crate::tools::render_calls(&calls));
+            }
             messages.push(Message {
                 role: role.to_owned(),
                 content,
@@ -434,8 +458,33 @@ impl ChatCompletionRequest {
             (Some(v), _) => max_tokens(Some(v), "max_completion_tokens")?,
             (None, v) => max_tokens(v, "max_tokens")?,
         };
-        common.prepare(self.model, PromptInput::Chat(messages), limit)
+        let mut prepared = common.prepare(self.model, PromptInput::Chat(messages), limit)?;
+        prepared.tools = tools;
+        Ok(prepared)
     }
+}
+
+/// An assistant turn's `tool_calls`: (name, arguments) pairs.
+fn tool_calls(i: usize, v: serde_json::Value) -> Result<Vec<(String, String)>, ApiError> {
+    let param = format!("messages[{i}].tool_calls");
+    let bad = || {
+        ApiError::bad_request(
+            format!("'{param}' must be a list of {{\"id\", \"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}}"),
+            Some(&param),
+        )
+    };
+    let list = v.as_array().ok_or_else(bad)?;
+    list.iter()
+        .map(|c| {
+            let f = c.get("function").ok_or_else(bad)?;
+            let name = f.get("name").and_then(|n| n.as_str()).ok_or_else(bad)?;
+            let args = f
+                .get("arguments")
+                .and_then(|a| a.as_str())
+                .ok_or_else(bad)?;
+            Ok((name.to_owned(), args.to_owned()))
+        })
+        .collect()
 }
 
 impl CompletionRequest {

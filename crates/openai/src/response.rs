@@ -46,8 +46,11 @@ impl From<Usage> for UsageBody {
 pub struct ResponseMessage {
     /// Always `assistant`.
     pub role: &'static str,
-    /// The generated text.
-    pub content: String,
+    /// The generated text (null when the answer is only tool calls).
+    pub content: Option<String>,
+    /// Functions the model called.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<crate::tools::ToolCall>>,
 }
 
 /// One choice of a chat completion.
@@ -92,6 +95,9 @@ pub struct ChunkDelta {
     /// New text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Tool calls, each whole in one chunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<crate::tools::ChunkToolCall>>,
 }
 
 /// One choice of a streamed chunk.

@@ -17,6 +17,7 @@ mod metrics;
 mod registry;
 mod service;
 mod sse;
+mod tools;
 mod upstream;
 
 use std::future::Future;

@@ -68,6 +68,8 @@ pub struct Generation {
     pub audit: CompletionAudit,
     /// `x-ratelimit-*` for the answer.
     pub rate_headers: RateHeaders,
+    /// The functions offered, whose calls are parsed out of the output.
+    pub tools: Option<highside_openai::tools::Tools>,
 }
 
 /// A denial as the client sees it: 400 for a declared label that is not one of this enclave's,
@@ -202,18 +204,37 @@ impl Service {
                         ).into());
                     }
                 }
+                let tool_texts = req.tools.as_ref().map(|t| t.texts()).unwrap_or_default();
+                if let Some(t) = engine
+                    .info()
+                    .control_texts
+                    .iter()
+                    .find(|t| tool_texts.iter().any(|x| x.contains(t.as_str())))
+                {
+                    return Err(ApiError::bad_request(
+                        format!("a tool definition contains the model's control token {t:?}"),
+                        Some("tools"),
+                    )
+                    .into());
+                }
                 let template = model
                     .template
                     .as_ref()
                     .map_err(|e| ApiError::internal(e.clone()))?;
-                let text = template.render(messages, true).map_err(|e| match e {
-                    TemplateError::Rejected(_) | TemplateError::Missing => {
-                        ApiError::bad_request(e.to_string(), Some("messages"))
-                    }
-                    TemplateError::Compile(_) | TemplateError::Render(_) => {
-                        ApiError::internal(e.to_string())
-                    }
-                })?;
+                let offered = req.tools.as_ref();
+                let native = template.supports_tools();
+                let messages = crate::tools::messages(messages, offered, native);
+                let listed = offered.filter(|_| native).map(|t| t.template_value());
+                let text = template
+                    .render_with_tools(&messages, true, listed.as_ref())
+                    .map_err(|e| match e {
+                        TemplateError::Rejected(_) | TemplateError::Missing => {
+                            ApiError::bad_request(e.to_string(), Some("messages"))
+                        }
+                        TemplateError::Compile(_) | TemplateError::Render(_) => {
+                            ApiError::internal(e.to_string())
+                        }
+                    })?;
                 audit.prompt_sha256 = sha256_hex(text.as_bytes());
                 // The template wrote the control tokens, so special-token text is parsed here.
                 (engine.tokenize(&text, true), "messages")
@@ -231,6 +252,7 @@ impl Service {
         };
         let context = engine.info().context_length;
         let mut params = req.params;
+        params.grammar = req.tools.as_ref().and_then(|t| t.grammar());
         params.max_tokens = match req.max_tokens {
             Some(m) => m,
             // No limit given: whatever the context window leaves, never a truncated prompt.
@@ -290,6 +312,7 @@ impl Service {
                 audit
             },
             rate_headers: admission.headers,
+            tools: req.tools,
         })
     }
 
@@ -312,6 +335,16 @@ impl Service {
             )
             .into());
         };
+        if req.tools.is_some() {
+            return Err(ApiError::bad_request(
+                format!(
+                    "tool calling through external deployments is not supported yet ('{}' is one)",
+                    route.name
+                ),
+                Some("tools"),
+            )
+            .into());
+        }
         let texts: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
         let draw = uuid::Uuid::new_v4().as_u128() as u64;
         let order = highside_providers::order(&route.targets, draw);
@@ -490,6 +523,7 @@ impl Service {
                 audit
             },
             rate_headers: admission.headers,
+            tools: None,
         })
     }
 
@@ -522,6 +556,10 @@ impl Service {
                 vec![token_text.as_str()]
             }
         };
+        // Tool definitions go before the model too: their markings count.
+        let tool_texts = req.tools.as_ref().map(|t| t.texts()).unwrap_or_default();
+        let mut texts = texts;
+        texts.extend(tool_texts.iter().map(String::as_str));
         let accreditation = model.accreditation();
         Ok(self.judge(caller, req, &model.name, &accreditation.label, &texts))
     }

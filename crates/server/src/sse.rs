@@ -84,7 +84,18 @@ pub(crate) async fn collect(
         .await?;
     let created = now_secs();
     let usage = UsageBody::from(usage);
-    let finish_reason = finish_reason_str(reason);
+    let mut finish_reason = finish_reason_str(reason);
+    let calls = g
+        .tools
+        .as_ref()
+        .and_then(|t| highside_openai::tools::parse_calls(&text, t));
+    let (content, tool_calls) = match calls {
+        Some((before, calls)) => {
+            finish_reason = "tool_calls";
+            ((!before.is_empty()).then_some(before), Some(calls))
+        }
+        None => (Some(text.clone()), None),
+    };
     let value = match kind {
         Kind::Chat => serde_json::to_value(ChatCompletion {
             id,
@@ -95,7 +106,8 @@ pub(crate) async fn collect(
                 index: 0,
                 message: ResponseMessage {
                     role: "assistant",
-                    content: text,
+                    content,
+                    tool_calls,
                 },
                 finish_reason,
                 logprobs: None,
@@ -155,6 +167,7 @@ impl Chunker {
                     delta: ChunkDelta {
                         role: role.then_some("assistant"),
                         content: text,
+                        tool_calls: None,
                     },
                     finish_reason,
                     logprobs: None,
@@ -177,6 +190,74 @@ impl Chunker {
                 highside: Some(self.highside.clone()),
             }),
         }
+    }
+
+    /// The chunk that carries a whole answer's tool calls.
+    fn tool_calls(&self, calls: Vec<highside_openai::tools::ToolCall>) -> String {
+        let calls = calls
+            .into_iter()
+            .enumerate()
+            .map(|(i, call)| highside_openai::tools::ChunkToolCall {
+                index: i as u32,
+                call,
+            })
+            .collect();
+        frame(&ChatChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChatChunkChoice {
+                index: 0,
+                delta: ChunkDelta {
+                    role: None,
+                    content: None,
+                    tool_calls: Some(calls),
+                },
+                finish_reason: None,
+                logprobs: None,
+            }],
+            usage: None,
+            highside: Some(self.highside.clone()),
+        })
+    }
+
+    /// The end of an answer whose output was held back to look for tool calls: the text as
+    /// one chunk, or the calls, then the finishing chunk.
+    fn held(&self, text: String, tools: &highside_openai::tools::Tools, finish: &str) -> String {
+        match highside_openai::tools::parse_calls(&text, tools) {
+            Some((before, calls)) => {
+                let mut out = String::new();
+                if !before.is_empty() {
+                    out.push_str(&self.chunk(Some(before), false, None));
+                }
+                out.push_str(&self.tool_calls(calls));
+                out.push_str(&self.finish_with("tool_calls"));
+                out
+            }
+            None => {
+                let mut out = if text.is_empty() {
+                    String::new()
+                } else {
+                    self.chunk(Some(text), false, None)
+                };
+                out.push_str(&self.finish_with(finish));
+                out
+            }
+        }
+    }
+
+    fn finish_with(&self, reason: &str) -> String {
+        // `chunk` takes engine finish reasons; a tool-call finish is spelled here.
+        let mut c = self.chunk(None, false, Some(FinishReason::Stop));
+        if reason != "stop" {
+            c = c.replacen(
+                "\"finish_reason\":\"stop\"",
+                &format!("\"finish_reason\":\"{reason}\""),
+                1,
+            );
+        }
+        c
     }
 
     fn usage(&self, usage: Usage) -> String {
@@ -226,6 +307,7 @@ pub(crate) fn stream(
         banner,
         pii,
         audit,
+        tools,
         ..
     } = g;
     let chunker = Chunker {
@@ -244,6 +326,8 @@ pub(crate) fn stream(
         audit: Some(audit),
         chunker,
         phase: Phase::Start,
+        // With tools offered, the output is held until the end to find the calls in it.
+        held: tools.map(|t| (t, String::new())),
     };
     futures_util::stream::unfold(state, move |mut st| async move {
         let c = &st.chunker;
@@ -274,6 +358,8 @@ struct Streaming {
     audit: Option<crate::audit::CompletionAudit>,
     chunker: Chunker,
     phase: Phase,
+    /// The request's tools and the output held back so far.
+    held: Option<(highside_openai::tools::Tools, String)>,
 }
 
 impl Streaming {
@@ -297,6 +383,10 @@ impl Streaming {
                         if let Some(a) = &mut self.audit {
                             a.output(&text);
                         }
+                        if let Some((_, held)) = &mut self.held {
+                            held.push_str(&text);
+                            continue;
+                        }
                         return c.chunk(Some(text), false, None);
                     }
                 }
@@ -304,7 +394,12 @@ impl Streaming {
                     finish_reason,
                     usage,
                 }) => {
-                    let mut out = c.chunk(None, false, Some(finish_reason));
+                    let mut out = match self.held.take() {
+                        Some((tools, text)) => {
+                            c.held(text, &tools, finish_reason_str(finish_reason))
+                        }
+                        None => c.chunk(None, false, Some(finish_reason)),
+                    };
                     if c.kind == Kind::Completion {
                         // Completion chunks carry text, not a delta: the final one is empty.
                         out = c.chunk(Some(String::new()), false, Some(finish_reason));

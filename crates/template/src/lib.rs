@@ -38,6 +38,7 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    tools: bool,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -65,10 +66,17 @@ impl ChatTemplate {
         env.add_template_owned(NAME, source.to_owned())
             .map_err(|e| TemplateError::Compile(describe(&e)))?;
         Ok(Self {
+            // A template that never mentions `tools` would silently drop them.
+            tools: source.contains("tools"),
             env,
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
         })
+    }
+
+    /// Whether the template renders a `tools` list itself (Hugging Face tool-use templates).
+    pub fn supports_tools(&self) -> bool {
+        self.tools
     }
 
     /// Renders a conversation into prompt text.
@@ -76,6 +84,16 @@ impl ChatTemplate {
         &self,
         messages: &[Message],
         add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
+        self.render_with_tools(messages, add_generation_prompt, None)
+    }
+
+    /// Renders a conversation with `tools` (a Hugging Face style list) in the context.
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        tools: Option<&serde_json::Value>,
     ) -> Result<String, TemplateError> {
         let tmpl = self
             .env
@@ -86,6 +104,7 @@ impl ChatTemplate {
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token,
             eos_token => self.eos_token,
+            tools => tools,
         })
         .map_err(|e| match e.kind() {
             ErrorKind::InvalidOperation => {

@@ -1,0 +1,503 @@
+//! Tool (function) calling for embedded models. The tools are offered to the model through
+//! its chat template when the template knows `tools`, or else in a system prompt that asks for
+//! Hermes-style `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks; the model's
+//! output is parsed back into OpenAI `tool_calls`. `tool_choice` `required` or a named
+//! function constrains decoding with a GBNF grammar built from the functions' JSON schemas, so
+//! even a small model emits a well-formed call.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::ApiError;
+
+/// The opening of a call block in the output.
+pub const CALL_OPEN: &str = "<tool_call>";
+/// Its close.
+pub const CALL_CLOSE: &str = "</tool_call>";
+/// Most functions one request may offer.
+const MAX_TOOLS: usize = 128;
+
+/// One function the model may call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDef {
+    /// `[A-Za-z0-9_-]{1,64}`, as OpenAI requires.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its arguments (an object).
+    pub parameters: Value,
+}
+
+/// `tool_choice`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides.
+    Auto,
+    /// The model must call one of the tools.
+    Required,
+    /// The model must call this one.
+    Named(String),
+}
+
+/// The tools of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tools {
+    /// The functions.
+    pub defs: Vec<ToolDef>,
+    /// How the model must use them.
+    pub choice: ToolChoice,
+}
+
+/// A call the model made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolCall {
+    /// `call_…`, unique per call.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The function and its arguments.
+    pub function: FunctionCall,
+}
+
+/// A call in a stream chunk: the call with its position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChunkToolCall {
+    /// Position among the answer's calls.
+    pub index: u32,
+    /// The call.
+    #[serde(flatten)]
+    pub call: ToolCall,
+}
+
+/// The function part of a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FunctionCall {
+    /// The function's name.
+    pub name: String,
+    /// Its arguments as JSON text.
+    pub arguments: String,
+}
+
+fn bad(param: &str, msg: impl Into<String>) -> ApiError {
+    ApiError::bad_request(msg, Some(param))
+}
+
+fn valid_name(n: &str) -> bool {
+    (1..=64).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Tools {
+    /// Validates `tools`, `tool_choice` and `parallel_tool_calls`. `None`: no tools are
+    /// offered (none given, or `tool_choice: "none"`).
+    pub fn parse(
+        tools: Option<Vec<Value>>,
+        choice: Option<Value>,
+        parallel: Option<bool>,
+    ) -> Result<Option<Self>, ApiError> {
+        let tools = tools.unwrap_or_default();
+        let _ = parallel; // Several calls may come back either way; nothing to enforce.
+        if tools.len() > MAX_TOOLS {
+            return Err(bad("tools", format!("at most {MAX_TOOLS} tools")));
+        }
+        let mut defs = Vec::with_capacity(tools.len());
+        for (i, t) in tools.into_iter().enumerate() {
+            let param = format!("tools[{i}]");
+            if t.get("type").and_then(Value::as_str) != Some("function") {
+                return Err(bad(&param, format!("'{param}.type' must be 'function'")));
+            }
+            let f = t
+                .get("function")
+                .and_then(Value::as_object)
+                .ok_or_else(|| bad(&param, format!("'{param}.function' is required")))?;
+            if let Some(k) = f
+                .keys()
+                .find(|k| !matches!(k.as_str(), "name" | "description" | "parameters" | "strict"))
+            {
+                return Err(bad(&param, format!("unknown field '{param}.function.{k}'")));
+            }
+            let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+            if !valid_name(name) {
+                return Err(bad(
+                    &param,
+                    format!("'{param}.function.name' must be 1 to 64 letters, digits, '_' or '-'"),
+                ));
+            }
+            if defs.iter().any(|d: &ToolDef| d.name == name) {
+                return Err(bad(&param, format!("two tools are named '{name}'")));
+            }
+            let parameters = f
+                .get("parameters")
+                .cloned()
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+            if !parameters.is_object() {
+                return Err(bad(
+                    &param,
+                    format!("'{param}.function.parameters' must be a JSON Schema object"),
+                ));
+            }
+            defs.push(ToolDef {
+                name: name.to_owned(),
+                description: f
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                parameters,
+            });
+        }
+        let choice = match choice {
+            None => ToolChoice::Auto,
+            Some(Value::String(s)) => match s.as_str() {
+                "auto" => ToolChoice::Auto,
+                "required" => ToolChoice::Required,
+                "none" => return Ok(None),
+                _ => {
+                    return Err(bad(
+                        "tool_choice",
+                        "'tool_choice' must be none, auto, required or a function",
+                    ))
+                }
+            },
+            Some(v) => {
+                let name = v
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .and_then(Value::as_str)
+                    .filter(|_| v.get("type").and_then(Value::as_str) == Some("function"))
+                    .ok_or_else(|| bad("tool_choice", "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}"))?;
+                if !defs.iter().any(|d| d.name == name) {
+                    return Err(bad(
+                        "tool_choice",
+                        format!("'tool_choice' names '{name}', which is not in 'tools'"),
+                    ));
+                }
+                ToolChoice::Named(name.to_owned())
+            }
+        };
+        if defs.is_empty() {
+            return match choice {
+                ToolChoice::Auto => Ok(None),
+                _ => Err(bad("tool_choice", "'tool_choice' needs 'tools'")),
+            };
+        }
+        Ok(Some(Self { defs, choice }))
+    }
+
+    /// The tools as Hugging Face chat templates expect them (`tools` in the context).
+    pub fn template_value(&self) -> Value {
+        Value::Array(
+            self.defs
+                .iter()
+                .map(|d| json!({"type": "function", "function": {"name": d.name, "description": d.description, "parameters": d.parameters}}))
+                .collect(),
+        )
+    }
+
+    /// Every text the tools put before the model, for the reference monitor's detection.
+    pub fn texts(&self) -> Vec<String> {
+        self.defs
+            .iter()
+            .map(|d| format!("{} {} {}", d.name, d.description, d.parameters))
+            .collect()
+    }
+
+    /// Instructions for templates without tool support (Hermes format).
+    pub fn system_prompt(&self) -> String {
+        let mut s = String::from(
+            "You may call functions to help with the user's request. The functions are described in JSON below, between <tools> and </tools>:\n<tools>\n",
+        );
+        for d in &self.defs {
+            s.push_str(&json!({"type": "function", "function": {"name": d.name, "description": d.description, "parameters": d.parameters}}).to_string());
+            s.push('\n');
+        }
+        s.push_str("</tools>\nTo call a function, answer with one block per call:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <arguments-object>}\n</tool_call>");
+        match &self.choice {
+            ToolChoice::Auto => {}
+            ToolChoice::Required => s.push_str("\nYou must call at least one function."),
+            ToolChoice::Named(n) => s.push_str(&format!("\nYou must call the function {n}.")),
+        }
+        s
+    }
+
+    /// The grammar that forces a call (`required` or a named function); `None` for `auto`.
+    pub fn grammar(&self) -> Option<String> {
+        let names: Vec<&ToolDef> = match &self.choice {
+            ToolChoice::Auto => return None,
+            ToolChoice::Required => self.defs.iter().collect(),
+            ToolChoice::Named(n) => self.defs.iter().filter(|d| &d.name == n).collect(),
+        };
+        let mut g = Grammar::default();
+        let calls: Vec<String> = names
+            .iter()
+            .map(|d| {
+                let args = g.schema(&d.parameters, 0);
+                format!(
+                    "\"{{\\\"name\\\": \\\"{}\\\", \\\"arguments\\\": \" {args} \"}}\"",
+                    d.name
+                )
+            })
+            .collect();
+        g.rules.insert(
+            0,
+            format!(
+                "root ::= \"{CALL_OPEN}\\n\" ( {} ) \"\\n{CALL_CLOSE}\"",
+                calls.join(" | ")
+            ),
+        );
+        Some(g.finish())
+    }
+}
+
+/// GBNF rules built from JSON schemas: the subset tools use (objects with properties,
+/// strings, enums, numbers, integers, booleans, arrays); anything else is any JSON value.
+/// Strings and whitespace are bounded so a small model cannot loop inside them forever.
+#[derive(Default)]
+struct Grammar {
+    rules: Vec<String>,
+    n: usize,
+}
+
+impl Grammar {
+    fn rule(&mut self, body: String) -> String {
+        self.n += 1;
+        let name = format!("r{}", self.n);
+        self.rules.push(format!("{name} ::= {body}"));
+        name
+    }
+
+    fn schema(&mut self, s: &Value, depth: usize) -> String {
+        if depth > 6 {
+            return "value".into();
+        }
+        if let Some(values) = s.get("enum").and_then(Value::as_array) {
+            let alts: Vec<String> = values
+                .iter()
+                .map(|v| gbnf_literal(&v.to_string()))
+                .collect();
+            if !alts.is_empty() {
+                return self.rule(alts.join(" | "));
+            }
+        }
+        match s.get("type").and_then(Value::as_str) {
+            Some("string") => "string".into(),
+            Some("integer") => "integer".into(),
+            Some("number") => "number".into(),
+            Some("boolean") => "boolean".into(),
+            Some("array") => {
+                let item = s
+                    .get("items")
+                    .map_or_else(|| "value".into(), |i| self.schema(i, depth + 1));
+                self.rule(format!("\"[\" ( {item} ( \", \" {item} ){{0,15}} )? \"]\""))
+            }
+            Some("object") => {
+                let props = s.get("properties").and_then(Value::as_object);
+                let required: Vec<&str> = s
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .map(|r| r.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let Some(props) = props else {
+                    return "object".into();
+                };
+                // Required properties, in the schema's order (all of them if none is marked).
+                let keys: Vec<&String> = props
+                    .keys()
+                    .filter(|k| required.is_empty() || required.contains(&k.as_str()))
+                    .collect();
+                if keys.is_empty() {
+                    return self.rule("\"{}\"".into());
+                }
+                let parts: Vec<String> = keys
+                    .iter()
+                    .map(|k| {
+                        let v = self.schema(&props[k.as_str()], depth + 1);
+                        format!("{} {v}", gbnf_literal(&format!("{}: ", json!(k))))
+                    })
+                    .collect();
+                self.rule(format!("\"{{\" {} \"}}\"", parts.join(" \", \" ")))
+            }
+            _ => "value".into(),
+        }
+    }
+
+    fn finish(mut self) -> String {
+        self.rules.extend(
+            [
+                r#"value ::= object | array | string | number | boolean | "null""#,
+                r#"object ::= "{" ws ( string ws ":" ws value ws ( "," ws string ws ":" ws value ws ){0,31} )? "}""#,
+                r#"array ::= "[" ws ( value ws ( "," ws value ws ){0,31} )? "]""#,
+                r#"string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} ) ){0,128} "\"""#,
+                r#"integer ::= "-"? ( "0" | [1-9] [0-9]{0,15} )"#,
+                r#"number ::= integer ( "." [0-9]{1,16} )?"#,
+                r#"boolean ::= "true" | "false""#,
+                r#"ws ::= [ \t\n]{0,8}"#,
+            ]
+            .map(str::to_owned),
+        );
+        self.rules.join("\n") + "\n"
+    }
+}
+
+/// A GBNF string literal of `s`.
+fn gbnf_literal(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The calls in a model's output: every `<tool_call>` block holding `{"name", "arguments"}`
+/// for an offered function, with the text before the first block. `None` when the output
+/// holds no valid call (it is then an ordinary answer).
+pub fn parse_calls(text: &str, tools: &Tools) -> Option<(String, Vec<ToolCall>)> {
+    let first = text.find(CALL_OPEN)?;
+    let mut calls = Vec::new();
+    let mut rest = &text[first..];
+    while let Some(start) = rest.find(CALL_OPEN) {
+        let after = &rest[start + CALL_OPEN.len()..];
+        let end = after.find(CALL_CLOSE)?;
+        let v: Value = serde_json::from_str(after[..end].trim()).ok()?;
+        let name = v.get("name")?.as_str()?;
+        if !tools.defs.iter().any(|d| d.name == name) {
+            return None;
+        }
+        let args = v.get("arguments").or_else(|| v.get("parameters"))?;
+        if !args.is_object() {
+            return None;
+        }
+        calls.push(ToolCall {
+            id: format!("call_{}", uuid_like()),
+            kind: "function",
+            function: FunctionCall {
+                name: name.to_owned(),
+                arguments: args.to_string(),
+            },
+        });
+        rest = &after[end + CALL_CLOSE.len()..];
+    }
+    Some((text[..first].trim().to_owned(), calls))
+}
+
+/// The text an assistant turn with `calls` had, for templates without tool support.
+pub fn render_calls(calls: &[(String, String)]) -> String {
+    calls
+        .iter()
+        .map(|(name, args)| {
+            let args: Value = serde_json::from_str(args).unwrap_or(Value::String(args.clone()));
+            format!(
+                "{CALL_OPEN}\n{}\n{CALL_CLOSE}",
+                json!({"name": name, "arguments": args})
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn uuid_like() -> String {
+    let mut b = [0u8; 12];
+    // The id only correlates a call with its result; a failure to read randomness is not a
+    // reason to fail the answer.
+    let _ = getrandom::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weather() -> Vec<Value> {
+        vec![
+            json!({"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}, "days": {"type": "integer"}},
+                           "required": ["city", "unit"]}}}),
+        ]
+    }
+
+    #[test]
+    fn tools_and_choices_validate() {
+        let t = Tools::parse(Some(weather()), None, None).unwrap().unwrap();
+        assert_eq!(t.choice, ToolChoice::Auto);
+        assert!(t.grammar().is_none());
+        assert!(Tools::parse(Some(weather()), Some(json!("none")), None)
+            .unwrap()
+            .is_none());
+        let named = json!({"type": "function", "function": {"name": "get_weather"}});
+        assert_eq!(
+            Tools::parse(Some(weather()), Some(named), None)
+                .unwrap()
+                .unwrap()
+                .choice,
+            ToolChoice::Named("get_weather".into())
+        );
+        for (tools, choice) in [
+            (
+                Some(vec![
+                    json!({"type": "function", "function": {"name": "bad name"}}),
+                ]),
+                None,
+            ),
+            (Some(vec![json!({"type": "retrieval"})]), None),
+            (
+                Some(weather()),
+                Some(json!({"type": "function", "function": {"name": "other"}})),
+            ),
+            (Some(weather()), Some(json!("sometimes"))),
+            (None, Some(json!("required"))),
+            (Some(vec![weather()[0].clone(), weather()[0].clone()]), None),
+        ] {
+            assert!(Tools::parse(tools, choice, None).is_err());
+        }
+    }
+
+    #[test]
+    fn calls_parse_and_render_back() {
+        let t = Tools::parse(Some(weather()), None, None).unwrap().unwrap();
+        let out = "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"c\"}}\n</tool_call>";
+        let (before, calls) = parse_calls(out, &t).unwrap();
+        assert_eq!(before, "Let me check.");
+        assert_eq!(calls[0].function.name, "get_weather");
+        let args: Value = serde_json::from_str(&calls[0].function.arguments).unwrap();
+        assert_eq!(args["city"], "Paris");
+        let again = render_calls(&[(
+            calls[0].function.name.clone(),
+            calls[0].function.arguments.clone(),
+        )]);
+        assert_eq!(
+            parse_calls(&again, &t).unwrap().1[0].function,
+            calls[0].function
+        );
+        for no in [
+            "Plain answer.",
+            "<tool_call>{\"name\": \"unknown\", \"arguments\": {}}</tool_call>",
+            "<tool_call>{\"name\": \"get_weather\", \"arguments\": 3}</tool_call>",
+            "<tool_call>{not json}</tool_call>",
+            "<tool_call>{\"name\": \"get_weather\", \"arguments\": {}}",
+        ] {
+            assert!(parse_calls(no, &t).is_none(), "{no}");
+        }
+    }
+
+    #[test]
+    fn forced_grammars_follow_the_schema() {
+        let named = json!({"type": "function", "function": {"name": "get_weather"}});
+        let t = Tools::parse(Some(weather()), Some(named), None)
+            .unwrap()
+            .unwrap();
+        let g = t.grammar().unwrap();
+        assert!(g.starts_with("root ::= \"<tool_call>\\n\""), "{g}");
+        assert!(g.contains(r#""\"city\": " string"#), "{g}");
+        assert!(g.contains(r#""\"c\"" | "\"f\"""#), "{g}");
+        assert!(!g.contains("days"), "optional properties are left out: {g}");
+        assert!(t.system_prompt().contains("get_weather"));
+    }
+}
