@@ -160,3 +160,37 @@ def test_a_revoked_pair_stops_at_once(server):
     with pytest.raises(botocore.exceptions.ClientError) as info:
         client.converse(modelId=MODEL_ID, messages=HELLO, inferenceConfig={"maxTokens": 2})
     assert _code(info) == "UnrecognizedClientException"
+
+
+WEATHER = {"tools": [{"toolSpec": {
+    "name": "get_weather", "description": "Current weather for a city",
+    "inputSchema": {"json": {"type": "object", "required": ["city"],
+                             "properties": {"city": {"type": "string"}}}}}}],
+    "toolChoice": {"tool": {"name": "get_weather"}}}
+
+
+def test_converse_tool_use_round_trip(bedrock):
+    question = {"role": "user", "content": [{"text": "What is the weather in Oslo?"}]}
+    r = bedrock.converse(modelId=MODEL_ID, messages=[question], toolConfig=WEATHER,
+                         inferenceConfig={"maxTokens": 64, "temperature": 0})
+    assert r["stopReason"] == "tool_use"
+    [use] = [b["toolUse"] for b in r["output"]["message"]["content"] if "toolUse" in b]
+    assert use["name"] == "get_weather" and isinstance(use["input"]["city"], str)
+    follow = [question, r["output"]["message"], {"role": "user", "content": [
+        {"toolResult": {"toolUseId": use["toolUseId"], "content": [{"json": {"temp_c": 3}}]}}]}]
+    r2 = bedrock.converse(modelId=MODEL_ID, messages=follow,
+                          toolConfig={"tools": WEATHER["tools"]},
+                          inferenceConfig={"maxTokens": 8, "temperature": 0})
+    assert r2["stopReason"] in ("end_turn", "max_tokens", "tool_use")
+
+
+def test_converse_stream_tool_use(bedrock):
+    events = list(bedrock.converse_stream(
+        modelId=MODEL_ID, messages=[{"role": "user", "content": [{"text": "Weather in Rome?"}]}],
+        toolConfig=WEATHER, inferenceConfig={"maxTokens": 64, "temperature": 0})["stream"])
+    starts = [e["contentBlockStart"]["start"]["toolUse"] for e in events if "contentBlockStart" in e]
+    assert [s["name"] for s in starts] == ["get_weather"]
+    inputs = "".join(e["contentBlockDelta"]["delta"]["toolUse"]["input"] for e in events
+                     if "contentBlockDelta" in e and "toolUse" in e["contentBlockDelta"]["delta"])
+    assert isinstance(json.loads(inputs)["city"], str)
+    assert next(e for e in events if "messageStop" in e)["messageStop"]["stopReason"] == "tool_use"

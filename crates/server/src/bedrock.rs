@@ -262,6 +262,8 @@ struct Streaming {
     audit: Option<crate::audit::CompletionAudit>,
     /// The banner line to send first, if asked for.
     banner: Option<String>,
+    /// With tools offered: the tools and the output held back to find calls in it.
+    held: Option<(highside_openai::tools::Tools, String)>,
     started: Instant,
     begun: bool,
 }
@@ -296,6 +298,10 @@ impl Streaming {
                         if let Some(a) = &mut self.audit {
                             a.output(&text);
                         }
+                        if let Some((_, held)) = &mut self.held {
+                            held.push_str(&text);
+                            continue;
+                        }
                         return Some(delta(&text));
                     }
                 }
@@ -323,12 +329,39 @@ impl Streaming {
                         u64::from(usage.prompt_tokens),
                         u64::from(usage.completion_tokens),
                     );
-                    let mut out =
-                        event("contentBlockStop", &json!({"contentBlockIndex": 0})).to_vec();
-                    out.extend_from_slice(&event(
-                        "messageStop",
-                        &json!({"stopReason": converse::stop_reason(finish_reason_str(finish_reason))}),
-                    ));
+                    let mut stop = converse::stop_reason(finish_reason_str(finish_reason));
+                    let mut out = Vec::new();
+                    let calls = self.held.take().map(|(tools, text)| {
+                        match highside_openai::tools::parse_calls(&text, &tools) {
+                            Some((before, calls)) => (before, calls),
+                            None => (text, Vec::new()),
+                        }
+                    });
+                    let mut index = 0;
+                    match calls {
+                        None => out.extend_from_slice(&event(
+                            "contentBlockStop",
+                            &json!({"contentBlockIndex": 0}),
+                        )),
+                        Some((text, calls)) => {
+                            if !text.is_empty() || calls.is_empty() {
+                                out.extend_from_slice(&delta(&text));
+                                out.extend_from_slice(&event(
+                                    "contentBlockStop",
+                                    &json!({"contentBlockIndex": 0}),
+                                ));
+                                index = 1;
+                            }
+                            for call in &calls {
+                                out.extend_from_slice(&tool_block(index, call));
+                                index += 1;
+                            }
+                            if !calls.is_empty() {
+                                stop = "tool_use";
+                            }
+                        }
+                    }
+                    out.extend_from_slice(&event("messageStop", &json!({"stopReason": stop})));
                     out.extend_from_slice(&event(
                         "metadata",
                         &json!({
@@ -356,6 +389,24 @@ impl Streaming {
     }
 }
 
+/// The start, input and stop events of one tool call's content block.
+fn tool_block(index: u32, call: &highside_openai::tools::ToolCall) -> Vec<u8> {
+    let mut out = event(
+        "contentBlockStart",
+        &json!({"contentBlockIndex": index, "start": {"toolUse": {"toolUseId": call.id, "name": call.function.name}}}),
+    )
+    .to_vec();
+    out.extend_from_slice(&event(
+        "contentBlockDelta",
+        &json!({"contentBlockIndex": index, "delta": {"toolUse": {"input": call.function.arguments}}}),
+    ));
+    out.extend_from_slice(&event(
+        "contentBlockStop",
+        &json!({"contentBlockIndex": index}),
+    ));
+    out
+}
+
 fn delta(text: &str) -> Bytes {
     event(
         "contentBlockDelta",
@@ -374,12 +425,14 @@ fn event_stream(
         label,
         banner,
         audit,
+        tools,
         ..
     } = g;
     let st = Streaming {
         events: Some(events),
         audit: Some(audit),
         banner: banner.then(|| format!("{label}\n")),
+        held: tools.map(|t| (t, String::new())),
         started,
         begun: false,
     };
