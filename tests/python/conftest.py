@@ -163,6 +163,18 @@ def init_data(tmp: Path, name: str, model=None, label: str = "SECRET//NOFORN"):
     return data, operator_key
 
 
+EMBED_ID = "minilm"
+
+
+def embedding_model() -> Path:
+    env = os.environ.get("HIGHSIDE_EMBED_MODEL")
+    if env:
+        return Path(env)
+    out = subprocess.run([str(REPO / "scripts" / "fetch-embedding-model")], check=True,
+                         capture_output=True, text=True, timeout=CLI_TIMEOUT_S).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
 def demo_model() -> Path:
     model = _model()
     if not model.is_file():
@@ -178,6 +190,8 @@ def server():
     tmp = Path(tempfile.mkdtemp(prefix="highside-pytest-"))
     try:
         data, operator_key = init_data(tmp, "data", demo_model())
+        _run_cli(_binary(), "models", "import", str(embedding_model()), "--name", EMBED_ID,
+                 "--data", str(data), "--label", "SECRET//NOFORN")
         hs = Highside(data)
         try:
             key = hs.user_key(operator_key, "SECRET")

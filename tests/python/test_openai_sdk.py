@@ -333,3 +333,44 @@ def test_bad_tools_are_400(client, tools, choice):
         extra["tool_choice"] = choice
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=MODEL_ID, messages=HELLO, max_tokens=4, **extra)
+
+
+EMBED_ID = "minilm"
+
+
+def test_embeddings_through_the_sdk(server, client):
+    texts = ["The quick brown fox jumps over the lazy dog.",
+             "A fast auburn fox leaped above a sleepy hound.",
+             "Quarterly budget figures are due on Friday."]
+    # The SDK asks for base64 by default and decodes it.
+    raw = client.embeddings.with_raw_response.create(model=EMBED_ID, input=texts)
+    r = raw.parse()
+    assert [d.index for d in r.data] == [0, 1, 2]
+    vecs = [d.embedding for d in r.data]
+    assert all(len(v) == 384 for v in vecs)
+    dot = lambda a, b: sum(x * y for x, y in zip(a, b))
+    assert all(abs(dot(v, v) - 1.0) < 1e-4 for v in vecs)
+    assert dot(vecs[0], vecs[1]) > dot(vecs[0], vecs[2]) + 0.3
+    assert r.usage.prompt_tokens == r.usage.total_tokens > 20
+    floats = client.embeddings.create(model=EMBED_ID, input=texts[0], encoding_format="float")
+    assert abs(dot(floats.data[0].embedding, vecs[0]) - 1.0) < 1e-5
+    # The same records as chat: a decision and a completion with the input tokens.
+    records = _audit(server, request_id=raw.headers["x-request-id"])
+    assert sorted(r["type"] for r in records) == ["completion", "decision"], records
+    completion = next(x for x in records if x["type"] == "completion")
+    assert completion["prompt_tokens"] == r.usage.prompt_tokens
+    assert raw.headers["x-highside-label"] == "UNCLASSIFIED"
+
+
+def test_embedding_errors(client):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model=EMBED_ID, input="word " * 600)
+    assert _error_body(info.value)["code"] == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model=EMBED_ID, input="x", dimensions=128)
+    with pytest.raises(openai.PermissionDeniedError):
+        client.embeddings.create(model=EMBED_ID, input="TOP SECRET//SI\nthe annex")
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="no-such-model", input="x")
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=EMBED_ID, messages=HELLO, max_tokens=2)

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use highside_gguf::{GgufError, GgufInfo, Limits};
-use highside_store::{DataDir, ModelRecord, Store, StoreError};
+use highside_store::{DataDir, ModelFormat, ModelRecord, Store, StoreError};
 use sha2::{Digest, Sha256};
 
 /// Receives progress while a large file is copied and hashed.
@@ -58,6 +58,14 @@ pub enum CatalogError {
         path: String,
         /// What the validator found.
         source: GgufError,
+    },
+    /// The directory is not a loadable embedding model.
+    #[error("{path} is not a valid embedding model: {message}")]
+    InvalidEmbedding {
+        /// The directory given to import.
+        path: String,
+        /// Why.
+        message: String,
     },
     /// The model name is not acceptable.
     #[error("invalid model name '{0}': use 1-64 characters from letters, digits, '.', '_', '-', ':' and '/'")]
@@ -168,6 +176,7 @@ pub fn import(
         size_bytes: copied,
         label: label.to_owned(),
         imported_at: now_rfc3339(),
+        format: ModelFormat::Gguf,
     };
     if let Err(e) = store.insert_model(&record) {
         // Another model may already use the same file (same digest): only remove an orphan.
@@ -179,9 +188,134 @@ pub fn import(
     Ok((record, info))
 }
 
+/// Removes a directory on drop unless disarmed.
+struct TempDir {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Imports the embedding model in the directory `source` (`config.json`, `model.safetensors`,
+/// `tokenizer.json`; nothing else is copied) into `dir` under `name`. Each file is hashed
+/// while copied; the model is named by the SHA-256 of the three files' names and digests, the
+/// *copies* are loaded once to prove they work, and only then recorded.
+pub fn import_embedding(
+    dir: &DataDir,
+    store: &dyn Store,
+    source: &Path,
+    name: &str,
+    label: &str,
+    progress: &mut dyn Progress,
+) -> Result<(ModelRecord, highside_embed::Info), CatalogError> {
+    validate_name(name)?;
+    if store.get_model(name)?.is_some() {
+        return Err(StoreError::DuplicateModel(name.to_owned()).into());
+    }
+    let tmp = TempDir {
+        path: dir
+            .models_dir()
+            .join(format!(".import-{}.partial.embedding", std::process::id())),
+        armed: true,
+    };
+    let write_err = |p: &Path| {
+        let p = p.display().to_string();
+        move |e: std::io::Error| CatalogError::Write { path: p, source: e }
+    };
+    let _ = std::fs::remove_dir_all(&tmp.path);
+    std::fs::create_dir(&tmp.path).map_err(write_err(&tmp.path))?;
+    let mut sources = Vec::new();
+    let mut total = 0;
+    for file in highside_embed::FILES {
+        let from = source.join(file);
+        let f = File::open(&from).map_err(|e| CatalogError::Source {
+            path: from.display().to_string(),
+            source: e,
+        })?;
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        total += len;
+        sources.push((file, from, f));
+    }
+    progress.start(total);
+    let mut manifest = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for (file, from, mut input) in sources {
+        let to = tmp.path.join(file);
+        let mut out = File::create(&to).map_err(write_err(&to))?;
+        let mut hasher = Sha256::new();
+        loop {
+            let n = input.read(&mut buf).map_err(|e| CatalogError::Source {
+                path: from.display().to_string(),
+                source: e,
+            })?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(write_err(&to))?;
+            progress.advance(n as u64);
+        }
+        out.sync_all().map_err(write_err(&to))?;
+        manifest.update(format!("{file} {}\n", hex::encode(hasher.finalize())).as_bytes());
+    }
+    progress.finish();
+    sync_dir(&tmp.path).map_err(write_err(&tmp.path))?;
+    let info = highside_embed::inspect(&tmp.path).map_err(|e| CatalogError::InvalidEmbedding {
+        path: source.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let digest = hex::encode(manifest.finalize());
+    let final_path = dir.embedding_path(&digest);
+    let mut tmp = tmp;
+    if final_path.exists() {
+        // The same files under another name: share them.
+        std::fs::remove_dir_all(&tmp.path).map_err(write_err(&tmp.path))?;
+    } else {
+        std::fs::rename(&tmp.path, &final_path).map_err(write_err(&final_path))?;
+    }
+    tmp.armed = false;
+    sync_dir(&dir.models_dir()).map_err(write_err(&dir.models_dir()))?;
+    let record = ModelRecord {
+        name: name.to_owned(),
+        digest: digest.clone(),
+        architecture: Some("bert".into()),
+        parameters: info.parameters,
+        context_length: Some(info.max_tokens as u64),
+        chat_template: None,
+        size_bytes: total,
+        label: label.to_owned(),
+        imported_at: now_rfc3339(),
+        format: ModelFormat::Embedding,
+    };
+    if let Err(e) = store.insert_model(&record) {
+        if store.count_digest_refs(&digest).unwrap_or(1) == 0 {
+            let _ = std::fs::remove_dir_all(&final_path);
+        }
+        return Err(e.into());
+    }
+    Ok((record, info))
+}
+
 /// Removes a model from the catalog, and its file once no other name refers to it.
 pub fn remove(dir: &DataDir, store: &dyn Store, name: &str) -> Result<ModelRecord, CatalogError> {
     let record = store.remove_model(name)?;
+    if store.count_digest_refs(&record.digest)? == 0 && record.format == ModelFormat::Embedding {
+        let path = dir.embedding_path(&record.digest);
+        return match std::fs::remove_dir_all(&path) {
+            Ok(()) => Ok(record),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(record),
+            Err(e) => Err(CatalogError::Write {
+                path: path.display().to_string(),
+                source: e,
+            }),
+        };
+    }
     if store.count_digest_refs(&record.digest)? == 0 {
         let path = dir.model_path(&record.digest);
         match std::fs::remove_file(&path) {

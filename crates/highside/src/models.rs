@@ -72,11 +72,26 @@ pub fn run(data: &Path, cmd: ModelsCommand) -> anyhow::Result<()> {
             // The log first: an import that cannot be recorded must not happen.
             let log = crate::audit::open(data, "local")
                 .context("the import must be audited, and the audit log cannot be opened")?;
-            let (record, info) =
-                highside_catalog::import(&dir, &store, &file, &name, &label, &mut Bar(None))
-                    .with_context(|| {
-                        format!("import of {} refused; nothing was written", file.display())
-                    })?;
+            // A directory is an embedding model (config.json, model.safetensors,
+            // tokenizer.json); a file is a GGUF chat model.
+            let refused = || format!("import of {} refused; nothing was written", file.display());
+            let (record, tensors) = if file.is_dir() {
+                let (record, _) = highside_catalog::import_embedding(
+                    &dir,
+                    &store,
+                    &file,
+                    &name,
+                    &label,
+                    &mut Bar(None),
+                )
+                .with_context(refused)?;
+                (record, None)
+            } else {
+                let (record, info) =
+                    highside_catalog::import(&dir, &store, &file, &name, &label, &mut Bar(None))
+                        .with_context(refused)?;
+                (record, Some(info.tensor_count))
+            };
             let record_json = serde_json::to_value(&record)?;
             if let Err(e) = log.append_json(&highside_audit::Record::now(
                 "local",
@@ -97,14 +112,15 @@ pub fn run(data: &Path, cmd: ModelsCommand) -> anyhow::Result<()> {
             log.close()
                 .context("the import is recorded, but the audit log did not close cleanly")?;
             println!(
-                "imported {} ({}, {} parameters, {} tensors, context {}) sha256:{}",
+                "imported {} ({} {}, {} parameters, {} tensors, context {}) sha256:{}",
                 record.name,
+                record.format.as_str(),
                 record
                     .architecture
                     .as_deref()
                     .unwrap_or("unknown architecture"),
                 record.parameters,
-                info.tensor_count,
+                tensors.map_or("-".into(), |t| t.to_string()),
                 record
                     .context_length
                     .map_or("unknown".into(), |c| c.to_string()),

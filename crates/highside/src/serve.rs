@@ -162,6 +162,28 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
                     record.name, record.label
                 )
             })?;
+        if record.format == highside_store::ModelFormat::Embedding {
+            let path = dir.embedding_path(&record.digest);
+            let embedder =
+                highside_embed::Embedder::load(&path, &record.name).with_context(|| {
+                    format!(
+                        "embedding model {} ({}) failed to load",
+                        record.name,
+                        path.display()
+                    )
+                })?;
+            tracing::info!(model = %record.name, dimensions = embedder.info().dimensions, "embedding model loaded");
+            registry.insert_embedding(highside_server::EmbeddingModel {
+                name: record.name.clone(),
+                created: unix_secs(&record.imported_at),
+                embedder,
+                accreditation: std::sync::RwLock::new(Accreditation {
+                    banner: encodings.banner(&accreditation),
+                    label: accreditation,
+                }),
+            });
+            continue;
+        }
         let path = dir.model_path(&record.digest);
         // Only files the catalog validated are ever handed to llama.cpp; re-check the
         // structure in case the store was tampered with since import.

@@ -4,6 +4,7 @@
 //! nothing about the format; it calls into this crate.
 #![forbid(unsafe_code)]
 
+pub mod embeddings;
 mod error;
 mod request;
 mod response;

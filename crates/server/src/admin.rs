@@ -221,6 +221,13 @@ async fn update_model(
             });
             tracing::info!(operator = %operator, model = %name, before = %old, after = %banner, "model accreditation changed");
             before = serde_json::json!({ "label": old });
+        } else if let Some(m) = st.service.registry().embedding(&name) {
+            let mut a = m.accreditation.write().unwrap_or_else(|p| p.into_inner());
+            before = serde_json::json!({ "label": a.banner });
+            *a = crate::Accreditation {
+                label,
+                banner: banner.clone(),
+            };
         }
         st.service
             .auditor()

@@ -265,6 +265,11 @@ impl CompletionAudit {
         }
     }
 
+    /// Adds a whole answer (an embedding list) to the output digest.
+    pub(crate) fn output_bytes(&mut self, bytes: &[u8]) {
+        self.output.update(bytes);
+    }
+
     fn event(&mut self, finish_reason: &str, completion_tokens: Option<u64>) -> Event {
         self.done = true;
         Event::Completion {

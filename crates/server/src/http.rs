@@ -51,6 +51,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(list_models))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(crate::embeddings::embeddings))
         .merge(crate::admin::routes())
         .merge(crate::bedrock::routes())
         .route("/metrics", get(crate::metrics::scrape))
@@ -126,7 +127,7 @@ pub(crate) async fn read_body(req: Request, limit: u64) -> Result<Bytes, ApiErro
     })
 }
 
-fn check_running(state: &AppState) -> Result<(), ApiError> {
+pub(crate) fn check_running(state: &AppState) -> Result<(), ApiError> {
     if state.shutting_down.load(Ordering::SeqCst) {
         Err(ApiError::unavailable("Highside is shutting down"))
     } else {
@@ -149,6 +150,16 @@ async fn list_models(State(state): State<Arc<AppState>>) -> Response {
             }),
         })
         .collect();
+    data.extend(registry.embeddings().map(|m| ModelObject {
+        id: m.name.clone(),
+        object: "model",
+        created: m.created,
+        owned_by: "highside",
+        highside: Some(HighsideMeta {
+            label: m.accreditation().banner,
+            pii: Vec::new(),
+        }),
+    }));
     // A route's label is its most accredited deployment's: the highest it can serve.
     data.extend(registry.routes().map(|r| {
         ModelObject {
@@ -196,10 +207,10 @@ fn header_labels(headers: &axum::http::HeaderMap) -> Result<Vec<String>, ApiErro
 
 /// What a generating handler read from its request before the body.
 pub(crate) struct Incoming {
-    principal: Principal,
-    header_labels: Result<Vec<String>, ApiError>,
-    client: Option<std::net::SocketAddr>,
-    idempotency_key: Result<Option<String>, ApiError>,
+    pub(crate) principal: Principal,
+    pub(crate) header_labels: Result<Vec<String>, ApiError>,
+    pub(crate) client: Option<std::net::SocketAddr>,
+    pub(crate) idempotency_key: Result<Option<String>, ApiError>,
 }
 
 /// `Idempotency-Key`: at most 255 visible ASCII characters.
@@ -313,6 +324,39 @@ pub(crate) fn label_headers(
     Ok((label, pii))
 }
 
+/// The `user` role is needed to run a model; a denial is a decision too, recorded (durably)
+/// before the 403 like the monitor's.
+pub(crate) async fn role_check(
+    state: &AppState,
+    principal: &Principal,
+    client: Option<std::net::SocketAddr>,
+    id: &str,
+    route: &str,
+    model: String,
+) -> Result<(), ApiError> {
+    let Err(denied) = may_infer(principal) else {
+        return Ok(());
+    };
+    state
+        .service
+        .auditor()
+        .record(highside_audit::Event::Decision {
+            request_id: id.to_owned(),
+            actor: crate::audit::actor(principal, client),
+            route: route.to_owned(),
+            model,
+            clearance: principal.clearance.to_string(),
+            nationality: principal.nationality.to_string(),
+            request_label: String::new(),
+            model_label: String::new(),
+            decision: "deny".into(),
+            reasons: vec![format!("role.inference: {}", denied.message)],
+            pii: Vec::new(),
+        })
+        .await?;
+    Err(denied)
+}
+
 /// The role check, the monitor's decision (durable before anything else), metering and the
 /// engine's admission: every generating route, OpenAI's or Bedrock's, starts here.
 pub(crate) async fn start(
@@ -329,31 +373,11 @@ pub(crate) async fn start(
         client,
         idempotency_key,
     } = inc;
-    if let Err(denied) = may_infer(&principal) {
-        // A role denial is a decision too: recorded before the answer, like the monitor's.
-        let model = prepared
-            .as_ref()
-            .map(|p| p.model.clone())
-            .unwrap_or_default();
-        state
-            .service
-            .auditor()
-            .record(highside_audit::Event::Decision {
-                request_id: id.to_owned(),
-                actor: crate::audit::actor(&principal, client),
-                route: route.to_owned(),
-                model,
-                clearance: principal.clearance.to_string(),
-                nationality: principal.nationality.to_string(),
-                request_label: String::new(),
-                model_label: String::new(),
-                decision: "deny".into(),
-                reasons: vec![format!("role.inference: {}", denied.message)],
-                pii: Vec::new(),
-            })
-            .await?;
-        return Err(denied.into());
-    }
+    let model = prepared
+        .as_ref()
+        .map(|p| p.model.clone())
+        .unwrap_or_default();
+    role_check(state, &principal, client, id, route, model).await?;
     let header_labels = header_labels?;
     let idempotency_key = idempotency_key?;
     let prepared = prepared?;

@@ -9,6 +9,7 @@ mod admin;
 mod audit;
 mod auth;
 mod bedrock;
+mod embeddings;
 mod http;
 mod listener;
 mod meter;
@@ -38,7 +39,7 @@ pub use listener::{
 };
 pub use meter::{Meter, RateHeaders};
 pub use metrics::install as install_metrics;
-pub use registry::{Accreditation, LoadedModel, Registry, UpstreamRoute};
+pub use registry::{Accreditation, EmbeddingModel, LoadedModel, Registry, UpstreamRoute};
 pub use service::{Caller, Generation, Service};
 
 /// Settings the HTTP layer needs.

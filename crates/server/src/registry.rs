@@ -48,6 +48,29 @@ impl LoadedModel {
     }
 }
 
+/// An embedding model ready to serve.
+#[derive(Debug)]
+pub struct EmbeddingModel {
+    /// The public name.
+    pub name: String,
+    /// Import time, Unix seconds.
+    pub created: u64,
+    /// The encoder.
+    pub embedder: highside_embed::Embedder,
+    /// Its accreditation; an operator may change it while the server runs.
+    pub accreditation: RwLock<Accreditation>,
+}
+
+impl EmbeddingModel {
+    /// The accreditation in force now.
+    pub fn accreditation(&self) -> Accreditation {
+        self.accreditation
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 /// A public model name served by external deployments.
 #[derive(Debug)]
 pub struct UpstreamRoute {
@@ -66,6 +89,7 @@ pub struct UpstreamRoute {
 pub struct Registry {
     models: BTreeMap<String, LoadedModel>,
     routes: BTreeMap<String, UpstreamRoute>,
+    embedders: BTreeMap<String, EmbeddingModel>,
 }
 
 impl Registry {
@@ -76,7 +100,10 @@ impl Registry {
 
     /// Adds an upstream route; a name already taken by an embedded model is refused.
     pub fn insert_route(&mut self, route: UpstreamRoute) -> Result<(), String> {
-        if self.models.contains_key(&route.name) || self.routes.contains_key(&route.name) {
+        if self.models.contains_key(&route.name)
+            || self.routes.contains_key(&route.name)
+            || self.embedders.contains_key(&route.name)
+        {
             return Err(format!(
                 "the model name '{}' is both an imported model and a route",
                 route.name
@@ -84,6 +111,21 @@ impl Registry {
         }
         self.routes.insert(route.name.clone(), route);
         Ok(())
+    }
+
+    /// Adds an embedding model.
+    pub fn insert_embedding(&mut self, model: EmbeddingModel) {
+        self.embedders.insert(model.name.clone(), model);
+    }
+
+    /// Finds an embedding model by its public name.
+    pub fn embedding(&self, name: &str) -> Option<&EmbeddingModel> {
+        self.embedders.get(name)
+    }
+
+    /// All embedding models, by name.
+    pub fn embeddings(&self) -> impl Iterator<Item = &EmbeddingModel> {
+        self.embedders.values()
     }
 
     /// Finds an upstream route by its public name.
@@ -126,7 +168,7 @@ impl Registry {
 
     /// Whether nothing can be served: no model loaded and no route.
     pub fn is_empty(&self) -> bool {
-        self.models.is_empty() && self.routes.is_empty()
+        self.models.is_empty() && self.routes.is_empty() && self.embedders.is_empty()
     }
 
     /// Tells every engine to cancel its work and stop.

@@ -72,6 +72,23 @@ pub struct Generation {
     pub tools: Option<highside_openai::tools::Tools>,
 }
 
+/// An admitted embedding request, ready for the encoder.
+#[derive(Debug)]
+pub(crate) struct EmbeddingStart {
+    /// Token ids of each input.
+    pub ids: Vec<Vec<u32>>,
+    /// Their total.
+    pub tokens: u64,
+    /// The output's label.
+    pub label: String,
+    /// Kinds of personal data found.
+    pub pii: Vec<&'static str>,
+    /// The completion record still to be made.
+    pub audit: CompletionAudit,
+    /// `x-ratelimit-*`.
+    pub rate_headers: RateHeaders,
+}
+
 /// A denial as the client sees it: 400 for a declared label that is not one of this enclave's,
 /// 403 otherwise, naming the rules and never the protected content.
 fn denied(d: &Decision) -> ApiError {
@@ -151,6 +168,13 @@ impl Service {
         let Some(model) = self.registry.get(&req.model) else {
             return match self.registry.route(&req.model) {
                 Some(route) => self.start_upstream(caller, req, route, started),
+                None if self.registry.embedding(&req.model).is_some() => {
+                    Err(ApiError::bad_request(
+                        format!("'{}' is an embedding model: use /v1/embeddings", req.model),
+                        Some("model"),
+                    )
+                    .into())
+                }
                 None => Err(ApiError::model_not_found(&req.model).into()),
             };
         };
@@ -363,7 +387,13 @@ impl Service {
         // denial for any other reason (or by every deployment) is final.
         let mut decided = None;
         for (i, d) in order.iter().enumerate() {
-            let decision = self.judge(caller, &req, &route.name, &d.settings().label, &texts);
+            let decision = self.judge(
+                caller,
+                req.declared_label.as_deref(),
+                &route.name,
+                &d.settings().label,
+                &texts,
+            );
             let go_on = only_model(&decision);
             decided = Some((i, decision));
             if !go_on {
@@ -527,6 +557,116 @@ impl Service {
         })
     }
 
+    /// An embedding request up to the encoder: the monitor's decision (durable), the
+    /// completion record, metering of the input tokens, and tokenization (inputs longer than
+    /// the model takes are a 400, never truncated). The caller runs the encoder and finishes
+    /// the record.
+    pub(crate) fn start_embedding(
+        &self,
+        caller: &Caller<'_>,
+        req: &highside_openai::embeddings::PreparedEmbedding,
+    ) -> Result<EmbeddingStart, Refusal> {
+        let started = Instant::now();
+        let model = self
+            .registry
+            .embedding(&req.model)
+            .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+        if let Some(d) = req.dimensions {
+            if d as usize != model.embedder.info().dimensions {
+                return Err(ApiError::bad_request(
+                    format!(
+                        "this model's embeddings have {} dimensions; it cannot produce {d}",
+                        model.embedder.info().dimensions
+                    ),
+                    Some("dimensions"),
+                )
+                .into());
+            }
+        }
+        let texts: Vec<&str> = req.inputs.iter().map(String::as_str).collect();
+        let accreditation = model.accreditation();
+        let decision = self.judge(
+            caller,
+            req.declared_label.as_deref(),
+            &model.name,
+            &accreditation.label,
+            &texts,
+        );
+        let label = self.monitor.encodings().banner(&decision.label);
+        let who = actor(caller.principal, caller.client);
+        let p = caller.principal;
+        self.audit
+            .record_blocking(highside_audit::Event::Decision {
+                request_id: caller.request_id.to_owned(),
+                actor: who.clone(),
+                route: caller.route.to_owned(),
+                model: model.name.clone(),
+                clearance: p.clearance.to_string(),
+                nationality: p.nationality.to_string(),
+                request_label: label.clone(),
+                model_label: accreditation.banner,
+                decision: if decision.allowed { "allow" } else { "deny" }.to_owned(),
+                reasons: decision
+                    .reasons
+                    .iter()
+                    .map(|r| format!("{}: {}", r.rule, r.message))
+                    .collect(),
+                pii: decision.pii.iter().map(|s| (*s).to_owned()).collect(),
+            })?;
+        if !decision.allowed {
+            return Err(denied(&decision).into());
+        }
+        let mut audit = CompletionAudit::new(
+            Arc::clone(&self.audit),
+            caller.request_id,
+            who,
+            &model.name,
+            started,
+        );
+        audit.prompt_sha256 = sha256_hex(
+            serde_json::to_string(&req.inputs)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        let ids = model.embedder.tokenize(&req.inputs).map_err(|e| match e {
+            highside_embed::EmbedError::TooLong { index, .. }
+            | highside_embed::EmbedError::Empty(index) => ApiError {
+                code: Some("context_length_exceeded"),
+                ..ApiError::bad_request(e.to_string(), Some(&format!("input[{index}]")))
+            },
+            e => ApiError::internal(e.to_string()),
+        })?;
+        let tokens: u64 = ids.iter().map(|i| i.len() as u64).sum();
+        audit.prompt_tokens = tokens;
+        let subjects = highside_store::Subjects {
+            agency: p.agency.to_string(),
+            user: p.user.to_string(),
+            key: p.key.as_ref().map(ToString::to_string),
+        };
+        let admission =
+            match self
+                .meter
+                .admit(caller.request_id, false, &subjects, &model.name, tokens, 0)
+            {
+                Ok(a) => a,
+                Err(refused) => {
+                    audit.unfinished = "rate_limited";
+                    return Err(refused);
+                }
+            };
+        audit.charge = Some(admission.charge);
+        audit.unfinished = "cancelled";
+        audit.blocking_drop = false;
+        Ok(EmbeddingStart {
+            ids,
+            tokens,
+            label,
+            pii: decision.pii,
+            audit,
+            rate_headers: admission.headers,
+        })
+    }
+
     /// The monitor's decision on one request, logged either way.
     fn decide(
         &self,
@@ -561,7 +701,13 @@ impl Service {
         let mut texts = texts;
         texts.extend(tool_texts.iter().map(String::as_str));
         let accreditation = model.accreditation();
-        Ok(self.judge(caller, req, &model.name, &accreditation.label, &texts))
+        Ok(self.judge(
+            caller,
+            req.declared_label.as_deref(),
+            &model.name,
+            &accreditation.label,
+            &texts,
+        ))
     }
 
     /// The monitor's decision on a request's texts for a model of `accreditation`, logged
@@ -569,14 +715,14 @@ impl Service {
     fn judge(
         &self,
         caller: &Caller<'_>,
-        req: &Prepared,
+        declared_label: Option<&str>,
         model: &str,
         accreditation: &highside_label::Label,
         texts: &[&str],
     ) -> Decision {
         let p = caller.principal;
         let mut declared: Vec<&str> = caller.header_labels.iter().map(String::as_str).collect();
-        if let Some(l) = &req.declared_label {
+        if let Some(l) = declared_label {
             declared.push(l);
         }
         // An agency setting that does not parse blocks rather than guesses.

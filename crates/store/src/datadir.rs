@@ -94,6 +94,11 @@ impl DataDir {
         }
     }
 
+    /// The stored directory of an embedding model with this manifest digest.
+    pub fn embedding_path(&self, digest: &str) -> PathBuf {
+        self.models_dir().join(format!("{digest}.embedding"))
+    }
+
     /// Opens the embedded store of this directory.
     pub fn open_store(&self) -> Result<SqliteStore, StoreError> {
         SqliteStore::open(&self.db_path())

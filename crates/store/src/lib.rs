@@ -45,6 +45,37 @@ pub struct ModelRecord {
     pub label: String,
     /// RFC 3339 UTC time of import.
     pub imported_at: String,
+    /// A GGUF chat model or an embedding model directory.
+    pub format: ModelFormat,
+}
+
+/// What kind of files a model is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelFormat {
+    /// One GGUF file, served by the llama.cpp engine.
+    Gguf,
+    /// `config.json`, `model.safetensors` and `tokenizer.json`, served by the encoder.
+    Embedding,
+}
+
+impl ModelFormat {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gguf => "gguf",
+            Self::Embedding => "embedding",
+        }
+    }
+
+    /// Reads the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "gguf" => Some(Self::Gguf),
+            "embedding" => Some(Self::Embedding),
+            _ => None,
+        }
+    }
 }
 
 /// Why a store operation failed.

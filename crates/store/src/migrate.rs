@@ -28,6 +28,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         "0005_aws_keys",
         include_str!("../migrations/sqlite/0005_aws_keys.sql"),
     ),
+    (
+        "0006_model_format",
+        include_str!("../migrations/sqlite/0006_model_format.sql"),
+    ),
 ];
 
 pub(crate) fn run(conn: &mut Connection, migrations: &[(&str, &str)]) -> Result<(), StoreError> {

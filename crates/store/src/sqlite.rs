@@ -3,7 +3,7 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::{migrate, ModelRecord, Store, StoreError};
+use crate::{migrate, ModelFormat, ModelRecord, Store, StoreError};
 
 /// The embedded SQLite backend: one connection in WAL mode behind a mutex.
 pub struct SqliteStore {
@@ -17,7 +17,7 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 const MODEL_COLUMNS: &str =
-    "name, digest, architecture, parameters, context_length, chat_template, size_bytes, label, imported_at";
+    "name, digest, architecture, parameters, context_length, chat_template, size_bytes, label, imported_at, format";
 
 fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(v)
@@ -46,6 +46,16 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<ModelRecord> {
         size_bytes: nonneg(6)?,
         label: row.get(7)?,
         imported_at: row.get(8)?,
+        format: {
+            let f: String = row.get(9)?;
+            ModelFormat::parse(&f).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    9,
+                    rusqlite::types::Type::Text,
+                    "unknown model format".into(),
+                )
+            })?
+        },
     })
 }
 
@@ -78,7 +88,7 @@ impl Store for SqliteStore {
             .transpose()?;
         let result = self.conn().execute(
             &format!(
-                "INSERT INTO models ({MODEL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                "INSERT INTO models ({MODEL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ),
             params![
                 m.name,
@@ -89,7 +99,8 @@ impl Store for SqliteStore {
                 m.chat_template,
                 to_i64(m.size_bytes, "size")?,
                 m.label,
-                m.imported_at
+                m.imported_at,
+                m.format.as_str()
             ],
         );
         match result {
@@ -182,6 +193,7 @@ mod tests {
             chat_template: Some("{{ messages }}".into()),
             size_bytes: 98_362_432,
             label: "UNCLASSIFIED".into(),
+            format: ModelFormat::Gguf,
             imported_at: "2026-11-22T00:00:00Z".into(),
         }
     }
