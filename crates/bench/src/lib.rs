@@ -5,6 +5,7 @@
 //! A benchmark program, not a test: it asserts nothing and is never run by the test suite.
 #![forbid(unsafe_code)]
 
+pub mod gateway;
 mod load;
 mod peers;
 mod report;

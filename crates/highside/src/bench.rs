@@ -6,6 +6,34 @@ use clap::{Args, Subcommand};
 pub enum BenchCommand {
     /// Serving throughput and latency vs the raw llama.cpp loop and llama-cpp-python.
     Serve(ServeBench),
+    /// Gateway overhead in front of a static upstream vs LiteLLM's proxy.
+    Gateway(GatewayBench),
+}
+
+#[derive(Args)]
+pub struct GatewayBench {
+    /// Concurrent connections, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    connections: Vec<u32>,
+    /// Requests measured per scenario.
+    #[arg(long, default_value_t = 2000)]
+    requests: u32,
+    /// Repetitions of every scenario (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    repeat: u32,
+    /// Skip LiteLLM.
+    #[arg(long)]
+    no_litellm: bool,
+    /// Append the results here.
+    #[arg(long, default_value = "bench/RESULTS.md")]
+    results: PathBuf,
+}
+
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(Args)]
@@ -37,7 +65,26 @@ pub struct ServeBench {
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Serve(args) = cmd;
+    let args = match cmd {
+        BenchCommand::Serve(args) => args,
+        BenchCommand::Gateway(g) => {
+            let config = highside_bench::gateway::GatewayConfig {
+                highside_exe: std::env::current_exe()?,
+                connections: g.connections,
+                requests: g.requests,
+                repeat: g.repeat,
+                with_litellm: !g.no_litellm,
+                results_file: Some(g.results),
+                command: command_line(),
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = runtime.block_on(highside_bench::gateway::run(&config))?;
+            println!("{report}");
+            return Ok(());
+        }
+    };
     let model = match args.model {
         Some(m) => m,
         None => PathBuf::from(std::env::var("HOME").unwrap_or_default())

@@ -300,14 +300,12 @@ impl CompletionAudit {
         finish_reason: &str,
         completion_tokens: u64,
     ) -> Result<(), ApiError> {
-        if let Some(charge) = self.charge.take() {
-            // The ledger first: metering and audit both see the request before the answer ends.
-            let settled =
-                tokio::task::spawn_blocking(move || charge.settle(completion_tokens)).await;
-            if settled.is_err() {
-                tracing::error!(request = %self.request_id, "the settlement task failed");
-            }
-        }
+        // The ledger row and the completion record are written at the same time (two
+        // independent syncs); the answer ends only when both are done.
+        let settle = self
+            .charge
+            .take()
+            .map(|charge| tokio::task::spawn_blocking(move || charge.settle(completion_tokens)));
         let model = self.model.clone();
         metrics::counter!("highside_prompt_tokens_total", "model" => model.clone())
             .increment(self.prompt_tokens);
@@ -315,9 +313,16 @@ impl CompletionAudit {
             .increment(completion_tokens);
         metrics::histogram!("highside_generation_duration_seconds", "model" => model)
             .record(self.started.elapsed().as_secs_f64());
+        let id = self.request_id.clone();
         let event = self.event(finish_reason, Some(completion_tokens));
         let auditor = Arc::clone(&self.auditor);
-        auditor.record(event).await.map(|_| ())
+        let recorded = auditor.record(event).await.map(|_| ());
+        if let Some(settle) = settle {
+            if settle.await.is_err() {
+                tracing::error!(request = %id, "the settlement task failed");
+            }
+        }
+        recorded
     }
 }
 

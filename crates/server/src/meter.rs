@@ -35,6 +35,54 @@ pub struct Meter {
     /// Set when a settlement could not be written: usage would go uncounted and budgets
     /// could be overspent, so nothing more is admitted.
     failed: std::sync::atomic::AtomicBool,
+    /// The settlement writer: concurrent settlements share one transaction (one sync).
+    settler: Mutex<std::sync::mpsc::Sender<Settlement>>,
+}
+
+/// One settlement for the writer thread; `reply` is told when it is durable.
+struct Settlement {
+    id: String,
+    entry: LedgerEntry,
+    reply: Option<std::sync::mpsc::SyncSender<()>>,
+}
+
+/// Most settlements committed together.
+const SETTLE_BATCH: usize = 256;
+
+/// The settlement writer: takes every waiting settlement and commits them in one store
+/// transaction; if that fails, each alone, so one bad entry fails only itself.
+fn settle_loop(
+    meter: std::sync::Weak<Meter>,
+    store: Arc<dyn MeteringStore>,
+    rx: std::sync::mpsc::Receiver<Settlement>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < SETTLE_BATCH {
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        let items: Vec<(String, LedgerEntry)> = batch
+            .iter()
+            .map(|s| (s.id.clone(), s.entry.clone()))
+            .collect();
+        if store.settle_many(&items).is_err() {
+            for (id, entry) in &items {
+                if let Err(e) = store.settle(id, entry) {
+                    if let Some(m) = meter.upgrade() {
+                        m.fail(id, &e);
+                    }
+                }
+            }
+        }
+        for s in batch {
+            if let Some(reply) = s.reply {
+                let _ = reply.send(());
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Meter {
@@ -165,12 +213,48 @@ pub struct Admission {
 impl Meter {
     /// Metering over `store`.
     pub fn new(store: Arc<dyn MeteringStore>) -> Arc<Self> {
-        Arc::new(Self {
-            store,
+        let (tx, rx) = std::sync::mpsc::channel();
+        let meter = Arc::new(Self {
+            store: Arc::clone(&store),
             rates: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
             failed: std::sync::atomic::AtomicBool::new(false),
-        })
+            settler: Mutex::new(tx),
+        });
+        let weak = Arc::downgrade(&meter);
+        // Without the writer thread every settlement is written directly (see `write`).
+        let _ = std::thread::Builder::new()
+            .name("meter-settle".into())
+            .spawn(move || settle_loop(weak, store, rx));
+        meter
+    }
+
+    /// Hands a settlement to the writer; `wait` blocks until it is durable.
+    fn write(&self, id: String, entry: LedgerEntry, wait: bool) {
+        let (reply, done) = if wait {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let sent = self
+            .settler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Settlement {
+                id: id.clone(),
+                entry: entry.clone(),
+                reply,
+            });
+        if sent.is_err() {
+            if let Err(e) = self.store.settle(&id, &entry) {
+                self.fail(&id, &e);
+            }
+            return;
+        }
+        if let Some(done) = done {
+            let _ = done.recv();
+        }
     }
 
     fn now_nanos(&self) -> u64 {
@@ -427,28 +511,15 @@ impl Charge {
     pub fn settle(mut self, completion_tokens: u64) {
         self.done = true;
         let entry = self.entry(completion_tokens);
-        if let Err(e) = self.meter.store.settle(&self.id, &entry) {
-            self.meter.fail(&self.id, &e);
-        }
+        self.meter.write(self.id.clone(), entry, true);
     }
 
     /// On a path that never ends normally: settles what was generated so far (`tokens`).
     pub(crate) fn settle_partial(mut self, tokens: u64) {
         self.done = true;
         let entry = self.entry(tokens);
-        let meter = Arc::clone(&self.meter);
-        let id = self.id.clone();
-        let run = move || {
-            if let Err(e) = meter.store.settle(&id, &entry) {
-                meter.fail(&id, &e);
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
-                h.spawn_blocking(run);
-            }
-            Err(_) => run(),
-        }
+        // Not waited for: this runs on drop, possibly on an async worker.
+        self.meter.write(self.id.clone(), entry, false);
     }
 }
 

@@ -220,6 +220,11 @@ pub trait MeteringStore: Send + Sync {
     /// in the ledger and the counters. A second settlement of the same request ID changes
     /// nothing and returns `false`.
     fn settle(&self, reservation_id: &str, entry: &LedgerEntry) -> Result<bool, StoreError>;
+    /// Settles several requests at once, each exactly as [`settle`](Self::settle) would;
+    /// a backend may commit them in one transaction (one sync for all). All or none.
+    fn settle_many(&self, items: &[(String, LedgerEntry)]) -> Result<Vec<bool>, StoreError> {
+        items.iter().map(|(id, e)| self.settle(id, e)).collect()
+    }
     /// Drops a reservation without usage (an error, a cancel before any token).
     fn release(&self, reservation_id: &str) -> Result<(), StoreError>;
     /// How many reservations are live at `now_ms`.

@@ -8,6 +8,10 @@ use crate::{migrate, ModelFormat, ModelRecord, Store, StoreError};
 /// The embedded SQLite backend: one connection in WAL mode behind a mutex.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// A second connection for the reads on every request's path (authentication, prices,
+    /// limits): under WAL they see every committed write without waiting behind a commit's
+    /// sync on the writing connection.
+    reader: Mutex<Connection>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -68,9 +72,17 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate::run(&mut conn, migrate::SQLITE)?;
+        let reader = Connection::open(path)?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        reader.pragma_update(None, "query_only", true)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
         })
+    }
+
+    pub(crate) fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

@@ -218,7 +218,7 @@ impl IdentityStore for SqliteStore {
 
     fn get_agency(&self, id: &AgencyId) -> Result<Option<AgencyRecord>, StoreError> {
         Ok(self
-            .conn()
+            .read()
             .query_row(
                 &format!("SELECT {AGENCY} FROM agencies WHERE id = ?1"),
                 params![id.as_str()],
@@ -269,7 +269,7 @@ impl IdentityStore for SqliteStore {
 
     fn get_user(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError> {
         Ok(self
-            .conn()
+            .read()
             .query_row(
                 &format!("SELECT {USER} FROM users WHERE id = ?1"),
                 params![id.as_str()],
@@ -333,7 +333,7 @@ impl IdentityStore for SqliteStore {
 
     fn find_key(&self, prefix: &KeyPrefix) -> Result<Option<ApiKeyRecord>, StoreError> {
         Ok(self
-            .conn()
+            .read()
             .query_row(
                 &format!("SELECT {KEY} FROM api_keys k WHERE k.prefix = ?1"),
                 params![prefix.as_str()],

@@ -113,7 +113,7 @@ impl MeteringStore for SqliteStore {
 
     fn price(&self, model: &str) -> Result<Option<PriceRecord>, StoreError> {
         Ok(self
-            .conn()
+            .read()
             .query_row(
                 &format!("SELECT {PRICE_COLUMNS} FROM model_prices WHERE model = ?1"),
                 params![model],
@@ -206,7 +206,7 @@ impl MeteringStore for SqliteStore {
 
     fn limits(&self, scope: LimitScope, subject: &str) -> Result<Option<Limits>, StoreError> {
         Ok(self
-            .conn()
+            .read()
             .query_row(
                 "SELECT requests_per_minute, tokens_per_minute, daily_tokens, monthly_tokens,
                         monthly_budget
@@ -311,52 +311,20 @@ impl MeteringStore for SqliteStore {
     fn settle(&self, reservation_id: &str, e: &LedgerEntry) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "DELETE FROM reservations WHERE id = ?1",
-            params![reservation_id],
-        )?;
-        let inserted = tx.execute(
-            &format!(
-                "INSERT INTO usage_ledger ({LEDGER_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-                 ON CONFLICT (request_id) DO NOTHING"
-            ),
-            params![
-                e.request_id,
-                e.time,
-                e.day,
-                e.month,
-                e.subjects.agency,
-                e.subjects.user,
-                e.subjects.key,
-                e.model,
-                to_i64(e.prompt_tokens, "prompt tokens")?,
-                to_i64(e.completion_tokens, "completion tokens")?,
-                to_i64(e.cached_tokens, "cached tokens")?,
-                e.cost,
-                e.input_price,
-                e.output_price
-            ],
-        )?;
-        if inserted == 0 {
-            // Already settled (a retry): the reservation is gone, nothing is counted twice.
-            tx.commit()?;
-            return Ok(false);
-        }
-        let tokens = to_i64(e.prompt_tokens + e.completion_tokens, "tokens")?;
-        for (scope, subject) in e.subjects.levels() {
-            for period in [&e.day, &e.month] {
-                tx.execute(
-                    "INSERT INTO usage_counters (scope, subject_id, period, tokens, cost)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (scope, subject_id, period) DO UPDATE SET
-                         tokens = tokens + excluded.tokens, cost = cost + excluded.cost",
-                    params![scope.as_str(), subject, period, tokens, e.cost],
-                )?;
-            }
-        }
+        let settled = settle_in(&tx, reservation_id, e)?;
         tx.commit()?;
-        Ok(true)
+        Ok(settled)
+    }
+
+    fn settle_many(&self, items: &[(String, LedgerEntry)]) -> Result<Vec<bool>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let settled = items
+            .iter()
+            .map(|(id, e)| settle_in(&tx, id, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
+        Ok(settled)
     }
 
     fn release(&self, reservation_id: &str) -> Result<(), StoreError> {
@@ -398,4 +366,56 @@ impl MeteringStore for SqliteStore {
         let rows = stmt.query_map(params![month, agency], ledger_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// One settlement inside a caller's transaction.
+fn settle_in(
+    tx: &rusqlite::Transaction<'_>,
+    reservation_id: &str,
+    e: &LedgerEntry,
+) -> Result<bool, StoreError> {
+    tx.execute(
+        "DELETE FROM reservations WHERE id = ?1",
+        params![reservation_id],
+    )?;
+    let inserted = tx.execute(
+        &format!(
+            "INSERT INTO usage_ledger ({LEDGER_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (request_id) DO NOTHING"
+        ),
+        params![
+            e.request_id,
+            e.time,
+            e.day,
+            e.month,
+            e.subjects.agency,
+            e.subjects.user,
+            e.subjects.key,
+            e.model,
+            to_i64(e.prompt_tokens, "prompt tokens")?,
+            to_i64(e.completion_tokens, "completion tokens")?,
+            to_i64(e.cached_tokens, "cached tokens")?,
+            e.cost,
+            e.input_price,
+            e.output_price
+        ],
+    )?;
+    if inserted == 0 {
+        // Already settled (a retry): the reservation is gone, nothing is counted twice.
+        return Ok(false);
+    }
+    let tokens = to_i64(e.prompt_tokens + e.completion_tokens, "tokens")?;
+    for (scope, subject) in e.subjects.levels() {
+        for period in [&e.day, &e.month] {
+            tx.execute(
+                "INSERT INTO usage_counters (scope, subject_id, period, tokens, cost)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (scope, subject_id, period) DO UPDATE SET
+                     tokens = tokens + excluded.tokens, cost = cost + excluded.cost",
+                params![scope.as_str(), subject, period, tokens, e.cost],
+            )?;
+        }
+    }
+    Ok(true)
 }
