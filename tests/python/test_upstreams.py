@@ -176,9 +176,14 @@ def test_the_anthropic_wire_format(world):
 
 def test_a_dead_deployment_falls_back(world):
     for _ in range(3):
-        r = world.client.chat.completions.create(
+        raw = world.client.chat.completions.with_raw_response.create(
             model="fallback", messages=HELLO, max_tokens=4, temperature=0)
-        assert r.choices[0].message.content
+        assert raw.parse().choices[0].message.content
+        # The completion record names every deployment the prompt was sent to.
+        [completion] = [r for r in _audit(world, raw.headers["x-request-id"])
+                        if r["type"] == "completion"]
+        assert completion["deployments"][-1] == "llamacpp", completion
+        assert set(completion["deployments"]) <= {"dead", "llamacpp"}, completion
 
 
 def test_no_fallback_below_the_request_label(world):

@@ -93,6 +93,10 @@ pub enum Event {
         prompt_sha256: String,
         /// SHA-256 (hex) of the generated text exactly as sent (without a banner line).
         output_sha256: String,
+        /// External deployments the prompt was sent to, in order of attempt (the last one
+        /// answered, unless the request failed); empty for embedded models.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        deployments: Vec<String>,
     },
     /// A change to agencies, users, keys, certificate mappings or models.
     Admin {

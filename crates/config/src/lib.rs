@@ -314,9 +314,24 @@ impl Config {
             if d.name.is_empty() || !names.insert(d.name.as_str()) {
                 return Err(bad(what, "names must be unique and non-empty"));
             }
-            let scheme_ok = d.url.starts_with("http://") || d.url.starts_with("https://");
-            if !scheme_ok || d.url.contains(char::is_whitespace) {
+            let rest = d
+                .url
+                .strip_prefix("http://")
+                .or_else(|| d.url.strip_prefix("https://"))
+                .filter(|r| !r.is_empty() && !d.url.contains(char::is_whitespace));
+            let Some(rest) = rest else {
                 return Err(bad(what, "url must be an http:// or https:// URL"));
+            };
+            // Credentials in a URL would be logged and sent as Basic auth: use api_key_*.
+            if rest
+                .split(['/', '?', '#'])
+                .next()
+                .is_some_and(|authority| authority.contains('@'))
+            {
+                return Err(bad(
+                    what,
+                    "url must not hold credentials (user:password@); use api_key_env or api_key_file",
+                ));
             }
             if d.model.is_empty() || d.label.trim().is_empty() {
                 return Err(bad(what, "model and label are required"));
@@ -497,6 +512,7 @@ deployments = [{ name = "a", weight = 3 }, { name = "b" }]
         for (from, to) in [
             ("name = \"b\"", "name = \"a\""),
             ("http://127", "file:///127"),
+            ("http://127", "http://user:pw@127"),
             ("{ name = \"b\" }", "{ name = \"c\" }"),
             ("weight = 3", "weight = 0"),
             (

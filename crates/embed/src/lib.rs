@@ -273,7 +273,8 @@ fn run(encoder: Encoder, rx: mpsc::Receiver<Job>) {
         order.sort_by_key(|&(j, i)| jobs[j].inputs[i].len());
         let mut results: Vec<Vec<Option<Vec<f32>>>> =
             jobs.iter().map(|j| vec![None; j.inputs.len()]).collect();
-        let mut failure: Option<String> = None;
+        // A failed pass fails only the jobs that had an input in it.
+        let mut failed: Vec<Option<String>> = vec![None; jobs.len()];
         for chunk in order.chunks(MAX_BATCH) {
             let batch: Vec<Vec<u32>> = chunk
                 .iter()
@@ -286,14 +287,15 @@ fn run(encoder: Encoder, rx: mpsc::Receiver<Job>) {
                     }
                 }
                 Err(e) => {
-                    failure = Some(e.to_string());
-                    break;
+                    for &(j, _) in chunk {
+                        failed[j] = Some(e.to_string());
+                    }
                 }
             }
         }
-        for (job, vectors) in jobs.into_iter().zip(results) {
-            let answer = match &failure {
-                Some(why) => Err(EmbedError::Model(why.clone())),
+        for ((job, vectors), failure) in jobs.into_iter().zip(results).zip(failed) {
+            let answer = match failure {
+                Some(why) => Err(EmbedError::Model(why)),
                 None => Ok(vectors.into_iter().map(Option::unwrap_or_default).collect()),
             };
             let _ = job.reply.send(answer);

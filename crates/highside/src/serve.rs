@@ -269,9 +269,12 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
     // Engines stop (and join their threads) when the state is dropped; records of streams
-    // they cancel are queued before the log's final checkpoint.
+    // they cancel are queued before the log's final checkpoint, and their settlements are
+    // written before the process ends.
+    let meter = Arc::clone(state.service().meter());
     drop(state);
     drop(runtime);
+    meter.flush();
     if let Err(e) = auditor.close() {
         tracing::error!(error = %e, "the audit log could not be closed with a checkpoint");
         served?;

@@ -84,6 +84,8 @@ pub struct Usage {
 /// What a deployment sends back to the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
+    /// The request is about to be sent to this deployment (for the audit record).
+    Attempt(String),
     /// Generated text.
     Text(String),
     /// The end; usage from the upstream, or counted where it gave none.
@@ -314,10 +316,16 @@ impl Deployment {
         req: &ChatRequest,
         out: &UnboundedSender<Output>,
     ) -> Result<(), CallError> {
-        let _permit = self
-            .permits
-            .acquire()
+        // A deployment at its concurrency cap is skipped after the connect timeout rather than
+        // waited on for ever.
+        let _permit = tokio::time::timeout(self.settings.connect_timeout, self.permits.acquire())
             .await
+            .map_err(|_| {
+                CallError::retry(format!(
+                    "deployment '{}' is at its concurrency limit",
+                    self.settings.name
+                ))
+            })?
             .map_err(|_| CallError::retry("the deployment is shutting down"))?;
         let result = self.call(req, out).await;
         // Only the upstream's own failures count against its circuit, not a 400.
@@ -347,14 +355,12 @@ impl Deployment {
         })?;
         let status = res.status().as_u16();
         if !(200..300).contains(&status) {
-            let text = read_limited(res, 4096).await.unwrap_or_default();
-            let detail = String::from_utf8_lossy(&text);
+            // The body may echo the prompt or a credential: logged at debug only, never
+            // passed to the client.
+            let text = read_limited(res, 512).await.unwrap_or_default();
+            tracing::debug!(deployment = %s.name, status, body = %String::from_utf8_lossy(&text), "upstream error");
             return Err(CallError {
-                message: format!(
-                    "deployment '{}' answered {status}: {}",
-                    s.name,
-                    detail.trim()
-                ),
+                message: format!("deployment '{}' answered HTTP {status}", s.name),
                 status: Some(status),
                 retryable: status == 429 || status >= 500,
                 emitted: false,
@@ -549,6 +555,7 @@ pub async fn run(
             continue;
         }
         for attempt in 0..attempts.max(1) {
+            let _ = out.send(Output::Attempt(d.settings.name.clone()));
             match d.chat(req, out).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.emitted || !e.retryable => return Err(e),

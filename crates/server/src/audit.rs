@@ -196,6 +196,10 @@ pub struct CompletionAudit {
     pub(crate) started: Instant,
     output: Sha256,
     tokens: u64,
+    /// Bytes of output, for a partial charge where pieces hold several tokens (upstreams).
+    bytes: u64,
+    /// External deployments attempted, filled in by the upstream task.
+    pub(crate) deployments: Option<Arc<std::sync::Mutex<Vec<String>>>>,
     /// What a drop means: `error` until the engine has the request, `cancelled` after.
     pub(crate) unfinished: &'static str,
     /// The request's metering charge: settled at the end, partly on a cancel, released on
@@ -238,6 +242,8 @@ impl CompletionAudit {
             started,
             output: Sha256::new(),
             tokens: 0,
+            bytes: 0,
+            deployments: None,
             unfinished: "error",
             charge: None,
             blocking_drop: true,
@@ -254,6 +260,13 @@ impl CompletionAudit {
         }
         self.output.update(text.as_bytes());
         self.tokens += 1;
+        self.bytes += text.len() as u64;
+    }
+
+    /// What a generation cut short is charged: its pieces, or a token per four bytes when
+    /// pieces hold several tokens (upstream chunks), whichever is more.
+    fn partial_tokens(&self) -> u64 {
+        self.tokens.max(self.bytes.div_ceil(4))
     }
 
     /// The prompt's size as the generation reports it at the end (an upstream's count may
@@ -282,13 +295,24 @@ impl CompletionAudit {
             latency_ms: self.started.elapsed().as_millis() as u64,
             prompt_sha256: std::mem::take(&mut self.prompt_sha256),
             output_sha256: hex::encode(std::mem::take(&mut self.output).finalize()),
+            deployments: self
+                .deployments
+                .as_ref()
+                .map(|d| d.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                .unwrap_or_default(),
         }
     }
 
     /// Records that the generation failed (`error`), durably, before the failure is answered.
     pub(crate) async fn abort(mut self) {
+        if let Some(charge) = self.charge.take() {
+            if self.unfinished == "cancelled" {
+                // The engine or upstream had it: what was generated before the failure is
+                // charged; otherwise the reservation goes back.
+                charge.settle_partial(self.partial_tokens());
+            }
+        }
         self.unfinished = "error";
-        drop(self.charge.take());
         let event = self.event("error", None);
         let auditor = Arc::clone(&self.auditor);
         let _ = auditor.record(event).await;
@@ -331,7 +355,7 @@ impl Drop for CompletionAudit {
         if let Some(charge) = self.charge.take() {
             if self.unfinished == "cancelled" {
                 // The engine had it: the prompt and what was generated were used.
-                charge.settle_partial(self.tokens);
+                charge.settle_partial(self.partial_tokens());
             }
             // Otherwise dropping the charge hands the whole reservation back.
         }

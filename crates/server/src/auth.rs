@@ -15,6 +15,9 @@ use crate::http::HttpError;
 use crate::listener::ClientInfo;
 use crate::AppState;
 
+/// Bodies of signed requests read before their signature is verified, at most, at once.
+static UNVERIFIED_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
+
 /// The signing name boto3's `bedrock-runtime` client uses.
 const SIGV4_SERVICE: &str = "bedrock";
 
@@ -103,7 +106,31 @@ pub(crate) async fn require_principal(
     let certificate = client.as_ref().and_then(|c| c.certificate.clone());
     let sigv4 = auth.len() == 1 && auth[0].starts_with(b"AWS4-HMAC-SHA256 ");
     let (result, req) = if sigv4 {
-        // SigV4 signs the body: read it (bounded) before anything else, and put it back.
+        // SigV4 signs the body, so it is read before the caller is known: only for a header
+        // that parses with a current date, and only so many at once.
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let amz_date = req
+            .headers()
+            .get("x-amz-date")
+            .and_then(|v| v.to_str().ok());
+        let pre = std::str::from_utf8(auth[0])
+            .map_err(|_| highside_sigv4::SigError::Missing)
+            .and_then(|h| highside_sigv4::precheck(h, amz_date, SIGV4_SERVICE, now));
+        if let Err(e) = pre {
+            let answer = match answer {
+                Answer::Aws(_) => Answer::Aws("InvalidSignatureException"),
+                a => a,
+            };
+            return refuse(&state, route, addr, e.to_string(), answer).await;
+        }
+        let Ok(_permit) = UNVERIFIED_BODIES.try_acquire() else {
+            let e = ApiError::unavailable("too many signed requests are being verified; retry");
+            return if bedrock {
+                crate::bedrock::error_response(&e)
+            } else {
+                HttpError(e).into_response()
+            };
+        };
         let (parts, body) = req.into_parts();
         let limit = state.config.max_body_bytes;
         let bytes =

@@ -39,10 +39,11 @@ pub struct Meter {
     settler: Mutex<std::sync::mpsc::Sender<Settlement>>,
 }
 
-/// One settlement for the writer thread; `reply` is told when it is durable.
+/// One settlement for the writer thread (`entry` `None`: a barrier that only asks to be told
+/// once everything before it is written); `reply` is told when it is durable.
 struct Settlement {
     id: String,
-    entry: LedgerEntry,
+    entry: Option<LedgerEntry>,
     reply: Option<std::sync::mpsc::SyncSender<()>>,
 }
 
@@ -66,9 +67,9 @@ fn settle_loop(
         }
         let items: Vec<(String, LedgerEntry)> = batch
             .iter()
-            .map(|s| (s.id.clone(), s.entry.clone()))
+            .filter_map(|s| s.entry.clone().map(|e| (s.id.clone(), e)))
             .collect();
-        if store.settle_many(&items).is_err() {
+        if !items.is_empty() && store.settle_many(&items).is_err() {
             for (id, entry) in &items {
                 if let Err(e) = store.settle(id, entry) {
                     if let Some(m) = meter.upgrade() {
@@ -243,17 +244,41 @@ impl Meter {
             .unwrap_or_else(|p| p.into_inner())
             .send(Settlement {
                 id: id.clone(),
-                entry: entry.clone(),
+                entry: Some(entry.clone()),
                 reply,
             });
-        if sent.is_err() {
+        // Without the writer (it never started, or died), written here; a second settlement
+        // of the same request changes nothing, so a doubt costs nothing.
+        let direct = || {
             if let Err(e) = self.store.settle(&id, &entry) {
                 self.fail(&id, &e);
             }
+        };
+        if sent.is_err() {
+            direct();
             return;
         }
         if let Some(done) = done {
-            let _ = done.recv();
+            if done.recv().is_err() {
+                direct();
+            }
+        }
+    }
+
+    /// Waits until every settlement handed to the writer so far is written (at shutdown).
+    pub fn flush(&self) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let sent = self
+            .settler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Settlement {
+                id: String::new(),
+                entry: None,
+                reply: Some(tx),
+            });
+        if sent.is_ok() {
+            let _ = rx.recv();
         }
     }
 

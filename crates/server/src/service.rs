@@ -385,15 +385,18 @@ impl Service {
         };
         // The first deployment in order whose accreditation allows the request decides; a
         // denial for any other reason (or by every deployment) is final.
-        let mut decided = None;
-        for (i, d) in order.iter().enumerate() {
-            let decision = self.judge(
+        let assess = |d: &highside_providers::Deployment| {
+            self.assess(
                 caller,
                 req.declared_label.as_deref(),
                 &route.name,
                 &d.settings().label,
                 &texts,
-            );
+            )
+        };
+        let mut decided = None;
+        for (i, d) in order.iter().enumerate() {
+            let decision = assess(d);
             let go_on = only_model(&decision);
             decided = Some((i, decision));
             if !go_on {
@@ -402,6 +405,7 @@ impl Service {
         }
         let (chosen, decision) =
             decided.ok_or_else(|| ApiError::unavailable("this route has no deployments"))?;
+        self.log_decision(caller, &route.name, &decision);
         let label = self.monitor.encodings().banner(&decision.label);
         let who = actor(caller.principal, caller.client);
         let p = caller.principal;
@@ -426,25 +430,14 @@ impl Service {
         if !decision.allowed {
             return Err(denied(&decision).into());
         }
-        // Fallbacks: never to a deployment the mandatory check would refuse for this label.
-        let subject = highside_monitor::mac::Subject {
-            clearance: p.clearance.label(),
-            nationality: p.nationality.as_str(),
-        };
+        // Fallbacks: only deployments the whole monitor (mandatory check and policies) would
+        // allow this request on, exactly as it allowed the first.
         let candidates: Vec<_> = std::iter::once(Arc::clone(&order[chosen]))
             .chain(
                 order
                     .iter()
                     .enumerate()
-                    .filter(|(i, d)| {
-                        *i != chosen
-                            && highside_monitor::mac::check(
-                                &subject,
-                                &d.settings().label,
-                                &decision.label,
-                            )
-                            .is_empty()
-                    })
+                    .filter(|(i, d)| *i != chosen && assess(d).allowed)
                     .map(|(_, d)| Arc::clone(d)),
             )
             .collect();
@@ -455,6 +448,13 @@ impl Service {
             &route.name,
             started,
         );
+        // Every deployment is told the most it may generate: what was reserved.
+        let window = candidates
+            .iter()
+            .map(|d| d.settings().context_length)
+            .max()
+            .unwrap_or(0);
+        let most = req.max_tokens.unwrap_or(window);
         let upstream = ChatRequest {
             messages: messages
                 .iter()
@@ -467,7 +467,7 @@ impl Service {
                     content: m.content.clone(),
                 })
                 .collect(),
-            max_tokens: req.max_tokens,
+            max_tokens: Some(most),
             temperature: Some(req.params.temperature),
             top_p: Some(req.params.top_p),
             stop: req.params.stop.clone(),
@@ -491,12 +491,7 @@ impl Service {
             .iter()
             .map(|m| m.content.len() as u64 + 8)
             .sum();
-        let window = candidates
-            .iter()
-            .map(|d| d.settings().context_length)
-            .max()
-            .unwrap_or(0);
-        let most = u64::from(req.max_tokens.unwrap_or(window));
+        let most = u64::from(most);
         audit.prompt_tokens = prompt_bound;
         let subjects = highside_store::Subjects {
             agency: p.agency.to_string(),
@@ -525,7 +520,9 @@ impl Service {
             }
         };
         audit.charge = Some(admission.charge);
-        let (events, failure) = crate::upstream::spawn(candidates, route.attempts, upstream);
+        let (events, failure, attempted) =
+            crate::upstream::spawn(candidates, route.attempts, upstream);
+        audit.deployments = Some(attempted);
         // Block this (blocking) thread until the first output: a failure before any output
         // is answered with its own status.
         let mut events = events;
@@ -720,6 +717,20 @@ impl Service {
         accreditation: &highside_label::Label,
         texts: &[&str],
     ) -> Decision {
+        let decision = self.assess(caller, declared_label, model, accreditation, texts);
+        self.log_decision(caller, model, &decision);
+        decision
+    }
+
+    /// The monitor's decision, neither logged nor counted (for candidates not taken).
+    fn assess(
+        &self,
+        caller: &Caller<'_>,
+        declared_label: Option<&str>,
+        model: &str,
+        accreditation: &highside_label::Label,
+        texts: &[&str],
+    ) -> Decision {
         let p = caller.principal;
         let mut declared: Vec<&str> = caller.header_labels.iter().map(String::as_str).collect();
         if let Some(l) = declared_label {
@@ -736,7 +747,7 @@ impl Service {
         let roles: Vec<&str> = held.iter().map(|r| r.as_str()).collect();
         let user = p.user.to_string();
         let agency = p.agency.to_string();
-        let decision = self.monitor.decide(&Input {
+        self.monitor.decide(&Input {
             user: &user,
             user_name: &p.user_name,
             agency: &agency,
@@ -748,7 +759,12 @@ impl Service {
             declared: &declared,
             texts,
             pii,
-        });
+        })
+    }
+
+    /// Logs and counts the decision a request was answered by.
+    fn log_decision(&self, caller: &Caller<'_>, model: &str, decision: &Decision) {
+        let p = caller.principal;
         let label = self.monitor.encodings().banner(&decision.label);
         if decision.allowed {
             tracing::info!(
@@ -766,6 +782,5 @@ impl Service {
                 rules = ?rules, "monitor: denied"
             );
         }
-        decision
     }
 }

@@ -18,10 +18,12 @@ pub(crate) fn spawn(
     candidates: Vec<Arc<Deployment>>,
     attempts: u32,
     req: ChatRequest,
-) -> (UnboundedReceiver<Event>, Failure) {
+) -> (UnboundedReceiver<Event>, Failure, Attempts) {
     let (tx, rx) = unbounded_channel();
     let failure: Failure = Arc::default();
     let failed = Arc::clone(&failure);
+    let attempts_made: Attempts = Arc::default();
+    let attempted = Arc::clone(&attempts_made);
     let watch = tx.clone();
     tokio::runtime::Handle::current().spawn(async move {
         let (otx, mut orx) = unbounded_channel::<Output>();
@@ -33,6 +35,13 @@ pub(crate) fn spawn(
         let forward = async {
             while let Some(o) = orx.recv().await {
                 let event = match o {
+                    Output::Attempt(name) => {
+                        attempted
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(name);
+                        continue;
+                    }
                     Output::Text(t) => Event::Text(t),
                     Output::Done {
                         finish,
@@ -69,8 +78,11 @@ pub(crate) fn spawn(
             }
         }
     });
-    (rx, failure)
+    (rx, failure, attempts_made)
 }
+
+/// The deployments a request was sent to, in order.
+pub(crate) type Attempts = Arc<Mutex<Vec<String>>>;
 
 fn clamp(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)

@@ -270,6 +270,30 @@ fn amz_date_secs(s: &str) -> Option<i64> {
     Some(days * 86_400 + h * 3600 + mi * 60 + se)
 }
 
+/// The checks that need neither the body nor a key: the `Authorization` header parses, names
+/// `service`, and `X-Amz-Date` matches its scope and is within the allowed skew of `now`. A
+/// server runs them before it buffers the body of an unauthenticated request.
+pub fn precheck(
+    authorization: &str,
+    amz_date: Option<&str>,
+    service: &str,
+    now: i64,
+) -> Result<Authorization, SigError> {
+    let auth = parse_authorization(authorization)?;
+    if auth.service != service {
+        return Err(SigError::Service);
+    }
+    let amz_date = amz_date.ok_or(SigError::Date)?;
+    if amz_date.get(..8) != Some(auth.date.as_str()) {
+        return Err(SigError::Date);
+    }
+    let t = amz_date_secs(amz_date).ok_or(SigError::Date)?;
+    if (t - now).abs() > MAX_SKEW_SECS {
+        return Err(SigError::Skew);
+    }
+    Ok(auth)
+}
+
 /// Verifies `req`'s SigV4 signature for `service` with the secret of the access key it names
 /// (`secret_of` returns `None` for an unknown key), at `now` (Unix seconds). Returns the
 /// parsed authorization (the access key ID, the region) on success.
@@ -402,6 +426,36 @@ mod tests {
         let auth = sign(&req(&h), "AK", "s3cret", "us-east-1", "bedrock", date).unwrap();
         h.push(("Authorization", Box::leak(auth.into_boxed_str())));
         assert!(verify(&req(&h), "bedrock", now, |_| Some("s3cret".into())).is_ok());
+    }
+
+    #[test]
+    fn prechecks_refuse_before_any_body_is_read() {
+        let h = "AWS4-HMAC-SHA256 Credential=AK/20261124/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=".to_owned() + &"a".repeat(64);
+        let now = amz_date_secs("20261124T010203Z").unwrap();
+        assert!(precheck(&h, Some("20261124T010203Z"), "bedrock", now).is_ok());
+        assert_eq!(
+            precheck(&h, None, "bedrock", now).unwrap_err(),
+            SigError::Date
+        );
+        assert_eq!(
+            precheck(&h, Some("20261123T010203Z"), "bedrock", now).unwrap_err(),
+            SigError::Date
+        );
+        assert_eq!(
+            precheck(&h, Some("20261124T010203Z"), "bedrock", now + 3600).unwrap_err(),
+            SigError::Skew
+        );
+        assert_eq!(
+            precheck(&h, Some("20261124T010203Z"), "s3", now).unwrap_err(),
+            SigError::Service
+        );
+        assert!(precheck(
+            "AWS4-HMAC-SHA256 nonsense",
+            Some("20261124T010203Z"),
+            "bedrock",
+            now
+        )
+        .is_err());
     }
 
     #[test]

@@ -78,13 +78,18 @@ impl DataDir {
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let (bytes, master) = highside_identity::AwsKeyMaster::generate();
+                // Written whole under a temporary name, then renamed: a crash never leaves a
+                // short master behind.
+                let tmp = path.with_extension("partial");
+                let _ = std::fs::remove_file(&tmp);
                 let mut options = std::fs::OpenOptions::new();
                 options.write(true).create_new(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(&path).map_err(io_err(&path))?;
-                file.write_all(&bytes).map_err(io_err(&path))?;
-                file.sync_all().map_err(io_err(&path))?;
+                let mut file = options.open(&tmp).map_err(io_err(&tmp))?;
+                file.write_all(&bytes).map_err(io_err(&tmp))?;
+                file.sync_all().map_err(io_err(&tmp))?;
+                std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
                 std::fs::File::open(&self.root)
                     .and_then(|d| d.sync_all())
                     .map_err(io_err(&self.root))?;
