@@ -16,7 +16,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from conftest import Highside, demo_model, init_data, _tail
+from conftest import Highside, demo_model, embedding_model, init_data, _binary, _run_cli, _tail
 from fake_anthropic import FakeAnthropic
 
 HELLO = [{"role": "user", "content": "Say hello."}]
@@ -58,9 +58,12 @@ def world():
         model = demo_model()
         # A second Highside serving the model, accredited SECRET//NOFORN.
         data_b, op_b = init_data(tmp, "b", model)
+        _run_cli(_binary(), "models", "import", str(embedding_model()), "--name", "minilm",
+                 "--data", str(data_b), "--label", "SECRET//NOFORN")
         w.b = Highside(data_b)
         started.append(w.b)
         b_key = w.b.user_key(op_b, "SECRET")
+        w.b_key = b_key
         # A third one, only to be killed in the middle of a run.
         data_k, op_k = init_data(tmp, "k", model)
         w.k = Highside(data_k)
@@ -87,6 +90,8 @@ def world():
             ("llamacpp", "openai", f"http://127.0.0.1:{port}/v1", "smollm2", "SECRET//NOFORN", ""),
             ("claude", "anthropic", w.anthropic.url, "claude-fake", "UNCLASSIFIED", 'api_key_file = "anthropic.key"'),
             ("dead", "openai", dead, "smollm2", "SECRET//NOFORN", ""),
+            ("highside-b-emb", "openai", f"{w.b.url}/v1", "minilm", "SECRET//NOFORN", 'api_key_env = "B_KEY"'),
+            ("dead-emb", "openai", dead, "minilm", "SECRET//NOFORN", ""),
         ]
         routes = [
             ("via-highside", [("highside-b", 1)]),
@@ -95,6 +100,7 @@ def world():
             ("fallback", [("dead", 1000), ("llamacpp", 1)]),
             ("killed", [("highside-k", 1000), ("llamacpp", 1)]),
             ("bounded", [("dead", 1000), ("claude", 1)]),
+            ("emb-upstream", [("dead-emb", 1000), ("highside-b-emb", 1)]),
         ]
         toml = ""
         for name, proto, url, upstream_model, label, extra in deployments:
@@ -230,3 +236,22 @@ def test_an_upstream_killed_mid_run_falls_back(world):
         t.join(timeout=300)
     assert not errors, errors
     assert len(results) == 18 and all(results)
+
+
+def test_embeddings_through_an_upstream(world):
+    texts = ["The quick brown fox.", "A fast auburn fox.", "Budget figures."]
+    raw = world.client.embeddings.with_raw_response.create(model="emb-upstream", input=texts)
+    via = [d.embedding for d in raw.parse().data]
+    # The same vectors the upstream Highside computes itself.
+    direct_key = world.b_key
+    direct = openai.OpenAI(base_url=f"{world.b.url}/v1", api_key=direct_key, max_retries=0)
+    ref = [d.embedding for d in direct.embeddings.create(model="minilm", input=texts).data]
+    for a, b in zip(via, ref):
+        assert sum(x * y for x, y in zip(a, b)) > 0.99999
+    assert raw.parse().usage.prompt_tokens > 0
+    [completion] = [r for r in _audit(world, raw.headers["x-request-id"])
+                    if r["type"] == "completion"]
+    assert completion["deployments"][-1] == "highside-b-emb", completion
+    # A marking the route's deployments may not see is refused before anything is sent.
+    with pytest.raises(openai.PermissionDeniedError):
+        world.client.embeddings.create(model="emb-upstream", input="TOP SECRET//SI\nthe annex")

@@ -310,6 +310,65 @@ impl Deployment {
         up
     }
 
+    /// Embeds `inputs` (OpenAI `POST {url}/embeddings`, floats): the vectors in input order
+    /// and the upstream's token count, if it gave one.
+    pub async fn embed(
+        &self,
+        inputs: &[String],
+    ) -> Result<(Vec<Vec<f32>>, Option<u64>), CallError> {
+        let s = &self.settings;
+        if s.protocol != Protocol::Openai {
+            return Err(CallError {
+                message: format!("deployment '{}' serves no embeddings", s.name),
+                status: Some(400),
+                retryable: false,
+                emitted: false,
+            });
+        }
+        let _permit = tokio::time::timeout(s.connect_timeout, self.permits.acquire())
+            .await
+            .map_err(|_| {
+                CallError::retry(format!(
+                    "deployment '{}' is at its concurrency limit",
+                    s.name
+                ))
+            })?
+            .map_err(|_| CallError::retry("the deployment is shutting down"))?;
+        let body =
+            serde_json::json!({"model": s.model, "input": inputs, "encoding_format": "float"});
+        let result = async {
+            let res = self
+                .request("/embeddings")
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| {
+                    CallError::retry(format!(
+                        "cannot reach deployment '{}': {}",
+                        s.name,
+                        kind_of(&e)
+                    ))
+                })?;
+            let status = res.status().as_u16();
+            if !(200..300).contains(&status) {
+                return Err(CallError {
+                    message: format!("deployment '{}' answered HTTP {status}", s.name),
+                    status: Some(status),
+                    retryable: status == 429 || status >= 500,
+                    emitted: false,
+                });
+            }
+            let bytes = read_limited(res, MAX_ANSWER_BYTES)
+                .await
+                .map_err(|e| CallError::retry(format!("deployment '{}': {e}", s.name)))?;
+            openai::parse_embeddings(&bytes, inputs.len())
+                .map_err(|e| CallError::retry(format!("deployment '{}': {e}", s.name)))
+        }
+        .await;
+        self.record(result.as_ref().map_or_else(|e| !e.retryable, |_| true));
+        result
+    }
+
     /// Sends one chat request and streams its output to `out`.
     pub async fn chat(
         &self,
@@ -537,6 +596,47 @@ pub fn order<T: Clone>(targets: &[(T, u32)], draw: u64) -> Vec<T> {
         .chain(rest)
         .map(|i| targets[i].0.clone())
         .collect()
+}
+
+/// Embeds `inputs` along `candidates` as [`run`] sends chat requests; `attempted` receives
+/// each deployment's name before it is tried.
+pub async fn run_embed(
+    candidates: &[Arc<Deployment>],
+    attempts: u32,
+    inputs: &[String],
+    attempted: &Mutex<Vec<String>>,
+) -> Result<(Vec<Vec<f32>>, Option<u64>), CallError> {
+    let mut last = None;
+    for d in candidates {
+        if !d.available() {
+            continue;
+        }
+        for attempt in 0..attempts.max(1) {
+            attempted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(d.settings.name.clone());
+            match d.embed(inputs).await {
+                Ok(v) => return Ok(v),
+                Err(e) if !e.retryable => return Err(e),
+                Err(e) => {
+                    tracing::warn!(deployment = %d.settings.name, attempt, error = %e, "upstream attempt failed");
+                    last = Some(e);
+                    if attempt + 1 < attempts && d.available() {
+                        tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
+                    } else {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| CallError {
+        message: "no deployment of this model is available".into(),
+        status: None,
+        retryable: true,
+        emitted: false,
+    }))
 }
 
 /// Sends `req` along `candidates` in order, each up to `attempts` times with exponential

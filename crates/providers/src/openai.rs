@@ -84,6 +84,39 @@ pub fn parse_chunk(data: &str) -> Result<Chunk, ProtocolError> {
     })
 }
 
+/// An embeddings answer: one float vector per input, in input order, and the token count.
+pub fn parse_embeddings(
+    bytes: &[u8],
+    inputs: usize,
+) -> Result<(Vec<Vec<f32>>, Option<u64>), ProtocolError> {
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|_| ProtocolError("the answer is not JSON"))?;
+    let data = v["data"]
+        .as_array()
+        .ok_or(ProtocolError("the answer has no data"))?;
+    if data.len() != inputs {
+        return Err(ProtocolError(
+            "the answer has a different number of embeddings",
+        ));
+    }
+    let mut out = vec![None; inputs];
+    for d in data {
+        let i = d["index"].as_u64().map_or(usize::MAX, |i| i as usize);
+        let slot = out
+            .get_mut(i)
+            .ok_or(ProtocolError("an embedding's index is out of range"))?;
+        let vector: Option<Vec<f32>> = d["embedding"]
+            .as_array()
+            .and_then(|a| a.iter().map(|x| x.as_f64().map(|f| f as f32)).collect());
+        *slot = Some(vector.ok_or(ProtocolError("an embedding is not a list of numbers"))?);
+    }
+    let vectors: Option<Vec<Vec<f32>>> = out.into_iter().collect();
+    Ok((
+        vectors.ok_or(ProtocolError("an input has no embedding"))?,
+        v["usage"]["prompt_tokens"].as_u64(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +157,12 @@ mod tests {
             }
         );
         assert!(parse_chunk("{nope").is_err());
+        let e = br#"{"data":[{"index":1,"embedding":[0.5]},{"index":0,"embedding":[1,2]}],"usage":{"prompt_tokens":4}}"#;
+        let (v, t) = parse_embeddings(e, 2).unwrap();
+        assert_eq!((v, t), (vec![vec![1.0, 2.0], vec![0.5]], Some(4)));
+        assert!(parse_embeddings(e, 3).is_err());
+        assert!(parse_embeddings(br#"{"data":[{"index":5,"embedding":[1]}]}"#, 1).is_err());
+        assert!(parse_embeddings(br#"{"data":[{"index":0,"embedding":"AAAA"}]}"#, 1).is_err());
         assert!(parse_chunk(r#"{"error":{"message":"x"}}"#).is_err());
     }
 }

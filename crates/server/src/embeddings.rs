@@ -15,7 +15,7 @@ use highside_openai::embeddings::{
 use highside_openai::{parse_json, ApiError, HighsideMeta};
 
 use crate::http::{incoming, read_body, with_rate_headers, HttpError, Incoming, LABEL_HEADER};
-use crate::service::Caller;
+use crate::service::{Caller, EmbeddingWork};
 use crate::AppState;
 
 const ROUTE: &str = "POST /v1/embeddings";
@@ -82,19 +82,47 @@ async fn run(
     .await
     .map_err(|_| fail(ApiError::internal("the request task failed")))?
     .map_err(|r| with_rate_headers(HttpError(r.error).into_response(), &r.headers))?;
-    let model = state
-        .service
-        .registry()
-        .embedding(&prepared.model)
-        .ok_or_else(|| fail(ApiError::model_not_found(&prepared.model)))?;
     let mut audit = started.audit;
-    let vectors = match model.embedder.embed(started.ids).await {
-        Ok(v) => v,
-        Err(e) => {
-            audit.abort().await;
-            return Err(fail(ApiError::internal(e.to_string())));
+    let mut tokens = started.tokens;
+    let computed = match started.work {
+        EmbeddingWork::Local(ids) => match state.service.registry().embedding(&prepared.model) {
+            Some(model) => model
+                .embedder
+                .embed(ids)
+                .await
+                .map_err(|e| ApiError::internal(e.to_string())),
+            None => Err(ApiError::model_not_found(&prepared.model)),
+        },
+        EmbeddingWork::Upstream {
+            candidates,
+            attempts,
+            attempted,
+        } => {
+            highside_providers::run_embed(&candidates, attempts, &prepared.inputs, &attempted)
+                .await
+                .map(|(vectors, counted)| {
+                    // The upstream's count, never above what was reserved.
+                    if let Some(n) = counted {
+                        tokens = n.min(tokens);
+                    }
+                    vectors
+                })
+                .map_err(|e| {
+                    let why = e.message.clone();
+                    crate::upstream::call_error(Some(e), why)
+                })
         }
     };
+    let vectors = match computed {
+        Ok(v) => v,
+        Err(e) => {
+            // Nothing was computed: the reservation goes back.
+            audit.unfinished = "error";
+            audit.abort().await;
+            return Err(fail(e));
+        }
+    };
+    audit.prompt_tokens(tokens);
     let data: Vec<EmbeddingObject> = vectors
         .into_iter()
         .enumerate()
@@ -114,8 +142,8 @@ async fn run(
         data,
         model: prepared.model.clone(),
         usage: EmbeddingUsage {
-            prompt_tokens: started.tokens,
-            total_tokens: started.tokens,
+            prompt_tokens: tokens,
+            total_tokens: tokens,
         },
         highside: HighsideMeta {
             label: started.label.clone(),

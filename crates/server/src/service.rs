@@ -72,11 +72,27 @@ pub struct Generation {
     pub tools: Option<highside_openai::tools::Tools>,
 }
 
+/// Where an admitted embedding request is computed.
+#[derive(Debug)]
+pub(crate) enum EmbeddingWork {
+    /// The embedded encoder, on these token ids.
+    Local(Vec<Vec<u32>>),
+    /// A route's deployments, in order.
+    Upstream {
+        /// Deployments the monitor allows, first choice first.
+        candidates: Vec<Arc<highside_providers::Deployment>>,
+        /// Attempts per deployment.
+        attempts: u32,
+        /// Filled with each deployment tried (shared with the completion record).
+        attempted: crate::upstream::Attempts,
+    },
+}
+
 /// An admitted embedding request, ready for the encoder.
 #[derive(Debug)]
 pub(crate) struct EmbeddingStart {
-    /// Token ids of each input.
-    pub ids: Vec<Vec<u32>>,
+    /// What computes it.
+    pub work: EmbeddingWork,
     /// Their total.
     pub tokens: u64,
     /// The output's label.
@@ -340,36 +356,17 @@ impl Service {
         })
     }
 
-    /// An upstream route's request: the decision against the first deployment that may take
-    /// it, then the deployments in order, falling back only to those whose accreditation the
-    /// mandatory check allows for this request's label. Waits for the first output, so an
-    /// upstream that fails before answering is an HTTP error, not a broken stream.
-    fn start_upstream(
+    /// The monitor's decision on a request to an upstream route, made durable: judged against
+    /// the first deployment (in weighted order) whose accreditation allows it, a denial for
+    /// any other reason being final. Returns it with the request's label and the deployments
+    /// it may be sent to: the chosen one, then every other the whole monitor allows it on.
+    fn route_decision(
         &self,
         caller: &Caller<'_>,
-        req: Prepared,
+        declared: Option<&str>,
         route: &crate::UpstreamRoute,
-        started: Instant,
-    ) -> Result<Generation, Refusal> {
-        use highside_providers::{ChatRequest, Message};
-        let PromptInput::Chat(messages) = &req.input else {
-            return Err(ApiError::bad_request(
-                format!("'{}' is served by an external deployment: only /v1/chat/completions (and the Bedrock routes) reach it", route.name),
-                Some("model"),
-            )
-            .into());
-        };
-        if req.tools.is_some() {
-            return Err(ApiError::bad_request(
-                format!(
-                    "tool calling through external deployments is not supported yet ('{}' is one)",
-                    route.name
-                ),
-                Some("tools"),
-            )
-            .into());
-        }
-        let texts: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+        texts: &[&str],
+    ) -> Result<(Decision, String, Vec<Arc<highside_providers::Deployment>>), Refusal> {
         let draw = uuid::Uuid::new_v4().as_u128() as u64;
         let order = highside_providers::order(&route.targets, draw);
         let only_model = |d: &Decision| {
@@ -386,13 +383,7 @@ impl Service {
         // The first deployment in order whose accreditation allows the request decides; a
         // denial for any other reason (or by every deployment) is final.
         let assess = |d: &highside_providers::Deployment| {
-            self.assess(
-                caller,
-                req.declared_label.as_deref(),
-                &route.name,
-                &d.settings().label,
-                &texts,
-            )
+            self.assess(caller, declared, &route.name, &d.settings().label, texts)
         };
         let mut decided = None;
         for (i, d) in order.iter().enumerate() {
@@ -441,6 +432,43 @@ impl Service {
                     .map(|(_, d)| Arc::clone(d)),
             )
             .collect();
+        Ok((decision, label, candidates))
+    }
+
+    /// An upstream route's request: the decision against the first deployment that may take
+    /// it, then the deployments in order, falling back only to those whose accreditation the
+    /// mandatory check allows for this request's label. Waits for the first output, so an
+    /// upstream that fails before answering is an HTTP error, not a broken stream.
+    fn start_upstream(
+        &self,
+        caller: &Caller<'_>,
+        req: Prepared,
+        route: &crate::UpstreamRoute,
+        started: Instant,
+    ) -> Result<Generation, Refusal> {
+        use highside_providers::{ChatRequest, Message};
+        let PromptInput::Chat(messages) = &req.input else {
+            return Err(ApiError::bad_request(
+                format!("'{}' is served by an external deployment: only /v1/chat/completions (and the Bedrock routes) reach it", route.name),
+                Some("model"),
+            )
+            .into());
+        };
+        if req.tools.is_some() {
+            return Err(ApiError::bad_request(
+                format!(
+                    "tool calling through external deployments is not supported yet ('{}' is one)",
+                    route.name
+                ),
+                Some("tools"),
+            )
+            .into());
+        }
+        let texts: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+        let (decision, label, candidates) =
+            self.route_decision(caller, req.declared_label.as_deref(), route, &texts)?;
+        let who = actor(caller.principal, caller.client);
+        let p = caller.principal;
         let mut audit = CompletionAudit::new(
             Arc::clone(&self.audit),
             caller.request_id,
@@ -564,10 +592,12 @@ impl Service {
         req: &highside_openai::embeddings::PreparedEmbedding,
     ) -> Result<EmbeddingStart, Refusal> {
         let started = Instant::now();
-        let model = self
-            .registry
-            .embedding(&req.model)
-            .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+        let Some(model) = self.registry.embedding(&req.model) else {
+            return match self.registry.route(&req.model) {
+                Some(route) => self.start_embedding_upstream(caller, req, route, started),
+                None => Err(ApiError::model_not_found(&req.model).into()),
+            };
+        };
         if let Some(d) = req.dimensions {
             if d as usize != model.embedder.info().dimensions {
                 return Err(ApiError::bad_request(
@@ -655,8 +685,81 @@ impl Service {
         audit.unfinished = "cancelled";
         audit.blocking_drop = false;
         Ok(EmbeddingStart {
-            ids,
+            work: EmbeddingWork::Local(ids),
             tokens,
+            label,
+            pii: decision.pii,
+            audit,
+            rate_headers: admission.headers,
+        })
+    }
+
+    /// An embedding request to an upstream route: the route's decision (durable), the
+    /// completion record and a metering reservation of an upper bound of the input tokens
+    /// (bytes, plus 2 per input); the handler sends it and settles what the upstream reports.
+    fn start_embedding_upstream(
+        &self,
+        caller: &Caller<'_>,
+        req: &highside_openai::embeddings::PreparedEmbedding,
+        route: &crate::UpstreamRoute,
+        started: Instant,
+    ) -> Result<EmbeddingStart, Refusal> {
+        if req.dimensions.is_some() {
+            return Err(ApiError::bad_request(
+                format!(
+                    "'dimensions' is not passed to external deployments ('{}' is one)",
+                    route.name
+                ),
+                Some("dimensions"),
+            )
+            .into());
+        }
+        let texts: Vec<&str> = req.inputs.iter().map(String::as_str).collect();
+        let (decision, label, candidates) =
+            self.route_decision(caller, req.declared_label.as_deref(), route, &texts)?;
+        let p = caller.principal;
+        let mut audit = CompletionAudit::new(
+            Arc::clone(&self.audit),
+            caller.request_id,
+            actor(p, caller.client),
+            &route.name,
+            started,
+        );
+        audit.prompt_sha256 = sha256_hex(
+            serde_json::to_string(&req.inputs)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        let bound: u64 = req.inputs.iter().map(|t| t.len() as u64 + 2).sum();
+        audit.prompt_tokens = bound;
+        let attempted = crate::upstream::Attempts::default();
+        audit.deployments = Some(Arc::clone(&attempted));
+        let subjects = highside_store::Subjects {
+            agency: p.agency.to_string(),
+            user: p.user.to_string(),
+            key: p.key.as_ref().map(ToString::to_string),
+        };
+        let admission =
+            match self
+                .meter
+                .admit(caller.request_id, false, &subjects, &route.name, bound, 0)
+            {
+                Ok(a) => a,
+                Err(refused) => {
+                    audit.unfinished = "rate_limited";
+                    return Err(refused);
+                }
+            };
+        audit.charge = Some(admission.charge);
+        audit.unfinished = "cancelled";
+        audit.blocking_drop = false;
+        Ok(EmbeddingStart {
+            work: EmbeddingWork::Upstream {
+                candidates,
+                attempts: route.attempts,
+                attempted,
+            },
+            tokens: bound,
             label,
             pii: decision.pii,
             audit,

@@ -117,6 +117,11 @@ pub(crate) fn prepend(
 /// itself is at fault), 429 when every deployment is throttling, 502 otherwise.
 pub(crate) fn error(failure: &Failure, why: String) -> ApiError {
     let e = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+    call_error(e, why)
+}
+
+/// The HTTP error for a failed call (see [`error`]).
+pub(crate) fn call_error(e: Option<CallError>, why: String) -> ApiError {
     match e.and_then(|e| e.status) {
         Some(400) | Some(413) | Some(422) => ApiError {
             code: Some("upstream_rejected"),
