@@ -414,6 +414,22 @@ fn uuid_like() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn model_output_never_panics_the_parser(prefix in ".{0,40}", body in ".{0,80}", close in proptest::bool::ANY) {
+            let t = Tools::parse(Some(weather()), None, None).unwrap().unwrap();
+            let text = format!("{prefix}{CALL_OPEN}{body}{}", if close { CALL_CLOSE } else { "" });
+            if let Some((_, calls)) = parse_calls(&text, &t) {
+                for c in calls {
+                    prop_assert_eq!(c.function.name.as_str(), "get_weather");
+                    let v: Value = serde_json::from_str(&c.function.arguments).unwrap();
+                    prop_assert!(v.is_object());
+                }
+            }
+        }
+    }
 
     fn weather() -> Vec<Value> {
         vec![
