@@ -310,6 +310,20 @@ impl Deployment {
         up
     }
 
+    /// A place under the concurrency cap. A deployment at its cap is skipped after the connect
+    /// timeout rather than waited on for ever.
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, CallError> {
+        tokio::time::timeout(self.settings.connect_timeout, self.permits.acquire())
+            .await
+            .map_err(|_| {
+                CallError::retry(format!(
+                    "deployment '{}' is at its concurrency limit",
+                    self.settings.name
+                ))
+            })?
+            .map_err(|_| CallError::retry("the deployment is shutting down"))
+    }
+
     /// Embeds `inputs` (OpenAI `POST {url}/embeddings`, floats): the vectors in input order
     /// and the upstream's token count, if it gave one.
     pub async fn embed(
@@ -325,15 +339,7 @@ impl Deployment {
                 emitted: false,
             });
         }
-        let _permit = tokio::time::timeout(s.connect_timeout, self.permits.acquire())
-            .await
-            .map_err(|_| {
-                CallError::retry(format!(
-                    "deployment '{}' is at its concurrency limit",
-                    s.name
-                ))
-            })?
-            .map_err(|_| CallError::retry("the deployment is shutting down"))?;
+        let _permit = self.permit().await?;
         let body =
             serde_json::json!({"model": s.model, "input": inputs, "encoding_format": "float"});
         let result = async {
@@ -375,17 +381,7 @@ impl Deployment {
         req: &ChatRequest,
         out: &UnboundedSender<Output>,
     ) -> Result<(), CallError> {
-        // A deployment at its concurrency cap is skipped after the connect timeout rather than
-        // waited on for ever.
-        let _permit = tokio::time::timeout(self.settings.connect_timeout, self.permits.acquire())
-            .await
-            .map_err(|_| {
-                CallError::retry(format!(
-                    "deployment '{}' is at its concurrency limit",
-                    self.settings.name
-                ))
-            })?
-            .map_err(|_| CallError::retry("the deployment is shutting down"))?;
+        let _permit = self.permit().await?;
         let result = self.call(req, out).await;
         // Only the upstream's own failures count against its circuit, not a 400.
         self.record(result.as_ref().map_or_else(|e| !e.retryable, |_| true));
@@ -599,6 +595,7 @@ pub fn order<T: Clone>(targets: &[(T, u32)], draw: u64) -> Vec<T> {
 }
 
 /// Embeds `inputs` along `candidates` as [`run`] sends chat requests; `attempted` receives
+/// Embeds `inputs` along `candidates` as [`run`] sends chat requests; `attempted` receives
 /// each deployment's name before it is tried.
 pub async fn run_embed(
     candidates: &[Arc<Deployment>],
@@ -606,37 +603,18 @@ pub async fn run_embed(
     inputs: &[String],
     attempted: &Mutex<Vec<String>>,
 ) -> Result<(Vec<Vec<f32>>, Option<u64>), CallError> {
-    let mut last = None;
-    for d in candidates {
-        if !d.available() {
-            continue;
-        }
-        for attempt in 0..attempts.max(1) {
+    along(
+        candidates,
+        attempts,
+        |name| {
             attempted
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(d.settings.name.clone());
-            match d.embed(inputs).await {
-                Ok(v) => return Ok(v),
-                Err(e) if !e.retryable => return Err(e),
-                Err(e) => {
-                    tracing::warn!(deployment = %d.settings.name, attempt, error = %e, "upstream attempt failed");
-                    last = Some(e);
-                    if attempt + 1 < attempts && d.available() {
-                        tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
-                    } else {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    Err(last.unwrap_or_else(|| CallError {
-        message: "no deployment of this model is available".into(),
-        status: None,
-        retryable: true,
-        emitted: false,
-    }))
+                .push(name.to_owned());
+        },
+        |d| d.embed(inputs),
+    )
+    .await
 }
 
 /// Sends `req` along `candidates` in order, each up to `attempts` times with exponential
@@ -648,6 +626,29 @@ pub async fn run(
     req: &ChatRequest,
     out: &UnboundedSender<Output>,
 ) -> Result<(), CallError> {
+    along(
+        candidates,
+        attempts,
+        |name| {
+            let _ = out.send(Output::Attempt(name.to_owned()));
+        },
+        |d| d.chat(req, out),
+    )
+    .await
+}
+
+/// The attempt loop of a route: `call` on each available candidate in order, up to
+/// `attempts` times with exponential backoff on retryable errors, `tried` told each
+/// deployment's name first; a non-retryable error, or one after output, ends it.
+async fn along<'a, T, Fut>(
+    candidates: &'a [Arc<Deployment>],
+    attempts: u32,
+    mut tried: impl FnMut(&str),
+    mut call: impl FnMut(&'a Deployment) -> Fut,
+) -> Result<T, CallError>
+where
+    Fut: std::future::Future<Output = Result<T, CallError>>,
+{
     let mut last = None;
     for d in candidates {
         if !d.available() {
@@ -655,9 +656,9 @@ pub async fn run(
             continue;
         }
         for attempt in 0..attempts.max(1) {
-            let _ = out.send(Output::Attempt(d.settings.name.clone()));
-            match d.chat(req, out).await {
-                Ok(()) => return Ok(()),
+            tried(&d.settings.name);
+            match call(d).await {
+                Ok(v) => return Ok(v),
                 Err(e) if e.emitted || !e.retryable => return Err(e),
                 Err(e) => {
                     tracing::warn!(deployment = %d.settings.name, attempt, error = %e, "upstream attempt failed");

@@ -318,6 +318,21 @@ impl CompletionAudit {
         let _ = auditor.record(event).await;
     }
 
+    /// Records a generation's end from the engine's (or upstream's) counts: the prompt size it
+    /// reports, then [`finish`](Self::finish).
+    pub(crate) async fn finish_usage(
+        mut self,
+        reason: highside_engine::FinishReason,
+        usage: highside_engine::Usage,
+    ) -> Result<(), ApiError> {
+        self.prompt_tokens(u64::from(usage.prompt_tokens));
+        self.finish(
+            highside_openai::finish_reason_str(reason),
+            u64::from(usage.completion_tokens),
+        )
+        .await
+    }
+
     /// Records the end of the generation and resolves once the record is durable.
     pub(crate) async fn finish(
         mut self,

@@ -310,14 +310,8 @@ impl Streaming {
                     usage,
                 }) => {
                     // The stop events leave only once the completion record is durable.
-                    if let Some(mut a) = self.audit.take() {
-                        a.prompt_tokens(u64::from(usage.prompt_tokens));
-                        let recorded = a
-                            .finish(
-                                finish_reason_str(finish_reason),
-                                u64::from(usage.completion_tokens),
-                            )
-                            .await;
+                    if let Some(a) = self.audit.take() {
+                        let recorded = a.finish_usage(finish_reason, usage).await;
                         if let Err(e) = recorded {
                             self.events = None;
                             return Some(exception("internalServerException", &e.message));

@@ -137,47 +137,35 @@ pub(crate) fn check_running(state: &AppState) -> Result<(), ApiError> {
 
 async fn list_models(State(state): State<Arc<AppState>>) -> Response {
     let registry = state.service.registry();
-    let mut data: Vec<ModelObject> = registry
-        .iter()
-        .map(|m| ModelObject {
-            id: m.name.clone(),
-            object: "model",
-            created: m.created,
-            owned_by: "highside",
-            highside: Some(HighsideMeta {
-                label: m.accreditation().banner,
-                pii: Vec::new(),
-            }),
-        })
-        .collect();
-    data.extend(registry.embeddings().map(|m| ModelObject {
-        id: m.name.clone(),
+    let object = |id: &str, created: u64, label: String| ModelObject {
+        id: id.to_owned(),
         object: "model",
-        created: m.created,
+        created,
         owned_by: "highside",
         highside: Some(HighsideMeta {
-            label: m.accreditation().banner,
+            label,
             pii: Vec::new(),
         }),
-    }));
+    };
+    let mut data: Vec<ModelObject> = registry
+        .iter()
+        .map(|m| object(&m.name, m.created, m.accreditation().banner))
+        .collect();
+    data.extend(
+        registry
+            .embeddings()
+            .map(|m| object(&m.name, m.created, m.accreditation().banner)),
+    );
     // A route's label is its most accredited deployment's: the highest it can serve.
     data.extend(registry.routes().map(|r| {
-        ModelObject {
-            id: r.name.clone(),
-            object: "model",
-            created: r.created,
-            owned_by: "highside",
-            highside: Some(HighsideMeta {
-                label: r
-                    .targets
-                    .iter()
-                    .map(|(d, _)| d.settings())
-                    .reduce(|a, b| if b.label.dominates(&a.label) { b } else { a })
-                    .map(|s| s.banner.clone())
-                    .unwrap_or_default(),
-                pii: Vec::new(),
-            }),
-        }
+        let label = r
+            .targets
+            .iter()
+            .map(|(d, _)| d.settings())
+            .reduce(|a, b| if b.label.dominates(&a.label) { b } else { a })
+            .map(|s| s.banner.clone())
+            .unwrap_or_default();
+        object(&r.name, r.created, label)
     }));
     axum::Json(ModelList {
         object: "list",

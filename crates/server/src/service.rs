@@ -198,25 +198,14 @@ impl Service {
         let decision = self.decide(caller, &req, model)?;
         let label = self.monitor.encodings().banner(&decision.label);
         let who = actor(caller.principal, caller.client);
-        let p = caller.principal;
-        self.audit
-            .record_blocking(highside_audit::Event::Decision {
-                request_id: caller.request_id.to_owned(),
-                actor: who.clone(),
-                route: caller.route.to_owned(),
-                model: model.name.clone(),
-                clearance: p.clearance.to_string(),
-                nationality: p.nationality.to_string(),
-                request_label: label.clone(),
-                model_label: model.accreditation().banner,
-                decision: if decision.allowed { "allow" } else { "deny" }.to_owned(),
-                reasons: decision
-                    .reasons
-                    .iter()
-                    .map(|r| format!("{}: {}", r.rule, r.message))
-                    .collect(),
-                pii: decision.pii.iter().map(|s| (*s).to_owned()).collect(),
-            })?;
+        self.record_decision(
+            caller,
+            who.clone(),
+            &model.name,
+            model.accreditation().banner,
+            &label,
+            &decision,
+        )?;
         if !decision.allowed {
             return Err(denied(&decision).into());
         }
@@ -303,36 +292,14 @@ impl Service {
         let prompt_tokens = prompt.len() as u32;
         audit.prompt_tokens = u64::from(prompt_tokens);
         // Reserve what it may use (never more than the context leaves) before it runs.
-        let p = caller.principal;
-        let subjects = highside_store::Subjects {
-            agency: p.agency.to_string(),
-            user: p.user.to_string(),
-            key: p.key.as_ref().map(ToString::to_string),
-        };
-        let charge_id = match caller.idempotency_key {
-            // Scoped to the agency and user, so nobody else's key collides with theirs.
-            Some(k) => format!(
-                "idem-{}",
-                sha256_hex(format!("{}\n{}\n{k}", subjects.agency, subjects.user).as_bytes())
-            ),
-            None => caller.request_id.to_owned(),
-        };
         let most = params.max_tokens.min(context.saturating_sub(prompt_tokens));
-        let admission = match self.meter.admit(
-            &charge_id,
-            caller.idempotency_key.is_some(),
-            &subjects,
+        let rate_headers = self.admit(
+            caller,
+            &mut audit,
             &model.name,
             u64::from(prompt_tokens),
             u64::from(most),
-        ) {
-            Ok(a) => a,
-            Err(refused) => {
-                audit.unfinished = "rate_limited";
-                return Err(refused);
-            }
-        };
-        audit.charge = Some(admission.charge);
+        )?;
         let events = engine
             .submit(prompt, params)
             .map_err(|e| engine_error(e, param))?;
@@ -351,7 +318,7 @@ impl Service {
                 audit.blocking_drop = false;
                 audit
             },
-            rate_headers: admission.headers,
+            rate_headers,
             tools: req.tools,
         })
     }
@@ -399,25 +366,14 @@ impl Service {
         self.log_decision(caller, &route.name, &decision);
         let label = self.monitor.encodings().banner(&decision.label);
         let who = actor(caller.principal, caller.client);
-        let p = caller.principal;
-        self.audit
-            .record_blocking(highside_audit::Event::Decision {
-                request_id: caller.request_id.to_owned(),
-                actor: who.clone(),
-                route: caller.route.to_owned(),
-                model: route.name.clone(),
-                clearance: p.clearance.to_string(),
-                nationality: p.nationality.to_string(),
-                request_label: label.clone(),
-                model_label: order[chosen].settings().banner.clone(),
-                decision: if decision.allowed { "allow" } else { "deny" }.to_owned(),
-                reasons: decision
-                    .reasons
-                    .iter()
-                    .map(|r| format!("{}: {}", r.rule, r.message))
-                    .collect(),
-                pii: decision.pii.iter().map(|s| (*s).to_owned()).collect(),
-            })?;
+        self.record_decision(
+            caller,
+            who.clone(),
+            &route.name,
+            order[chosen].settings().banner.clone(),
+            &label,
+            &decision,
+        )?;
         if !decision.allowed {
             return Err(denied(&decision).into());
         }
@@ -468,7 +424,6 @@ impl Service {
         let (decision, label, candidates) =
             self.route_decision(caller, req.declared_label.as_deref(), route, &texts)?;
         let who = actor(caller.principal, caller.client);
-        let p = caller.principal;
         let mut audit = CompletionAudit::new(
             Arc::clone(&self.audit),
             caller.request_id,
@@ -521,33 +476,7 @@ impl Service {
             .sum();
         let most = u64::from(most);
         audit.prompt_tokens = prompt_bound;
-        let subjects = highside_store::Subjects {
-            agency: p.agency.to_string(),
-            user: p.user.to_string(),
-            key: p.key.as_ref().map(ToString::to_string),
-        };
-        let charge_id = match caller.idempotency_key {
-            Some(k) => format!(
-                "idem-{}",
-                sha256_hex(format!("{}\n{}\n{k}", subjects.agency, subjects.user).as_bytes())
-            ),
-            None => caller.request_id.to_owned(),
-        };
-        let admission = match self.meter.admit(
-            &charge_id,
-            caller.idempotency_key.is_some(),
-            &subjects,
-            &route.name,
-            prompt_bound,
-            most,
-        ) {
-            Ok(a) => a,
-            Err(refused) => {
-                audit.unfinished = "rate_limited";
-                return Err(refused);
-            }
-        };
-        audit.charge = Some(admission.charge);
+        let rate_headers = self.admit(caller, &mut audit, &route.name, prompt_bound, most)?;
         let (events, failure, attempted) =
             crate::upstream::spawn(candidates, route.attempts, upstream);
         audit.deployments = Some(attempted);
@@ -577,7 +506,7 @@ impl Service {
                 audit.blocking_drop = false;
                 audit
             },
-            rate_headers: admission.headers,
+            rate_headers,
             tools: None,
         })
     }
@@ -621,25 +550,14 @@ impl Service {
         );
         let label = self.monitor.encodings().banner(&decision.label);
         let who = actor(caller.principal, caller.client);
-        let p = caller.principal;
-        self.audit
-            .record_blocking(highside_audit::Event::Decision {
-                request_id: caller.request_id.to_owned(),
-                actor: who.clone(),
-                route: caller.route.to_owned(),
-                model: model.name.clone(),
-                clearance: p.clearance.to_string(),
-                nationality: p.nationality.to_string(),
-                request_label: label.clone(),
-                model_label: accreditation.banner,
-                decision: if decision.allowed { "allow" } else { "deny" }.to_owned(),
-                reasons: decision
-                    .reasons
-                    .iter()
-                    .map(|r| format!("{}: {}", r.rule, r.message))
-                    .collect(),
-                pii: decision.pii.iter().map(|s| (*s).to_owned()).collect(),
-            })?;
+        self.record_decision(
+            caller,
+            who.clone(),
+            &model.name,
+            accreditation.banner,
+            &label,
+            &decision,
+        )?;
         if !decision.allowed {
             return Err(denied(&decision).into());
         }
@@ -665,23 +583,7 @@ impl Service {
         })?;
         let tokens: u64 = ids.iter().map(|i| i.len() as u64).sum();
         audit.prompt_tokens = tokens;
-        let subjects = highside_store::Subjects {
-            agency: p.agency.to_string(),
-            user: p.user.to_string(),
-            key: p.key.as_ref().map(ToString::to_string),
-        };
-        let admission =
-            match self
-                .meter
-                .admit(caller.request_id, false, &subjects, &model.name, tokens, 0)
-            {
-                Ok(a) => a,
-                Err(refused) => {
-                    audit.unfinished = "rate_limited";
-                    return Err(refused);
-                }
-            };
-        audit.charge = Some(admission.charge);
+        let rate_headers = self.admit(caller, &mut audit, &model.name, tokens, 0)?;
         audit.unfinished = "cancelled";
         audit.blocking_drop = false;
         Ok(EmbeddingStart {
@@ -690,7 +592,7 @@ impl Service {
             label,
             pii: decision.pii,
             audit,
-            rate_headers: admission.headers,
+            rate_headers,
         })
     }
 
@@ -734,23 +636,7 @@ impl Service {
         audit.prompt_tokens = bound;
         let attempted = crate::upstream::Attempts::default();
         audit.deployments = Some(Arc::clone(&attempted));
-        let subjects = highside_store::Subjects {
-            agency: p.agency.to_string(),
-            user: p.user.to_string(),
-            key: p.key.as_ref().map(ToString::to_string),
-        };
-        let admission =
-            match self
-                .meter
-                .admit(caller.request_id, false, &subjects, &route.name, bound, 0)
-            {
-                Ok(a) => a,
-                Err(refused) => {
-                    audit.unfinished = "rate_limited";
-                    return Err(refused);
-                }
-            };
-        audit.charge = Some(admission.charge);
+        let rate_headers = self.admit(caller, &mut audit, &route.name, bound, 0)?;
         audit.unfinished = "cancelled";
         audit.blocking_drop = false;
         Ok(EmbeddingStart {
@@ -763,8 +649,85 @@ impl Service {
             label,
             pii: decision.pii,
             audit,
-            rate_headers: admission.headers,
+            rate_headers,
         })
+    }
+
+    /// Makes a decision record durable (for `model`, accredited `model_label`), before the
+    /// request goes anywhere or its denial is answered.
+    fn record_decision(
+        &self,
+        caller: &Caller<'_>,
+        who: highside_audit::Actor,
+        model: &str,
+        model_label: String,
+        label: &str,
+        decision: &Decision,
+    ) -> Result<(), ApiError> {
+        let p = caller.principal;
+        self.audit
+            .record_blocking(highside_audit::Event::Decision {
+                request_id: caller.request_id.to_owned(),
+                actor: who,
+                route: caller.route.to_owned(),
+                model: model.to_owned(),
+                clearance: p.clearance.to_string(),
+                nationality: p.nationality.to_string(),
+                request_label: label.to_owned(),
+                model_label,
+                decision: if decision.allowed { "allow" } else { "deny" }.to_owned(),
+                reasons: decision
+                    .reasons
+                    .iter()
+                    .map(|r| format!("{}: {}", r.rule, r.message))
+                    .collect(),
+                pii: decision.pii.iter().map(|s| (*s).to_owned()).collect(),
+            })
+            .map(|_| ())
+    }
+
+    /// Reserves `prompt` + `most` tokens for the request (keyed by its Idempotency-Key, scoped
+    /// to agency and user, when it has one) and hands the charge to its completion record; a
+    /// refusal leaves the record saying `rate_limited`.
+    fn admit(
+        &self,
+        caller: &Caller<'_>,
+        audit: &mut CompletionAudit,
+        model: &str,
+        prompt: u64,
+        most: u64,
+    ) -> Result<RateHeaders, Refusal> {
+        let p = caller.principal;
+        let subjects = highside_store::Subjects {
+            agency: p.agency.to_string(),
+            user: p.user.to_string(),
+            key: p.key.as_ref().map(ToString::to_string),
+        };
+        let charge_id = match caller.idempotency_key {
+            // Scoped to the agency and user, so nobody else's key collides with theirs.
+            Some(k) => format!(
+                "idem-{}",
+                sha256_hex(format!("{}\n{}\n{k}", subjects.agency, subjects.user).as_bytes())
+            ),
+            None => caller.request_id.to_owned(),
+        };
+        match self.meter.admit(
+            &charge_id,
+            caller.idempotency_key.is_some(),
+            &subjects,
+            model,
+            prompt,
+            most,
+        ) {
+            Ok(a) => {
+                audit.charge = Some(a.charge);
+                Ok(a.headers)
+            }
+            Err(refused) => {
+                audit.unfinished = "rate_limited";
+                Err(refused)
+            }
+        }
     }
 
     /// The monitor's decision on one request, logged either way.

@@ -75,13 +75,7 @@ pub(crate) async fn collect(
         }
     };
     // The answer leaves only once its completion record is durable.
-    g.audit.prompt_tokens(u64::from(usage.prompt_tokens));
-    g.audit
-        .finish(
-            finish_reason_str(reason),
-            u64::from(usage.completion_tokens),
-        )
-        .await?;
+    g.audit.finish_usage(reason, usage).await?;
     let created = now_secs();
     let usage = UsageBody::from(usage);
     let mut finish_reason = finish_reason_str(reason);
@@ -407,14 +401,8 @@ impl Streaming {
                     if include_usage {
                         out.push_str(&c.usage(usage));
                     }
-                    if let Some(mut a) = self.audit.take() {
-                        a.prompt_tokens(u64::from(usage.prompt_tokens));
-                        let recorded = a
-                            .finish(
-                                finish_reason_str(finish_reason),
-                                u64::from(usage.completion_tokens),
-                            )
-                            .await;
+                    if let Some(a) = self.audit.take() {
+                        let recorded = a.finish_usage(finish_reason, usage).await;
                         if let Err(e) = recorded {
                             self.phase = Phase::Ended;
                             return format!("data: {}\n\n", e.body());
