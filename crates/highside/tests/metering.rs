@@ -264,8 +264,10 @@ async fn disconnects_release_and_an_idempotency_key_is_charged_once() {
     )
     .await;
     let client = Server::client_with(&t.key);
+    // Greedy: this prompt then runs all 600 tokens, so the first request is still running
+    // when the second arrives (sampled, it could end early and hand its reservation back).
     let long = json!({"model": "smollm2", "prompt": "Tell a long story.", "max_tokens": 600,
-                      "stream": true});
+                      "temperature": 0, "stream": true});
     let mut res = client
         .post(server.url("/v1/completions"))
         .json(&long)
