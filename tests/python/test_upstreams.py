@@ -255,3 +255,78 @@ def test_embeddings_through_an_upstream(world):
     # A marking the route's deployments may not see is refused before anything is sent.
     with pytest.raises(openai.PermissionDeniedError):
         world.client.embeddings.create(model="emb-upstream", input="TOP SECRET//SI\nthe annex")
+
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather for a city",
+    "parameters": {"type": "object", "required": ["city", "unit"], "properties": {
+        "city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}}}}}
+FORCED = {"type": "function", "function": {"name": "get_weather"}}
+WEATHER_Q = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+@pytest.mark.parametrize("model", ["via-highside", "via-anthropic"])
+def test_tool_calls_pass_through_an_upstream(world, model):
+    raw = world.client.chat.completions.with_raw_response.create(
+        model=model, messages=WEATHER_Q, tools=[WEATHER_TOOL], tool_choice=FORCED,
+        max_tokens=64, temperature=0)
+    choice = raw.parse().choices[0]
+    assert choice.finish_reason == "tool_calls", choice
+    [call] = choice.message.tool_calls
+    assert call.function.name == "get_weather" and call.id
+    args = json.loads(call.function.arguments)
+    assert set(args) == {"city", "unit"} and args["unit"] in ("c", "f")
+    # Metering and audit saw the call's tokens.
+    [completion] = [r for r in _audit(world, raw.headers["x-request-id"])
+                    if r["type"] == "completion"]
+    assert completion["completion_tokens"] >= 1
+
+    # Streamed: the call arrives whole, in one delta, with finish_reason tool_calls.
+    deltas, finish = [], None
+    for chunk in world.client.chat.completions.create(
+            model=model, messages=WEATHER_Q, tools=[WEATHER_TOOL], tool_choice="required",
+            max_tokens=64, temperature=0, stream=True):
+        for c in chunk.choices:
+            deltas.extend(c.delta.tool_calls or [])
+            finish = c.finish_reason or finish
+    assert finish == "tool_calls"
+    assert [d.function.name for d in deltas] == ["get_weather"]
+    assert set(json.loads(deltas[0].function.arguments)) == {"city", "unit"}
+
+    # The call and its result go back up with their ids; the upstream answers.
+    before = len(world.anthropic.requests)
+    follow = WEATHER_Q + [choice.message.model_dump(exclude_none=True),
+                          {"role": "tool", "tool_call_id": call.id, "content": "12 degrees"}]
+    r2 = world.client.chat.completions.create(
+        model=model, messages=follow, tools=[WEATHER_TOOL], max_tokens=16, temperature=0)
+    assert r2.choices[0].finish_reason in ("stop", "length", "tool_calls")
+    if model == "via-anthropic":
+        assert r2.choices[0].message.content == "The tool said 12 degrees"
+        sent = world.anthropic.requests[before]
+        assert sent["tool_choice"] == {"type": "auto"}
+        assert sent["tools"][0]["input_schema"] == WEATHER_TOOL["function"]["parameters"]
+        use = sent["messages"][1]["content"][-1]
+        assert use["type"] == "tool_use" and use["id"] == call.id and use["input"] == args
+        assert sent["messages"][2]["content"] == [
+            {"type": "tool_result", "tool_use_id": call.id, "content": "12 degrees"}]
+
+
+def test_tool_definitions_count_for_the_monitor(world):
+    # A marking in a tool's description is as much the prompt's as one in a message.
+    before = len(world.anthropic.requests)
+    secret_tool = json.loads(json.dumps(WEATHER_TOOL))
+    secret_tool["function"]["description"] = "SECRET\nThe plan's weather feed."
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        world.client.chat.completions.create(model="via-anthropic", messages=WEATHER_Q,
+                                             tools=[secret_tool], max_tokens=8)
+    assert "mac.no_write_down.level" in info.value.message
+    # And one in an earlier call's arguments.
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "(S//NF) the site", "unit": "c"}'}}
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        world.client.chat.completions.create(
+            model="via-anthropic", tools=[WEATHER_TOOL], max_tokens=8,
+            messages=WEATHER_Q + [{"role": "assistant", "content": None, "tool_calls": [call]},
+                                  {"role": "tool", "tool_call_id": "call_1", "content": "ok"}])
+    assert "no_write_down" in info.value.message
+    assert len(world.anthropic.requests) == before

@@ -1,5 +1,5 @@
 use highside_engine::SamplingParams;
-use highside_template::Message;
+use highside_template::{Message, MessageToolCall};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -75,10 +75,10 @@ pub struct ChatMessage {
     /// Optional participant name (accepted, not used by templates).
     #[serde(default)]
     pub name: Option<String>,
-    /// Tool calls of an earlier assistant turn (not supported yet).
+    /// Tool calls of an earlier assistant turn.
     #[serde(default)]
     pub tool_calls: Option<serde_json::Value>,
-    /// Tool result correlation id (not supported yet).
+    /// The call a tool message answers.
     #[serde(default)]
     pub tool_call_id: Option<String>,
     // Fields the official SDKs echo back when a response message is reused as input.
@@ -438,20 +438,16 @@ impl ChatCompletionRequest {
                     Some(&format!("messages[{i}].tool_call_id")),
                 ));
             }
-            let mut content = if calls.is_empty() || m.content.is_some() {
+            let content = if calls.is_empty() || m.content.is_some() {
                 message_text(i, m.content)?
             } else {
                 String::new()
             };
-            if !calls.is_empty() {
-                if !content.is_empty() {
-                    content.push('\n');
-                }
-                content.push_str(&crate::tools::render_calls(&calls));
-            }
             messages.push(Message {
                 role: role.to_owned(),
                 content,
+                tool_calls: calls,
+                tool_call_id: m.tool_call_id.filter(|_| role == "tool"),
             });
         }
         let limit = match (self.max_completion_tokens, self.max_tokens) {
@@ -464,8 +460,8 @@ impl ChatCompletionRequest {
     }
 }
 
-/// An assistant turn's `tool_calls`: (name, arguments) pairs.
-fn tool_calls(i: usize, v: serde_json::Value) -> Result<Vec<(String, String)>, ApiError> {
+/// An assistant turn's `tool_calls`.
+fn tool_calls(i: usize, v: serde_json::Value) -> Result<Vec<MessageToolCall>, ApiError> {
     let param = format!("messages[{i}].tool_calls");
     let bad = || {
         ApiError::bad_request(
@@ -476,13 +472,18 @@ fn tool_calls(i: usize, v: serde_json::Value) -> Result<Vec<(String, String)>, A
     let list = v.as_array().ok_or_else(bad)?;
     list.iter()
         .map(|c| {
+            let id = c.get("id").and_then(|n| n.as_str()).ok_or_else(bad)?;
             let f = c.get("function").ok_or_else(bad)?;
             let name = f.get("name").and_then(|n| n.as_str()).ok_or_else(bad)?;
             let args = f
                 .get("arguments")
                 .and_then(|a| a.as_str())
                 .ok_or_else(bad)?;
-            Ok((name.to_owned(), args.to_owned()))
+            Ok(MessageToolCall {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                arguments: args.to_owned(),
+            })
         })
         .collect()
 }
@@ -550,13 +551,7 @@ mod tests {
         assert_eq!(p.model, "m");
         assert_eq!(p.max_tokens, None);
         assert!(!p.stream);
-        assert_eq!(
-            p.input,
-            PromptInput::Chat(vec![Message {
-                role: "user".into(),
-                content: "hi".into()
-            }])
-        );
+        assert_eq!(p.input, PromptInput::Chat(vec![Message::new("user", "hi")]));
     }
 
     #[test]
@@ -564,10 +559,7 @@ mod tests {
         let p = chat(r#"{"model":"m","messages":[{"role":"developer","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]}"#).unwrap();
         assert_eq!(
             p.input,
-            PromptInput::Chat(vec![Message {
-                role: "system".into(),
-                content: "ab".into()
-            }])
+            PromptInput::Chat(vec![Message::new("system", "ab")])
         );
     }
 

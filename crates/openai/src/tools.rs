@@ -197,11 +197,16 @@ impl Tools {
     }
 
     /// Every text the tools put before the model, for the reference monitor's detection.
+    /// Each name, description and every string of the schemas stands alone, so a banner line
+    /// inside one is still a line of its own.
     pub fn texts(&self) -> Vec<String> {
-        self.defs
-            .iter()
-            .map(|d| format!("{} {} {}", d.name, d.description, d.parameters))
-            .collect()
+        let mut out = Vec::new();
+        for d in &self.defs {
+            out.push(d.name.clone());
+            out.push(d.description.clone());
+            json_strings(&d.parameters, &mut out);
+        }
+        out
     }
 
     /// Instructions for templates without tool support (Hermes format).
@@ -341,6 +346,21 @@ impl Grammar {
     }
 }
 
+/// Every string in `v`, keys included, decoded (a JSON escape hides nothing from detection).
+pub fn json_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| json_strings(x, out)),
+        Value::Object(o) => {
+            for (k, x) in o {
+                out.push(k.clone());
+                json_strings(x, out);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
 /// A GBNF string literal of `s`.
 fn gbnf_literal(s: &str) -> String {
     let mut out = String::from("\"");
@@ -388,12 +408,13 @@ pub fn parse_calls(text: &str, tools: &Tools) -> Option<(String, Vec<ToolCall>)>
     Some((text[..first].trim().to_owned(), calls))
 }
 
-/// The text an assistant turn with `calls` had, for templates without tool support.
-pub fn render_calls(calls: &[(String, String)]) -> String {
+/// The text an assistant turn with `calls` had, as the model would have written them.
+pub fn render_calls<'a>(calls: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     calls
-        .iter()
+        .into_iter()
         .map(|(name, args)| {
-            let args: Value = serde_json::from_str(args).unwrap_or(Value::String(args.clone()));
+            let args: Value =
+                serde_json::from_str(args).unwrap_or_else(|_| Value::String(args.to_owned()));
             format!(
                 "{CALL_OPEN}\n{}\n{CALL_CLOSE}",
                 json!({"name": name, "arguments": args})
@@ -484,9 +505,9 @@ mod tests {
         assert_eq!(calls[0].function.name, "get_weather");
         let args: Value = serde_json::from_str(&calls[0].function.arguments).unwrap();
         assert_eq!(args["city"], "Paris");
-        let again = render_calls(&[(
-            calls[0].function.name.clone(),
-            calls[0].function.arguments.clone(),
+        let again = render_calls([(
+            calls[0].function.name.as_str(),
+            calls[0].function.arguments.as_str(),
         )]);
         assert_eq!(
             parse_calls(&again, &t).unwrap().1[0].function,

@@ -36,12 +36,61 @@ const BREAKER_FAILURES: u32 = 3;
 const BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
 
 /// A chat message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Message {
-    /// `system`, `user` or `assistant`.
+    /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
     /// Its text.
     pub content: String,
+    /// The calls an assistant turn made.
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a `tool` turn answers.
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    /// A plain message.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A function call, made by a model or sent back in an earlier assistant turn.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ToolCall {
+    /// Correlates the call with its result.
+    pub id: String,
+    /// The function.
+    pub name: String,
+    /// Its arguments: a JSON object, as text.
+    pub arguments: String,
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool {
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its arguments.
+    pub parameters: serde_json::Value,
+}
+
+/// How the model must use the tools.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ToolChoice {
+    /// The model decides.
+    #[default]
+    Auto,
+    /// It must call one.
+    Required,
+    /// It must call this one.
+    Named(String),
 }
 
 /// A chat request in the terms every protocol shares.
@@ -61,6 +110,10 @@ pub struct ChatRequest {
     pub seed: Option<u32>,
     /// Stream the upstream's answer through as it comes.
     pub stream: bool,
+    /// Functions offered; empty for none.
+    pub tools: Vec<Tool>,
+    /// How they must be used (ignored without tools).
+    pub tool_choice: ToolChoice,
 }
 
 /// Why generation ended.
@@ -88,6 +141,8 @@ pub enum Output {
     Attempt(String),
     /// Generated text.
     Text(String),
+    /// The calls the model made, whole, after all of its text.
+    ToolCalls(Vec<ToolCall>),
     /// The end; usage from the upstream, or counted where it gave none.
     Done {
         /// Why it ended.
@@ -102,10 +157,12 @@ pub enum Output {
 /// One parsed piece of an upstream stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Chunk {
-    /// Text, a finish reason and/or usage.
+    /// Text, pieces of tool calls, a finish reason and/or usage.
     Data {
         /// New text.
         text: Option<String>,
+        /// Pieces of calls.
+        calls: Vec<CallDelta>,
         /// Set on the last content chunk.
         finish: Option<Finish>,
         /// Counts, when the upstream reports them.
@@ -113,6 +170,98 @@ pub enum Chunk {
     },
     /// The stream's end marker.
     End,
+}
+
+/// A piece of a streamed call: the first piece of a call has its id and name, and every
+/// piece may add to its arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CallDelta {
+    /// Which call of the answer it belongs to.
+    pub index: u64,
+    /// Its id, on the first piece.
+    pub id: Option<String>,
+    /// Its function, on the first piece.
+    pub name: Option<String>,
+    /// More of its arguments' JSON text.
+    pub arguments: String,
+}
+
+/// A whole (non-streamed) answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Its text.
+    pub text: String,
+    /// The calls it made.
+    pub calls: Vec<ToolCall>,
+    /// Why it ended.
+    pub finish: Finish,
+    /// Token counts, when the upstream gave them.
+    pub usage: Option<Usage>,
+}
+
+/// The calls of a stream, assembled from their pieces.
+#[derive(Debug, Default)]
+pub struct CallAssembly {
+    calls: std::collections::BTreeMap<u64, ToolCall>,
+}
+
+impl CallAssembly {
+    /// Adds one piece.
+    pub fn add(&mut self, d: CallDelta) -> Result<(), ProtocolError> {
+        if self.calls.len() >= MAX_CALLS && !self.calls.contains_key(&d.index) {
+            return Err(ProtocolError("the answer makes too many tool calls"));
+        }
+        let call = self.calls.entry(d.index).or_default();
+        if let Some(id) = d.id.filter(|i| !i.is_empty()) {
+            call.id = id;
+        }
+        if let Some(name) = d.name.filter(|n| !n.is_empty()) {
+            call.name = name;
+        }
+        if call.arguments.len() + d.arguments.len() > MAX_ANSWER_BYTES {
+            return Err(ProtocolError("a tool call's arguments are too long"));
+        }
+        call.arguments.push_str(&d.arguments);
+        Ok(())
+    }
+
+    /// The calls in order, each checked against the tools `req` offered.
+    pub fn finish(self, req: &ChatRequest) -> Result<Vec<ToolCall>, ProtocolError> {
+        checked_calls(self.calls.into_values().collect(), req)
+    }
+}
+
+/// Most calls one answer may make.
+const MAX_CALLS: usize = 128;
+
+/// `calls` if each names an offered function and has a JSON object for arguments (empty
+/// arguments are `{}`). An upstream that calls something never offered, or sends arguments
+/// that are not an object, is not speaking its protocol.
+pub fn checked_calls(
+    mut calls: Vec<ToolCall>,
+    req: &ChatRequest,
+) -> Result<Vec<ToolCall>, ProtocolError> {
+    if calls.len() > MAX_CALLS {
+        return Err(ProtocolError("the answer makes too many tool calls"));
+    }
+    for c in &mut calls {
+        if !req.tools.iter().any(|t| t.name == c.name) {
+            return Err(ProtocolError(
+                "the answer calls a function that was not offered",
+            ));
+        }
+        if c.arguments.trim().is_empty() {
+            c.arguments = "{}".into();
+        }
+        let args: serde_json::Value = serde_json::from_str(&c.arguments)
+            .map_err(|_| ProtocolError("a tool call's arguments are not JSON"))?;
+        if !args.is_object() {
+            return Err(ProtocolError(
+                "a tool call's arguments are not a JSON object",
+            ));
+        }
+    }
+    Ok(calls)
 }
 
 /// The upstream said something that is not its protocol.
@@ -398,7 +547,14 @@ impl Deployment {
             Protocol::Openai => ("/chat/completions", openai::body(&s.model, req)),
             Protocol::Anthropic => (
                 "/v1/messages",
-                anthropic::body(&s.model, req, s.context_length.min(4096)),
+                anthropic::body(&s.model, req, s.context_length.min(4096)).map_err(|e| {
+                    CallError {
+                        message: format!("deployment '{}' cannot take this request: {e}", s.name),
+                        status: Some(400),
+                        retryable: false,
+                        emitted: false,
+                    }
+                })?,
             ),
         };
         let res = self.request(path).json(&body).send().await.map_err(|e| {
@@ -421,9 +577,19 @@ impl Deployment {
                 emitted: false,
             });
         }
-        let prompt_chars: usize = req.messages.iter().map(|m| m.content.chars().count()).sum();
+        let prompt_chars: usize = req
+            .messages
+            .iter()
+            .map(|m| {
+                m.content.chars().count()
+                    + m.tool_calls
+                        .iter()
+                        .map(|c| c.arguments.chars().count())
+                        .sum::<usize>()
+            })
+            .sum();
         if req.stream {
-            self.pump(res, out, prompt_chars).await
+            self.pump(res, req, out, prompt_chars).await
         } else {
             let bytes = read_limited(res, MAX_ANSWER_BYTES)
                 .await
@@ -434,18 +600,29 @@ impl Deployment {
                     s.name
                 ))
             })?;
-            let (text, finish, usage) = match s.protocol {
+            let answer = match s.protocol {
                 Protocol::Openai => openai::parse_response(&v),
                 Protocol::Anthropic => anthropic::parse_response(&v),
             }
+            .and_then(|a| {
+                Ok(Answer {
+                    calls: checked_calls(a.calls, req)?,
+                    ..a
+                })
+            })
             .map_err(|e| CallError::retry(format!("deployment '{}': {e}", s.name)))?;
-            let usage = usage.unwrap_or_else(|| Usage {
+            let usage = answer.usage.unwrap_or_else(|| Usage {
                 prompt_tokens: estimate(prompt_chars),
-                completion_tokens: estimate(text.chars().count()),
+                completion_tokens: estimate(
+                    answer.text.chars().count() + call_chars(&answer.calls),
+                ),
             });
-            let _ = out.send(Output::Text(text));
+            let _ = out.send(Output::Text(answer.text));
+            if !answer.calls.is_empty() {
+                let _ = out.send(Output::ToolCalls(answer.calls));
+            }
             let _ = out.send(Output::Done {
-                finish,
+                finish: answer.finish,
                 usage,
                 deployment: s.name.clone(),
             });
@@ -457,11 +634,14 @@ impl Deployment {
     async fn pump(
         &self,
         res: reqwest::Response,
+        req: &ChatRequest,
         out: &UnboundedSender<Output>,
         prompt_chars: usize,
     ) -> Result<(), CallError> {
         let s = &self.settings;
         let mut decoder = sse::SseDecoder::new(1 << 20);
+        // Calls are passed on whole, at the end: their arguments arrive in pieces.
+        let mut assembly = CallAssembly::default();
         let mut body = res.bytes_stream();
         let (mut emitted, mut chunks) = (false, 0u64);
         let (mut finish, mut usage) = (None, None::<Usage>);
@@ -492,9 +672,15 @@ impl Deployment {
                 match chunk {
                     Chunk::Data {
                         text,
+                        calls,
                         finish: f,
                         usage: u,
                     } => {
+                        for d in calls {
+                            assembly
+                                .add(d)
+                                .map_err(|e| broken(emitted, e.to_string()))?;
+                        }
                         if let Some(t) = text {
                             chunks += 1;
                             emitted = true;
@@ -514,10 +700,16 @@ impl Deployment {
                         }
                     }
                     Chunk::End => {
+                        let calls = std::mem::take(&mut assembly)
+                            .finish(req)
+                            .map_err(|e| broken(emitted, e.to_string()))?;
                         let counted = Usage {
                             prompt_tokens: estimate(prompt_chars),
-                            completion_tokens: chunks,
+                            completion_tokens: chunks + estimate(call_chars(&calls)),
                         };
+                        if !calls.is_empty() {
+                            let _ = out.send(Output::ToolCalls(calls));
+                        }
                         let usage = match usage {
                             Some(u) if u.prompt_tokens > 0 => u,
                             Some(u) => Usage {
@@ -537,6 +729,14 @@ impl Deployment {
             }
         }
     }
+}
+
+/// Characters of the calls' names and arguments.
+fn call_chars(calls: &[ToolCall]) -> usize {
+    calls
+        .iter()
+        .map(|c| c.name.chars().count() + c.arguments.chars().count())
+        .sum()
 }
 
 /// Tokens of text without the upstream's tokenizer: one per four characters, rounded up.

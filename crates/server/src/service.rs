@@ -221,11 +221,12 @@ impl Service {
             PromptInput::Chat(messages) => {
                 // Control-token text in a message would become real control tokens below.
                 for (i, m) in messages.iter().enumerate() {
+                    let texts = crate::tools::texts(std::slice::from_ref(m));
                     if let Some(t) = engine
                         .info()
                         .control_texts
                         .iter()
-                        .find(|t| m.content.contains(t.as_str()))
+                        .find(|t| texts.iter().any(|x| x.contains(t.as_str())))
                     {
                         return Err(ApiError::bad_request(
                             format!("messages[{i}].content contains the model's control token {t:?}, which could forge conversation structure"),
@@ -410,17 +411,11 @@ impl Service {
             )
             .into());
         };
-        if req.tools.is_some() {
-            return Err(ApiError::bad_request(
-                format!(
-                    "tool calling through external deployments is not supported yet ('{}' is one)",
-                    route.name
-                ),
-                Some("tools"),
-            )
-            .into());
-        }
-        let texts: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+        // The monitor reads everything the deployment will: contents, earlier calls, tools.
+        let tool_texts = req.tools.as_ref().map(|t| t.texts()).unwrap_or_default();
+        let chat_texts = crate::tools::texts(messages);
+        let mut texts: Vec<&str> = chat_texts.iter().map(AsRef::as_ref).collect();
+        texts.extend(tool_texts.iter().map(String::as_str));
         let (decision, label, candidates) =
             self.route_decision(caller, req.declared_label.as_deref(), route, &texts)?;
         let who = actor(caller.principal, caller.client);
@@ -438,6 +433,7 @@ impl Service {
             .max()
             .unwrap_or(0);
         let most = req.max_tokens.unwrap_or(window);
+        let (tools, tool_choice) = crate::upstream::offered(req.tools.as_ref());
         let upstream = ChatRequest {
             messages: messages
                 .iter()
@@ -448,6 +444,16 @@ impl Service {
                         m.role.clone()
                     },
                     content: m.content.clone(),
+                    tool_calls: m
+                        .tool_calls
+                        .iter()
+                        .map(|c| highside_providers::ToolCall {
+                            id: c.id.clone(),
+                            name: c.name.clone(),
+                            arguments: c.arguments.clone(),
+                        })
+                        .collect(),
+                    tool_call_id: m.tool_call_id.clone(),
                 })
                 .collect(),
             max_tokens: Some(most),
@@ -456,24 +462,21 @@ impl Service {
             stop: req.params.stop.clone(),
             seed: req.params.seed,
             stream: req.stream,
+            tools,
+            tool_choice,
         };
-        let prompt_json: Vec<_> = upstream
-            .messages
-            .iter()
-            .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
-            .collect();
-        audit.prompt_sha256 = sha256_hex(
-            serde_json::to_string(&prompt_json)
-                .unwrap_or_default()
-                .as_bytes(),
-        );
+        // The hash covers the conversation as an OpenAI-protocol deployment receives it (and
+        // the tools, when offered).
+        let sent = highside_providers::openai::body(&route.name, &upstream);
+        let hashed = match sent.get("tools") {
+            Some(t) => serde_json::json!({"messages": sent["messages"], "tools": t}),
+            None => sent["messages"].clone(),
+        };
+        audit.prompt_sha256 = sha256_hex(hashed.to_string().as_bytes());
         // Without the upstream's tokenizer, reserve an upper bound: a token is at least one
         // byte of text, plus a few template tokens per message.
-        let prompt_bound: u64 = upstream
-            .messages
-            .iter()
-            .map(|m| m.content.len() as u64 + 8)
-            .sum();
+        let prompt_bound: u64 =
+            texts.iter().map(|t| t.len() as u64).sum::<u64>() + 8 * upstream.messages.len() as u64;
         let most = u64::from(most);
         audit.prompt_tokens = prompt_bound;
         let rate_headers = self.admit(caller, &mut audit, &route.name, prompt_bound, most)?;
@@ -507,7 +510,7 @@ impl Service {
                 audit
             },
             rate_headers,
-            tools: None,
+            tools: req.tools,
         })
     }
 
@@ -738,9 +741,12 @@ impl Service {
         model: &crate::LoadedModel,
     ) -> Result<Decision, ApiError> {
         // Token-id prompts are read back as text, so markings cannot hide in token ids.
-        let token_text;
+        let (token_text, chat_texts);
         let texts: Vec<&str> = match &req.input {
-            PromptInput::Chat(messages) => messages.iter().map(|m| m.content.as_str()).collect(),
+            PromptInput::Chat(messages) => {
+                chat_texts = crate::tools::texts(messages);
+                chat_texts.iter().map(AsRef::as_ref).collect()
+            }
             PromptInput::Text(t) => vec![t.as_str()],
             PromptInput::Tokens(ids) => {
                 // Checked before anything reads them: llama.cpp aborts on an id out of range.

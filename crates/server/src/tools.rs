@@ -1,8 +1,12 @@
-//! How a conversation with tools reaches a chat template. A template with tool support gets
-//! the `tools` list and the `tool` role as they are; any other gets the tools as a system
-//! prompt (Hermes format) and tool results as user turns wrapped in `<tool_response>`.
+//! How a conversation with tools reaches a chat template. An assistant turn's calls are
+//! written into its text as the model writes them (`<tool_call>` blocks). A template with
+//! tool support gets the `tools` list and the `tool` role as they are; any other gets the
+//! tools as a system prompt (Hermes format) and tool results as user turns wrapped in
+//! `<tool_response>`.
 
-use highside_openai::tools::Tools;
+use std::borrow::Cow;
+
+use highside_openai::tools::{json_strings, render_calls, Tools};
 use highside_template::Message;
 
 /// The messages to render.
@@ -11,12 +15,24 @@ pub(crate) fn messages(messages: &[Message], tools: Option<&Tools>, native: bool
         .iter()
         .map(|m| {
             if !native && m.role == "tool" {
-                Message {
-                    role: "user".into(),
-                    content: format!("<tool_response>\n{}\n</tool_response>", m.content),
-                }
+                Message::new(
+                    "user",
+                    format!("<tool_response>\n{}\n</tool_response>", m.content),
+                )
+            } else if !m.tool_calls.is_empty() {
+                let calls = render_calls(
+                    m.tool_calls
+                        .iter()
+                        .map(|c| (c.name.as_str(), c.arguments.as_str())),
+                );
+                let content = if m.content.is_empty() {
+                    calls
+                } else {
+                    format!("{}\n{calls}", m.content)
+                };
+                Message::new(m.role.clone(), content)
             } else {
-                m.clone()
+                Message::new(m.role.clone(), m.content.clone())
             }
         })
         .collect();
@@ -24,13 +40,27 @@ pub(crate) fn messages(messages: &[Message], tools: Option<&Tools>, native: bool
         let prompt = t.system_prompt();
         match out.first_mut() {
             Some(m) if m.role == "system" => m.content = format!("{}\n\n{prompt}", m.content),
-            _ => out.insert(
-                0,
-                Message {
-                    role: "system".into(),
-                    content: prompt,
-                },
-            ),
+            _ => out.insert(0, Message::new("system", prompt)),
+        }
+    }
+    out
+}
+
+/// Every text of a conversation that reaches a model: contents, and the names and arguments
+/// of earlier calls, each argument string also decoded (for the reference monitor and the
+/// control-token check).
+pub(crate) fn texts(messages: &[Message]) -> Vec<Cow<'_, str>> {
+    let mut out = Vec::with_capacity(messages.len());
+    for m in messages {
+        out.push(Cow::Borrowed(m.content.as_str()));
+        for c in &m.tool_calls {
+            out.push(Cow::Borrowed(c.name.as_str()));
+            out.push(Cow::Borrowed(c.arguments.as_str()));
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&c.arguments) {
+                let mut decoded = Vec::new();
+                json_strings(&v, &mut decoded);
+                out.extend(decoded.into_iter().map(Cow::Owned));
+            }
         }
     }
     out
@@ -39,12 +69,10 @@ pub(crate) fn messages(messages: &[Message], tools: Option<&Tools>, native: bool
 #[cfg(test)]
 mod tests {
     use super::*;
+    use highside_template::MessageToolCall;
 
     fn m(role: &str, content: &str) -> Message {
-        Message {
-            role: role.into(),
-            content: content.into(),
-        }
+        Message::new(role, content)
     }
 
     #[test]
@@ -65,5 +93,33 @@ mod tests {
         let plain = messages(&conv[1..], Some(&tools), false);
         assert_eq!(plain[0].role, "system");
         assert_eq!(messages(&conv, Some(&tools), true), conv.to_vec());
+    }
+
+    #[test]
+    fn earlier_calls_are_written_as_the_model_writes_them_and_are_texts() {
+        let call = Message {
+            tool_calls: vec![MessageToolCall {
+                id: "call_1".into(),
+                name: "f".into(),
+                arguments: "{\"x\":1}".into(),
+            }],
+            ..m("assistant", "Checking.")
+        };
+        let out = messages(std::slice::from_ref(&call), None, true);
+        assert_eq!(
+            out[0].content,
+            "Checking.\n<tool_call>\n{\"name\":\"f\",\"arguments\":{\"x\":1}}\n</tool_call>"
+        );
+        assert!(out[0].tool_calls.is_empty());
+        assert_eq!(texts(&[call]), ["Checking.", "f", "{\"x\":1}", "x"]);
+        let hidden = Message {
+            tool_calls: vec![MessageToolCall {
+                id: "c".into(),
+                name: "f".into(),
+                arguments: r#"{"note": "SECRET\nthe plan"}"#.into(),
+            }],
+            ..m("assistant", "")
+        };
+        assert!(texts(std::slice::from_ref(&hidden)).contains(&Cow::Borrowed("SECRET\nthe plan")));
     }
 }

@@ -5,8 +5,9 @@
 use std::sync::{Arc, Mutex};
 
 use highside_engine::{Event, FinishReason, Usage};
+use highside_openai::tools::{render_calls, ToolChoice, Tools};
 use highside_openai::ApiError;
-use highside_providers::{CallError, ChatRequest, Deployment, Finish, Output};
+use highside_providers::{CallError, ChatRequest, Deployment, Finish, Output, Tool};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// Where the task leaves the error that ended a failed request, for its HTTP status.
@@ -43,6 +44,13 @@ pub(crate) fn spawn(
                         continue;
                     }
                     Output::Text(t) => Event::Text(t),
+                    // Written as the embedded models write calls, so the answer encoders find
+                    // them the same way (`Generation::tools`).
+                    Output::ToolCalls(calls) => Event::Text(render_calls(
+                        calls
+                            .iter()
+                            .map(|c| (c.name.as_str(), c.arguments.as_str())),
+                    )),
                     Output::Done {
                         finish,
                         usage,
@@ -79,6 +87,28 @@ pub(crate) fn spawn(
         }
     });
     (rx, failure, attempts_made)
+}
+
+/// The request's tools in the terms every deployment protocol shares.
+pub(crate) fn offered(tools: Option<&Tools>) -> (Vec<Tool>, highside_providers::ToolChoice) {
+    let Some(t) = tools else {
+        return (Vec::new(), highside_providers::ToolChoice::Auto);
+    };
+    let defs = t
+        .defs
+        .iter()
+        .map(|d| Tool {
+            name: d.name.clone(),
+            description: d.description.clone(),
+            parameters: d.parameters.clone(),
+        })
+        .collect();
+    let choice = match &t.choice {
+        ToolChoice::Auto => highside_providers::ToolChoice::Auto,
+        ToolChoice::Required => highside_providers::ToolChoice::Required,
+        ToolChoice::Named(n) => highside_providers::ToolChoice::Named(n.clone()),
+    };
+    (defs, choice)
 }
 
 /// The deployments a request was sent to, in order.

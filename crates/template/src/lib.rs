@@ -8,12 +8,41 @@ use minijinja::{Environment, ErrorKind, Value};
 use serde::Serialize;
 
 /// One chat message as the template sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Message {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
     /// The text of the message.
     pub content: String,
+    /// The calls an assistant turn made. Templates never see them here: the caller decides
+    /// how they are written into `content` (they travel as they are to an external server).
+    #[serde(skip)]
+    pub tool_calls: Vec<MessageToolCall>,
+    /// The call a `tool` turn answers.
+    #[serde(skip)]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    /// A plain message: no tool calls, no call answered.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A function call made in an earlier assistant turn.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MessageToolCall {
+    /// The id its result refers to.
+    pub id: String,
+    /// The function.
+    pub name: String,
+    /// Its arguments, JSON text.
+    pub arguments: String,
 }
 
 /// Why a template could not be used.
@@ -132,10 +161,7 @@ mod tests {
     const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
     fn msg(role: &str, content: &str) -> Message {
-        Message {
-            role: role.into(),
-            content: content.into(),
-        }
+        Message::new(role, content)
     }
 
     #[test]

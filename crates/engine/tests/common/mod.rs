@@ -91,10 +91,7 @@ pub fn render_chat(engine: &Engine, messages: &[(&str, &str)]) -> String {
     .unwrap();
     let messages: Vec<_> = messages
         .iter()
-        .map(|(r, c)| highside_template::Message {
-            role: r.to_string(),
-            content: c.to_string(),
-        })
+        .map(|(r, c)| highside_template::Message::new(*r, *c))
         .collect();
     template.render(&messages, true).unwrap()
 }
