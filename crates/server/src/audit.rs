@@ -344,7 +344,7 @@ impl CompletionAudit {
         let settle = self
             .charge
             .take()
-            .map(|charge| tokio::task::spawn_blocking(move || charge.settle(completion_tokens)));
+            .map(|charge| charge.settle_async(completion_tokens));
         let model = self.model.clone();
         metrics::counter!("highside_prompt_tokens_total", "model" => model.clone())
             .increment(self.prompt_tokens);
@@ -352,16 +352,14 @@ impl CompletionAudit {
             .increment(completion_tokens);
         metrics::histogram!("highside_generation_duration_seconds", "model" => model)
             .record(self.started.elapsed().as_secs_f64());
-        let id = self.request_id.clone();
         let event = self.event(finish_reason, Some(completion_tokens));
         let auditor = Arc::clone(&self.auditor);
-        let recorded = auditor.record(event).await.map(|_| ());
-        if let Some(settle) = settle {
-            if settle.await.is_err() {
-                tracing::error!(request = %id, "the settlement task failed");
+        let (recorded, ()) = tokio::join!(auditor.record(event), async {
+            if let Some(settle) = settle {
+                settle.await;
             }
-        }
-        recorded
+        });
+        recorded.map(|_| ())
     }
 }
 

@@ -44,7 +44,7 @@ pub struct Meter {
 struct Settlement {
     id: String,
     entry: Option<LedgerEntry>,
-    reply: Option<std::sync::mpsc::SyncSender<()>>,
+    reply: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// Most settlements committed together.
@@ -80,7 +80,7 @@ fn settle_loop(
         }
         for s in batch {
             if let Some(reply) = s.reply {
-                let _ = reply.send(());
+                reply();
             }
         }
     }
@@ -230,38 +230,55 @@ impl Meter {
         meter
     }
 
-    /// Hands a settlement to the writer; `wait` blocks until it is durable.
-    fn write(&self, id: String, entry: LedgerEntry, wait: bool) {
-        let (reply, done) = if wait {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        let sent = self
-            .settler
+    /// Hands a settlement to the writer; `reply` is called once it is durable. False when
+    /// there is no writer (it never started, or died).
+    fn send(&self, id: &str, entry: &LedgerEntry, reply: Option<Box<dyn FnOnce() + Send>>) -> bool {
+        self.settler
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .send(Settlement {
-                id: id.clone(),
+                id: id.to_owned(),
                 entry: Some(entry.clone()),
                 reply,
-            });
-        // Without the writer (it never started, or died), written here; a second settlement
-        // of the same request changes nothing, so a doubt costs nothing.
-        let direct = || {
-            if let Err(e) = self.store.settle(&id, &entry) {
-                self.fail(&id, &e);
+            })
+            .is_ok()
+    }
+
+    /// Writes a settlement on the calling thread: without the writer, or when in doubt
+    /// whether it wrote it (a second settlement of the same request changes nothing).
+    fn direct(&self, id: &str, entry: &LedgerEntry) {
+        if let Err(e) = self.store.settle(id, entry) {
+            self.fail(id, &e);
+        }
+    }
+
+    /// Hands a settlement to the writer; `wait` blocks until it is durable.
+    fn write(&self, id: String, entry: LedgerEntry, wait: bool) {
+        if !wait {
+            if !self.send(&id, &entry, None) {
+                self.direct(&id, &entry);
             }
-        };
-        if sent.is_err() {
-            direct();
             return;
         }
-        if let Some(done) = done {
-            if done.recv().is_err() {
-                direct();
-            }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let reply = Box::new(move || {
+            let _ = tx.send(());
+        });
+        if !self.send(&id, &entry, Some(reply)) || rx.recv().is_err() {
+            self.direct(&id, &entry);
+        }
+    }
+
+    /// Hands a settlement to the writer and resolves once it is durable, without holding a
+    /// thread while it waits.
+    async fn write_async(self: &Arc<Self>, id: String, entry: LedgerEntry) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let reply = Box::new(move || {
+            let _ = tx.send(());
+        });
+        if !self.send(&id, &entry, Some(reply)) || rx.await.is_err() {
+            let meter = Arc::clone(self);
+            let _ = tokio::task::spawn_blocking(move || meter.direct(&id, &entry)).await;
         }
     }
 
@@ -275,7 +292,9 @@ impl Meter {
             .send(Settlement {
                 id: String::new(),
                 entry: None,
-                reply: Some(tx),
+                reply: Some(Box::new(move || {
+                    let _ = tx.send(());
+                })),
             });
         if sent.is_ok() {
             let _ = rx.recv();
@@ -537,6 +556,14 @@ impl Charge {
         self.done = true;
         let entry = self.entry(completion_tokens);
         self.meter.write(self.id.clone(), entry, true);
+    }
+
+    /// [`Charge::settle`] for async code: resolves once the ledger row is durable.
+    pub(crate) async fn settle_async(mut self, completion_tokens: u64) {
+        self.done = true;
+        let entry = self.entry(completion_tokens);
+        let meter = Arc::clone(&self.meter);
+        meter.write_async(self.id.clone(), entry).await;
     }
 
     /// On a path that never ends normally: settles what was generated so far (`tokens`).

@@ -131,62 +131,62 @@ fn changed(n: usize, what: &str) -> Result<(), StoreError> {
 }
 
 fn insert_agency(c: &Connection, a: &AgencyRecord) -> Result<(), StoreError> {
-    c.execute(
-        &format!("INSERT INTO agencies ({AGENCY}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-        params![
-            a.id.as_str(),
-            a.name,
-            a.branch.as_str(),
-            a.status.as_str(),
-            a.created_at,
-            a.updated_at,
-            a.pii_action
-        ],
-    )
+    c.prepare_cached(&format!(
+        "INSERT INTO agencies ({AGENCY}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    ))?
+    .execute(params![
+        a.id.as_str(),
+        a.name,
+        a.branch.as_str(),
+        a.status.as_str(),
+        a.created_at,
+        a.updated_at,
+        a.pii_action
+    ])
     .map_err(unique("an agency with this name"))?;
     Ok(())
 }
 
 fn insert_user(c: &Connection, u: &UserRecord) -> Result<(), StoreError> {
-    c.execute(
-        &format!("INSERT INTO users ({USER}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-        params![
-            u.id.as_str(),
-            u.agency_id.as_str(),
-            u.name,
-            u.clearance,
-            u.nationality.as_str(),
-            u.roles.to_list(),
-            u.status.as_str(),
-            u.created_at,
-            u.updated_at
-        ],
-    )
+    c.prepare_cached(&format!(
+        "INSERT INTO users ({USER}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))?
+    .execute(params![
+        u.id.as_str(),
+        u.agency_id.as_str(),
+        u.name,
+        u.clearance,
+        u.nationality.as_str(),
+        u.roles.to_list(),
+        u.status.as_str(),
+        u.created_at,
+        u.updated_at
+    ])
     .map_err(unique("a user with this name in this agency"))?;
     Ok(())
 }
 
 fn insert_key(c: &Connection, k: &ApiKeyRecord) -> Result<(), StoreError> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO api_keys (id, prefix, secret_hash, user_id, name, scopes, expires_at, \
          created_at, created_by, last_used_at, revoked_at, kind, salt) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
-            k.id.as_str(),
-            k.prefix.as_str(),
-            k.secret_hash.to_hex(),
-            k.user_id.as_str(),
-            k.name,
-            k.scopes.to_list(),
-            k.expires_at,
-            k.created_at,
-            k.created_by.as_str(),
-            k.last_used_at,
-            k.revoked_at,
-            k.kind.as_str(),
-            k.salt.as_ref().map(KeySalt::to_hex)
-        ],
-    )
+    )?
+    .execute(params![
+        k.id.as_str(),
+        k.prefix.as_str(),
+        k.secret_hash.to_hex(),
+        k.user_id.as_str(),
+        k.name,
+        k.scopes.to_list(),
+        k.expires_at,
+        k.created_at,
+        k.created_by.as_str(),
+        k.last_used_at,
+        k.revoked_at,
+        k.kind.as_str(),
+        k.salt.as_ref().map(KeySalt::to_hex)
+    ])
     .map_err(unique("a key with this prefix"))?;
     Ok(())
 }
@@ -201,7 +201,9 @@ impl IdentityStore for SqliteStore {
         let mut conn = self.conn();
         // IMMEDIATE: two concurrent `init`s cannot both see an empty users table.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let users: i64 = tx.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
+        let users: i64 = tx
+            .prepare_cached("SELECT COUNT(*) FROM users")?
+            .query_row([], |r| r.get(0))?;
         if users > 0 {
             return Err(StoreError::AlreadyBootstrapped);
         }
@@ -362,34 +364,35 @@ impl IdentityStore for SqliteStore {
     }
 
     fn revoke_key(&self, id: &KeyId, at: &str) -> Result<(), StoreError> {
-        let n = self.conn().execute(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
-            params![id.as_str(), at],
-        )?;
+        let n = self
+            .conn()
+            .prepare_cached(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+            )?
+            .execute(params![id.as_str(), at])?;
         changed(n, "key")
     }
 
     fn touch_key(&self, id: &KeyId, at: &str) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
-            params![id.as_str(), at],
-        )?;
+        self.conn()
+            .prepare_cached("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1")?
+            .execute(params![id.as_str(), at])?;
         Ok(())
     }
 
     fn insert_cert_mapping(&self, m: &CertMappingRecord) -> Result<(), StoreError> {
         self.conn()
-            .execute(
+            .prepare_cached(
                 "INSERT INTO cert_mappings (id, user_id, kind, value, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    m.id.as_str(),
-                    m.user_id.as_str(),
-                    m.kind.as_str(),
-                    m.value,
-                    m.created_at
-                ],
-            )
+            )?
+            .execute(params![
+                m.id.as_str(),
+                m.user_id.as_str(),
+                m.kind.as_str(),
+                m.value,
+                m.created_at
+            ])
             .map_err(unique("a mapping for this certificate value"))?;
         Ok(())
     }
@@ -432,10 +435,10 @@ impl IdentityStore for SqliteStore {
     }
 
     fn delete_cert_mapping(&self, id: &CertMappingId) -> Result<(), StoreError> {
-        let n = self.conn().execute(
-            "DELETE FROM cert_mappings WHERE id = ?1",
-            params![id.as_str()],
-        )?;
+        let n = self
+            .conn()
+            .prepare_cached("DELETE FROM cert_mappings WHERE id = ?1")?
+            .execute(params![id.as_str()])?;
         changed(n, "certificate mapping")
     }
 

@@ -81,8 +81,7 @@ fn totals(
     period: &str,
 ) -> rusqlite::Result<(i64, i64)> {
     Ok(tx
-        .query_row(
-            "SELECT tokens, cost FROM usage_counters WHERE scope = ?1 AND subject_id = ?2 AND period = ?3",
+        .prepare_cached("SELECT tokens, cost FROM usage_counters WHERE scope = ?1 AND subject_id = ?2 AND period = ?3")?.query_row(
             params![scope.as_str(), subject, period],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -92,11 +91,10 @@ fn totals(
 
 impl MeteringStore for SqliteStore {
     fn set_price(&self, p: &PriceRecord) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO model_prices (model, input_per_million, output_per_million, updated_at)
+        self.conn().prepare_cached("INSERT INTO model_prices (model, input_per_million, output_per_million, updated_at)
              VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (model) DO UPDATE SET input_per_million = excluded.input_per_million,
-                 output_per_million = excluded.output_per_million, updated_at = excluded.updated_at",
+                 output_per_million = excluded.output_per_million, updated_at = excluded.updated_at")?.execute(
             params![p.model, p.input_per_million, p.output_per_million, p.updated_at],
         )?;
         Ok(())
@@ -127,15 +125,17 @@ impl MeteringStore for SqliteStore {
             Some((i, o)) => (Some(i), Some(o)),
             None => (None, None),
         };
-        self.conn().execute(
-            "INSERT INTO contract_plans (agency_id, annual_fee, included_tokens, overage_input,
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO contract_plans (agency_id, annual_fee, included_tokens, overage_input,
                  overage_output, monthly_cap, starts_on, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (agency_id) DO UPDATE SET annual_fee = excluded.annual_fee,
                  included_tokens = excluded.included_tokens, overage_input = excluded.overage_input,
                  overage_output = excluded.overage_output, monthly_cap = excluded.monthly_cap,
                  starts_on = excluded.starts_on, updated_at = excluded.updated_at",
-            params![
+            )?
+            .execute(params![
                 p.agency_id,
                 p.annual_fee,
                 to_i64(p.included_tokens, "included tokens")?,
@@ -144,8 +144,7 @@ impl MeteringStore for SqliteStore {
                 p.monthly_cap,
                 p.starts_on,
                 p.updated_at
-            ],
-        )?;
+            ])?;
         Ok(())
     }
 
@@ -181,8 +180,9 @@ impl MeteringStore for SqliteStore {
         l: &Limits,
         updated_at: &str,
     ) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO limits (scope, subject_id, requests_per_minute, tokens_per_minute,
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO limits (scope, subject_id, requests_per_minute, tokens_per_minute,
                  daily_tokens, monthly_tokens, monthly_budget, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (scope, subject_id) DO UPDATE SET
@@ -190,7 +190,8 @@ impl MeteringStore for SqliteStore {
                  tokens_per_minute = excluded.tokens_per_minute,
                  daily_tokens = excluded.daily_tokens, monthly_tokens = excluded.monthly_tokens,
                  monthly_budget = excluded.monthly_budget, updated_at = excluded.updated_at",
-            params![
+            )?
+            .execute(params![
                 scope.as_str(),
                 subject,
                 opt_i64(l.requests_per_minute, "requests per minute")?,
@@ -199,8 +200,7 @@ impl MeteringStore for SqliteStore {
                 opt_i64(l.monthly_tokens, "monthly tokens")?,
                 l.monthly_budget,
                 updated_at
-            ],
-        )?;
+            ])?;
         Ok(())
     }
 
@@ -229,16 +229,14 @@ impl MeteringStore for SqliteStore {
         let tokens = to_i64(r.tokens, "reserved tokens")?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "DELETE FROM reservations WHERE expires_at <= ?1",
-            params![r.now_ms],
-        )?;
-        let taken: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM reservations WHERE id = ?1)
+        tx.prepare_cached("DELETE FROM reservations WHERE expires_at <= ?1")?
+            .execute(params![r.now_ms])?;
+        let taken: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM reservations WHERE id = ?1)
                  OR EXISTS (SELECT 1 FROM usage_ledger WHERE request_id = ?1)",
-            params![r.id],
-            |row| row.get(0),
-        )?;
+            )?
+            .query_row(params![r.id], |row| row.get(0))?;
         if taken {
             // The same ID is running or was settled (a retried request with the same
             // idempotency key): running it again would be unbilled work.
@@ -246,26 +244,25 @@ impl MeteringStore for SqliteStore {
         }
         for (scope, subject) in r.subjects.levels() {
             let limits: Option<(Option<i64>, Option<i64>, Option<i64>)> = tx
-                .query_row(
+                .prepare_cached(
                     "SELECT daily_tokens, monthly_tokens, monthly_budget FROM limits
                      WHERE scope = ?1 AND subject_id = ?2",
-                    params![scope.as_str(), subject],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )
+                )?
+                .query_row(params![scope.as_str(), subject], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
                 .optional()?;
             let Some((daily, monthly, budget)) = limits else {
                 continue;
             };
             // The column name is one of three constants, never input.
-            let (held_tokens, held_cost): (i64, i64) = tx.query_row(
-                &format!(
+            let (held_tokens, held_cost): (i64, i64) = tx
+                .prepare_cached(&format!(
                     "SELECT COALESCE(SUM(tokens), 0), COALESCE(SUM(cost), 0) FROM reservations
                      WHERE {} = ?1",
                     scope.column()
-                ),
-                params![subject],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?;
+                ))?
+                .query_row(params![subject], |row| Ok((row.get(0)?, row.get(1)?)))?;
             let (day_tokens, _) = totals(&tx, scope, subject, &r.day)?;
             let (month_tokens, month_cost) = totals(&tx, scope, subject, &r.month)?;
             let checks = [
@@ -291,19 +288,19 @@ impl MeteringStore for SqliteStore {
                 }
             }
         }
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO reservations (id, agency_id, user_id, key_id, tokens, cost, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                r.id,
-                r.subjects.agency,
-                r.subjects.user,
-                r.subjects.key,
-                tokens,
-                r.cost,
-                r.expires_at_ms
-            ],
-        )?;
+        )?
+        .execute(params![
+            r.id,
+            r.subjects.agency,
+            r.subjects.user,
+            r.subjects.key,
+            tokens,
+            r.cost,
+            r.expires_at_ms
+        ])?;
         tx.commit()?;
         Ok(None)
     }
@@ -328,19 +325,17 @@ impl MeteringStore for SqliteStore {
     }
 
     fn release(&self, reservation_id: &str) -> Result<(), StoreError> {
-        self.conn().execute(
-            "DELETE FROM reservations WHERE id = ?1",
-            params![reservation_id],
-        )?;
+        self.conn()
+            .prepare_cached("DELETE FROM reservations WHERE id = ?1")?
+            .execute(params![reservation_id])?;
         Ok(())
     }
 
     fn live_reservations(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let n: i64 = self.conn().query_row(
-            "SELECT COUNT(*) FROM reservations WHERE expires_at > ?1",
-            params![now_ms],
-            |r| r.get(0),
-        )?;
+        let n: i64 = self
+            .conn()
+            .prepare_cached("SELECT COUNT(*) FROM reservations WHERE expires_at > ?1")?
+            .query_row(params![now_ms], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -374,17 +369,15 @@ fn settle_in(
     reservation_id: &str,
     e: &LedgerEntry,
 ) -> Result<bool, StoreError> {
-    tx.execute(
-        "DELETE FROM reservations WHERE id = ?1",
-        params![reservation_id],
-    )?;
-    let inserted = tx.execute(
-        &format!(
+    tx.prepare_cached("DELETE FROM reservations WHERE id = ?1")?
+        .execute(params![reservation_id])?;
+    let inserted = tx
+        .prepare_cached(&format!(
             "INSERT INTO usage_ledger ({LEDGER_COLUMNS})
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT (request_id) DO NOTHING"
-        ),
-        params![
+        ))?
+        .execute(params![
             e.request_id,
             e.time,
             e.day,
@@ -399,8 +392,7 @@ fn settle_in(
             e.cost,
             e.input_price,
             e.output_price
-        ],
-    )?;
+        ])?;
     if inserted == 0 {
         // Already settled (a retry): the reservation is gone, nothing is counted twice.
         return Ok(false);
@@ -408,13 +400,13 @@ fn settle_in(
     let tokens = to_i64(e.prompt_tokens + e.completion_tokens, "tokens")?;
     for (scope, subject) in e.subjects.levels() {
         for period in [&e.day, &e.month] {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO usage_counters (scope, subject_id, period, tokens, cost)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (scope, subject_id, period) DO UPDATE SET
                      tokens = tokens + excluded.tokens, cost = cost + excluded.cost",
-                params![scope.as_str(), subject, period, tokens, e.cost],
-            )?;
+            )?
+            .execute(params![scope.as_str(), subject, period, tokens, e.cost])?;
         }
     }
     Ok(true)
