@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    if let Ok((_, body)) = invoke::to_openai("m", data) {
-        assert_eq!(body["model"], "m");
+    for stream in [false, true] {
+        if let Ok((_, body)) = invoke::to_openai("m", data, stream) {
+            assert_eq!(body["model"], "m");
+        }
     }
 });

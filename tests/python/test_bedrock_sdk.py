@@ -115,6 +115,44 @@ def test_invoke_model_native_bodies(bedrock):
     assert out["object"] == "chat.completion" and out["choices"][0]["message"]["content"]
 
 
+def _chunks(response) -> list:
+    out = []
+    for event in response["body"]:
+        assert set(event) == {"chunk"}, event
+        out.append(json.loads(event["chunk"]["bytes"]))
+    return out
+
+
+def test_invoke_model_with_response_stream(server, bedrock):
+    body = {"prompt": "The capital of France is", "max_gen_len": 6, "temperature": 0}
+    whole = json.loads(bedrock.invoke_model(modelId=MODEL_ID, body=json.dumps(body))["body"].read())
+    res = bedrock.invoke_model_with_response_stream(modelId=MODEL_ID, body=json.dumps(body))
+    pieces = _chunks(res)
+    assert "".join(p["generation"] for p in pieces) == whole["generation"]
+    last = pieces[-1]
+    metrics = last["amazon-bedrock-invocationMetrics"]
+    assert metrics["outputTokenCount"] == whole["generation_token_count"]
+    assert last["stop_reason"] == whole["stop_reason"]
+    # Audited and metered like every other route.
+    request_id = res["ResponseMetadata"]["HTTPHeaders"]["x-request-id"]
+    records = _audit(server, request_id)
+    assert sorted(r["type"] for r in records) == ["completion", "decision"], records
+    completion = next(r for r in records if r["type"] == "completion")
+    assert completion["completion_tokens"] == metrics["outputTokenCount"]
+    # The OpenAI chat body streams chat completion chunks, usage last.
+    chat = bedrock.invoke_model_with_response_stream(modelId=MODEL_ID, body=json.dumps({
+        "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 4,
+        "temperature": 0}))
+    chunks = _chunks(chat)
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text and chunks[-1]["usage"]["completion_tokens"] >= 1
+    # A bad body is the same ValidationException as on invoke.
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        bedrock.invoke_model_with_response_stream(modelId=MODEL_ID, body=b"not json")
+    assert _code(info) == "ValidationException"
+
+
 def test_a_bad_signature_is_refused_the_aws_way(server, pair):
     url, _, _ = server
     forged = _bedrock(url, pair["access_key_id"], pair["secret_access_key"][::-1])

@@ -1,5 +1,5 @@
-//! The Bedrock Runtime API: `POST /model/{modelId}/converse`, `/converse-stream` and
-//! `/invoke`. Each body is mapped onto the OpenAI request Highside already validates, then
+//! The Bedrock Runtime API: `POST /model/{modelId}/converse`, `/converse-stream`, `/invoke`
+//! and `/invoke-with-response-stream`. Each body is mapped onto the OpenAI request Highside already validates, then
 //! takes the same path as `/v1/chat/completions` (role check, monitor, audit, metering,
 //! engine); answers and errors leave in Bedrock's shapes (`x-amzn-ErrorType`, event-stream
 //! frames), so boto3's `bedrock-runtime` client works unchanged.
@@ -15,7 +15,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Router};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use highside_bedrock::converse::{self, ConverseRequest};
 use highside_bedrock::{eventstream, invoke};
 use highside_engine::Event;
@@ -34,6 +34,10 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/model/{model_id}/converse", post(converse_route))
         .route("/model/{model_id}/converse-stream", post(converse_stream))
         .route("/model/{model_id}/invoke", post(invoke_route))
+        .route(
+            "/model/{model_id}/invoke-with-response-stream",
+            post(invoke_stream_route),
+        )
 }
 
 /// Whether `path` belongs to the Bedrock API, whose errors take Bedrock's shape.
@@ -197,10 +201,103 @@ async fn invoke_route(
 ) -> Response {
     let inc = incoming(principal, &req);
     let route = "POST /model/{modelId}/invoke";
+    let (format, kind, prepared) = prepare_invoke(&state, path, req, false).await;
+    run(state, (inc, route), kind, prepared, |id, g| async move {
+        let answer = sse::collect(kind, id, g).await?;
+        let body = match format {
+            invoke::Format::Chat => answer,
+            invoke::Format::Llama => invoke::llama_response(&answer),
+        };
+        Ok(axum::Json(body).into_response())
+    })
+    .await
+}
+
+async fn invoke_stream_route(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> Response {
+    let started = Instant::now();
+    let inc = incoming(principal, &req);
+    let route = "POST /model/{modelId}/invoke-with-response-stream";
+    let (format, kind, prepared) = prepare_invoke(&state, path, req, true).await;
+    run(state, (inc, route), kind, prepared, |id, g| async move {
+        let body = invoke_frames(format, sse::stream(kind, id, g), started);
+        Response::builder()
+            .header(header::CONTENT_TYPE, "application/vnd.amazon.eventstream")
+            .body(Body::from_stream(body))
+            .map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await
+}
+
+/// The `chunk` events of an `InvokeModelWithResponseStream` answer, made from the OpenAI
+/// stream of the same generation (whose encoder already holds the completion record's
+/// durability and the error frames): each chunk as it is for a chat body, or as Llama pieces.
+/// A stream error becomes Bedrock's exception event.
+fn invoke_frames(
+    format: invoke::Format,
+    sse: impl Stream<Item = Result<Bytes, Infallible>> + Send,
+    started: Instant,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    use base64::Engine as _;
+    let mut stop: Option<String> = None;
+    sse.map(move |item| {
+        let Ok(bytes) = item;
+        let mut out = Vec::new();
+        let text = String::from_utf8_lossy(&bytes);
+        for data in text
+            .split("\n\n")
+            .filter_map(|e| e.trim_start().strip_prefix("data: "))
+        {
+            if data.trim() == "[DONE]" {
+                continue;
+            }
+            let Ok(v) = serde_json::from_str::<Value>(data) else {
+                out.extend_from_slice(&exception(
+                    "internalServerException",
+                    "the answer could not be encoded",
+                ));
+                continue;
+            };
+            if let Some(e) = v.get("error") {
+                let message = e["message"].as_str().unwrap_or("the generation failed");
+                out.extend_from_slice(&exception("internalServerException", message));
+                continue;
+            }
+            let piece = match format {
+                invoke::Format::Chat => Some(v),
+                invoke::Format::Llama => {
+                    if let Some(f) = v["choices"][0]["finish_reason"].as_str() {
+                        stop = Some(f.to_owned());
+                    }
+                    let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    invoke::llama_chunk(&v, stop.as_deref(), latency)
+                }
+            };
+            if let Some(piece) = piece {
+                let raw = serde_json::to_vec(&piece).unwrap_or_default();
+                let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+                out.extend_from_slice(&event("chunk", &json!({ "bytes": b64 })));
+            }
+        }
+        Ok(Bytes::from(out))
+    })
+}
+
+/// The format and OpenAI request of an invoke body.
+async fn prepare_invoke(
+    state: &AppState,
+    path: Result<Path<String>, PathRejection>,
+    req: Request,
+    stream: bool,
+) -> (invoke::Format, Kind, Result<Prepared, ApiError>) {
     let mapped = async {
         let model = model_id(path)?;
         let body = read_body(req, state.config.max_body_bytes).await?;
-        invoke::to_openai(&model, &body).map_err(validation)
+        invoke::to_openai(&model, &body, stream).map_err(validation)
     }
     .await;
     let (format, prepared) = match mapped {
@@ -221,15 +318,7 @@ async fn invoke_route(
         invoke::Format::Chat => Kind::Chat,
         invoke::Format::Llama => Kind::Completion,
     };
-    run(state, (inc, route), kind, prepared, |id, g| async move {
-        let answer = sse::collect(kind, id, g).await?;
-        let body = match format {
-            invoke::Format::Chat => answer,
-            invoke::Format::Llama => invoke::llama_response(&answer),
-        };
-        Ok(axum::Json(body).into_response())
-    })
-    .await
+    (format, kind, prepared)
 }
 
 /// One event-stream frame; an event too large to frame (none is: a token is small) becomes
