@@ -58,11 +58,11 @@ fuzz_target!(|data: &[u8]| {
                     .into_iter()
                     .flatten()
                 {
-                    let _ = checked_calls(a.calls, &req);
+                    let _ = checked_calls(a.calls, &req, a.finish);
                 }
             }
         }
-        let _ = assembly.finish(&req);
+        let _ = assembly.finish(&req, highside_providers::Finish::Stop);
     }
     let _ = openai::parse_embeddings(bytes, 2);
 });

@@ -7,7 +7,8 @@ to `max_tokens` words, counting one token per word, and records every request it
 With `tools` (https://docs.anthropic.com/en/docs/build-with-claude/tool-use): a `tool_choice`
 of `any` or `tool` is answered with a `tool_use` block (streamed as `input_json_delta`
 pieces), and a turn of `tool_result` blocks, whose ids must answer the previous turn's
-`tool_use` blocks, with a sentence quoting the first result.
+`tool_use` blocks, with a sentence quoting the first result. A user turn `echo:TEXT` is
+answered with TEXT.
 A hosted provider cannot run here; this is the only fake in the tests."""
 
 import json
@@ -101,7 +102,9 @@ class FakeAnthropic:
                     if isinstance(last, list) else []
                 call = None
                 words = REPLY.split(" ")
-                if results:
+                if isinstance(last, str) and last.startswith("echo:"):
+                    words = last[len("echo:"):].split(" ")
+                elif results:
                     words = ("The tool said " + str(results[0]["content"])).split(" ")
                 elif tools and choice["type"] in ("any", "tool"):
                     name = choice.get("name") or tools[0]["name"]

@@ -432,11 +432,27 @@ impl ChatCompletionRequest {
                 }
                 _ => Vec::new(),
             };
-            if role == "tool" && m.tool_call_id.is_none() {
-                return Err(ApiError::bad_request(
-                    format!("'messages[{i}].tool_call_id' is required for a tool message"),
-                    Some(&format!("messages[{i}].tool_call_id")),
-                ));
+            let id_param = format!("messages[{i}].tool_call_id");
+            match (&m.tool_call_id, role == "tool") {
+                (None, true) => {
+                    return Err(ApiError::bad_request(
+                        format!("'{id_param}' is required for a tool message"),
+                        Some(&id_param),
+                    ))
+                }
+                (Some(_), false) => {
+                    return Err(ApiError::bad_request(
+                        format!("only tool messages carry '{id_param}'"),
+                        Some(&id_param),
+                    ))
+                }
+                (Some(id), true) if !crate::tools::valid_call_id(id) => {
+                    return Err(ApiError::bad_request(
+                        format!("'{id_param}' must be 1 to 64 letters, digits, '_' or '-'"),
+                        Some(&id_param),
+                    ))
+                }
+                _ => {}
             }
             let content = if calls.is_empty() || m.content.is_some() {
                 message_text(i, m.content)?
@@ -447,7 +463,7 @@ impl ChatCompletionRequest {
                 role: role.to_owned(),
                 content,
                 tool_calls: calls,
-                tool_call_id: m.tool_call_id.filter(|_| role == "tool"),
+                tool_call_id: m.tool_call_id,
             });
         }
         let limit = match (self.max_completion_tokens, self.max_tokens) {
@@ -465,19 +481,26 @@ fn tool_calls(i: usize, v: serde_json::Value) -> Result<Vec<MessageToolCall>, Ap
     let param = format!("messages[{i}].tool_calls");
     let bad = || {
         ApiError::bad_request(
-            format!("'{param}' must be a list of {{\"id\", \"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}}"),
+            format!("'{param}' must be a list of {{\"id\", \"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}} with ids of 1 to 64 letters, digits, '_' or '-' and arguments a JSON object"),
             Some(&param),
         )
     };
     let list = v.as_array().ok_or_else(bad)?;
     list.iter()
         .map(|c| {
-            let id = c.get("id").and_then(|n| n.as_str()).ok_or_else(bad)?;
+            let id = c
+                .get("id")
+                .and_then(|n| n.as_str())
+                .filter(|id| crate::tools::valid_call_id(id))
+                .ok_or_else(bad)?;
             let f = c.get("function").ok_or_else(bad)?;
             let name = f.get("name").and_then(|n| n.as_str()).ok_or_else(bad)?;
             let args = f
                 .get("arguments")
                 .and_then(|a| a.as_str())
+                .filter(|a| {
+                    serde_json::from_str::<serde_json::Value>(a).is_ok_and(|v| v.is_object())
+                })
                 .ok_or_else(bad)?;
             Ok(MessageToolCall {
                 id: id.to_owned(),

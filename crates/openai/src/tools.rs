@@ -396,7 +396,7 @@ pub fn parse_calls(text: &str, tools: &Tools) -> Option<(String, Vec<ToolCall>)>
             return None;
         }
         calls.push(ToolCall {
-            id: format!("call_{}", uuid_like()),
+            id: new_call_id(),
             kind: "function",
             function: FunctionCall {
                 name: name.to_owned(),
@@ -422,6 +422,41 @@ pub fn render_calls<'a>(calls: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Whether `id` may be a call id: 1 to 64 letters, digits, `_` or `-` (what Anthropic and
+/// Bedrock accept, and what every id Highside makes looks like).
+pub fn valid_call_id(id: &str) -> bool {
+    valid_name(id)
+}
+
+/// A new call id, `call_` and 24 hex digits.
+pub fn new_call_id() -> String {
+    format!("call_{}", uuid_like())
+}
+
+/// Where an answer's calls come from.
+#[derive(Debug, Clone)]
+pub enum CallSource {
+    /// An embedded model: they are parsed out of its output.
+    Parsed(Tools),
+    /// An external deployment: it returned them whole; they are left here before its
+    /// generation's `Done`, and its text is never parsed for calls.
+    Upstream(std::sync::Arc<std::sync::Mutex<Vec<ToolCall>>>),
+}
+
+impl CallSource {
+    /// The calls of an answer whose text is `text`, with the text before them; `None` for an
+    /// answer without calls.
+    pub fn calls(&self, text: &str) -> Option<(String, Vec<ToolCall>)> {
+        match self {
+            Self::Parsed(tools) => parse_calls(text, tools),
+            Self::Upstream(slot) => {
+                let calls = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
+                (!calls.is_empty()).then(|| (text.trim().to_owned(), calls))
+            }
+        }
+    }
 }
 
 fn uuid_like() -> String {

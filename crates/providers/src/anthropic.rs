@@ -182,7 +182,7 @@ pub fn parse_event(event: Option<&str>, data: &str) -> Result<Chunk, ProtocolErr
             Chunk::Data {
                 text: None,
                 calls: vec![CallDelta {
-                    index,
+                    index: Some(index),
                     id: Some(id.to_owned()),
                     name: Some(name.to_owned()),
                     arguments: String::new(),
@@ -202,7 +202,7 @@ pub fn parse_event(event: Option<&str>, data: &str) -> Result<Chunk, ProtocolErr
             Chunk::Data {
                 text: None,
                 calls: vec![CallDelta {
-                    index,
+                    index: Some(index),
                     arguments: part.to_owned(),
                     ..CallDelta::default()
                 }],
@@ -342,7 +342,7 @@ mod tests {
         };
         assert_eq!(
             (calls[0].index, calls[0].name.as_deref()),
-            (1, Some("get_weather"))
+            (Some(1), Some("get_weather"))
         );
         let Chunk::Data { calls, .. } = parse_event(
             None,

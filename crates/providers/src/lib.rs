@@ -176,8 +176,9 @@ pub enum Chunk {
 /// piece may add to its arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CallDelta {
-    /// Which call of the answer it belongs to.
-    pub index: u64,
+    /// Which call of the answer it belongs to; `None` from a server that sends each call
+    /// whole without one (a piece with an id then starts a new call).
+    pub index: Option<u64>,
     /// Its id, on the first piece.
     pub id: Option<String>,
     /// Its function, on the first piece.
@@ -203,31 +204,41 @@ pub struct Answer {
 #[derive(Debug, Default)]
 pub struct CallAssembly {
     calls: std::collections::BTreeMap<u64, ToolCall>,
+    bytes: usize,
 }
 
 impl CallAssembly {
     /// Adds one piece.
     pub fn add(&mut self, d: CallDelta) -> Result<(), ProtocolError> {
-        if self.calls.len() >= MAX_CALLS && !self.calls.contains_key(&d.index) {
+        let last = self.calls.keys().next_back().copied();
+        let index = match (d.index, &d.id) {
+            (Some(i), _) => i,
+            (None, Some(_)) => last.map_or(0, |l| l.saturating_add(1)),
+            (None, None) => last.unwrap_or(0),
+        };
+        if self.calls.len() >= MAX_CALLS && !self.calls.contains_key(&index) {
             return Err(ProtocolError("the answer makes too many tool calls"));
         }
-        let call = self.calls.entry(d.index).or_default();
+        // One bound for all of an answer's calls together.
+        self.bytes += d.arguments.len();
+        if self.bytes > MAX_ANSWER_BYTES {
+            return Err(ProtocolError("the answer's tool calls are too long"));
+        }
+        let call = self.calls.entry(index).or_default();
         if let Some(id) = d.id.filter(|i| !i.is_empty()) {
             call.id = id;
         }
         if let Some(name) = d.name.filter(|n| !n.is_empty()) {
             call.name = name;
         }
-        if call.arguments.len() + d.arguments.len() > MAX_ANSWER_BYTES {
-            return Err(ProtocolError("a tool call's arguments are too long"));
-        }
         call.arguments.push_str(&d.arguments);
         Ok(())
     }
 
-    /// The calls in order, each checked against the tools `req` offered.
-    pub fn finish(self, req: &ChatRequest) -> Result<Vec<ToolCall>, ProtocolError> {
-        checked_calls(self.calls.into_values().collect(), req)
+    /// The calls in order, each checked against the tools `req` offered (see
+    /// [`checked_calls`]).
+    pub fn finish(self, req: &ChatRequest, finish: Finish) -> Result<Vec<ToolCall>, ProtocolError> {
+        checked_calls(self.calls.into_values().collect(), req, finish)
     }
 }
 
@@ -236,10 +247,13 @@ const MAX_CALLS: usize = 128;
 
 /// `calls` if each names an offered function and has a JSON object for arguments (empty
 /// arguments are `{}`). An upstream that calls something never offered, or sends arguments
-/// that are not an object, is not speaking its protocol.
+/// that are not an object, is not speaking its protocol. An answer cut off by `max_tokens`
+/// (`finish` is `Length`) may end inside a call's arguments: those pass as they are, and the
+/// answer says `length`, as OpenAI's do.
 pub fn checked_calls(
     mut calls: Vec<ToolCall>,
     req: &ChatRequest,
+    finish: Finish,
 ) -> Result<Vec<ToolCall>, ProtocolError> {
     if calls.len() > MAX_CALLS {
         return Err(ProtocolError("the answer makes too many tool calls"));
@@ -250,8 +264,11 @@ pub fn checked_calls(
                 "the answer calls a function that was not offered",
             ));
         }
-        if c.arguments.trim().is_empty() {
+        if c.arguments.trim().is_empty() && finish != Finish::Length {
             c.arguments = "{}".into();
+        }
+        if finish == Finish::Length {
+            continue;
         }
         let args: serde_json::Value = serde_json::from_str(&c.arguments)
             .map_err(|_| ProtocolError("a tool call's arguments are not JSON"))?;
@@ -604,13 +621,12 @@ impl Deployment {
                 Protocol::Openai => openai::parse_response(&v),
                 Protocol::Anthropic => anthropic::parse_response(&v),
             }
-            .and_then(|a| {
-                Ok(Answer {
-                    calls: checked_calls(a.calls, req)?,
-                    ..a
-                })
-            })
             .map_err(|e| CallError::retry(format!("deployment '{}': {e}", s.name)))?;
+            let answer = Answer {
+                calls: checked_calls(answer.calls, req, answer.finish)
+                    .map_err(|e| bad_calls(&s.name, &e, false))?,
+                ..answer
+            };
             let usage = answer.usage.unwrap_or_else(|| Usage {
                 prompt_tokens: estimate(prompt_chars),
                 completion_tokens: estimate(
@@ -643,7 +659,7 @@ impl Deployment {
         // Calls are passed on whole, at the end: their arguments arrive in pieces.
         let mut assembly = CallAssembly::default();
         let mut body = res.bytes_stream();
-        let (mut emitted, mut chunks) = (false, 0u64);
+        let (mut emitted, mut chunks, mut text_bytes) = (false, 0u64, 0usize);
         let (mut finish, mut usage) = (None, None::<Usage>);
         let broken = |emitted: bool, what: String| CallError {
             message: format!("deployment '{}': {what}", s.name),
@@ -679,10 +695,14 @@ impl Deployment {
                         for d in calls {
                             assembly
                                 .add(d)
-                                .map_err(|e| broken(emitted, e.to_string()))?;
+                                .map_err(|e| bad_calls(&s.name, &e, emitted))?;
                         }
                         if let Some(t) = text {
                             chunks += 1;
+                            text_bytes += t.len();
+                            if text_bytes > MAX_ANSWER_BYTES {
+                                return Err(broken(emitted, "the answer is too long".into()));
+                            }
                             emitted = true;
                             if out.send(Output::Text(t)).is_err() {
                                 // The client went away: stop reading, which closes the
@@ -701,8 +721,8 @@ impl Deployment {
                     }
                     Chunk::End => {
                         let calls = std::mem::take(&mut assembly)
-                            .finish(req)
-                            .map_err(|e| broken(emitted, e.to_string()))?;
+                            .finish(req, finish.unwrap_or(Finish::Stop))
+                            .map_err(|e| bad_calls(&s.name, &e, emitted))?;
                         let counted = Usage {
                             prompt_tokens: estimate(prompt_chars),
                             completion_tokens: chunks + estimate(call_chars(&calls)),
@@ -728,6 +748,18 @@ impl Deployment {
                 }
             }
         }
+    }
+}
+
+/// A deployment's answer whose calls cannot be passed on. Not retried: the same request
+/// would most likely get the same calls; and not counted against the deployment's circuit,
+/// which a client could otherwise open for everyone with a request of its choosing.
+fn bad_calls(name: &str, e: &ProtocolError, emitted: bool) -> CallError {
+    CallError {
+        message: format!("deployment '{name}': {e}"),
+        status: None,
+        retryable: false,
+        emitted,
     }
 }
 

@@ -119,12 +119,11 @@ fn call_deltas(v: &Value) -> Result<Vec<CallDelta>, ProtocolError> {
         };
     };
     list.iter()
-        .enumerate()
-        .map(|(i, c)| {
+        .map(|c| {
             let f = &c["function"];
             Ok(CallDelta {
                 // Servers that send each call whole in one piece may leave out the index.
-                index: c["index"].as_u64().unwrap_or(i as u64),
+                index: c["index"].as_u64(),
                 id: c["id"].as_str().map(str::to_owned),
                 name: f["name"].as_str().map(str::to_owned),
                 arguments: match &f["arguments"] {
@@ -300,12 +299,12 @@ mod tests {
             asm.add(d).unwrap();
         }
         asm.add(CallDelta {
-            index: 0,
+            index: Some(0),
             arguments: "ty\":\"Oslo\"}".into(),
             ..CallDelta::default()
         })
         .unwrap();
-        let done = asm.finish(&req).unwrap();
+        let done = asm.finish(&req, Finish::Stop).unwrap();
         assert_eq!(done[0].arguments, r#"{"city":"Oslo"}"#);
         assert_eq!(done[0].id, "x");
         // A call of something never offered, or arguments that are not an object, is refused.
@@ -317,11 +316,39 @@ mod tests {
                     arguments: args.into(),
                 }],
                 &req,
+                Finish::Stop,
             )
         };
         assert!(bad("rm_rf", "{}").is_err());
         assert!(bad("get_weather", "[1]").is_err());
         assert!(bad("get_weather", "{").is_err());
         assert_eq!(bad("get_weather", "").unwrap()[0].arguments, "{}");
+        // Cut off by max_tokens: the partial arguments pass, the name is still checked.
+        let cut = |name: &str| {
+            crate::checked_calls(
+                vec![ToolCall {
+                    id: "i".into(),
+                    name: name.into(),
+                    arguments: r#"{"ci"#.into(),
+                }],
+                &req,
+                Finish::Length,
+            )
+        };
+        assert_eq!(cut("get_weather").unwrap()[0].arguments, r#"{"ci"#);
+        assert!(cut("rm_rf").is_err());
+        // Whole calls without an index: an id starts a new one.
+        let mut asm = crate::CallAssembly::default();
+        for (id, args) in [("a", "{}"), ("b", "{\"x\":"), ("", "1}")] {
+            asm.add(CallDelta {
+                index: None,
+                id: (!id.is_empty()).then(|| id.to_owned()),
+                name: Some("get_weather".into()),
+                arguments: args.into(),
+            })
+            .unwrap();
+        }
+        let two = asm.finish(&req, Finish::Stop).unwrap();
+        assert_eq!((two.len(), two[1].arguments.as_str()), (2, "{\"x\":1}"));
     }
 }

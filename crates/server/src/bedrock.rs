@@ -18,7 +18,7 @@ use axum::{Extension, Router};
 use futures_util::{Stream, StreamExt};
 use highside_bedrock::converse::{self, ConverseRequest};
 use highside_bedrock::{eventstream, invoke};
-use highside_engine::Event;
+use highside_engine::{Event, FinishReason};
 use highside_identity::Principal;
 use highside_openai::{
     finish_reason_str, parse_json, ApiError, ChatCompletionRequest, CompletionRequest, Prepared,
@@ -352,7 +352,7 @@ struct Streaming {
     /// The banner line to send first, if asked for.
     banner: Option<String>,
     /// With tools offered: the tools and the output held back to find calls in it.
-    held: Option<(highside_openai::tools::Tools, String)>,
+    held: Option<(highside_openai::tools::CallSource, String)>,
     started: Instant,
     begun: bool,
 }
@@ -414,12 +414,13 @@ impl Streaming {
                     );
                     let mut stop = converse::stop_reason(finish_reason_str(finish_reason));
                     let mut out = Vec::new();
-                    let calls = self.held.take().map(|(tools, text)| {
-                        match highside_openai::tools::parse_calls(&text, &tools) {
+                    let calls = self
+                        .held
+                        .take()
+                        .map(|(source, text)| match source.calls(&text) {
                             Some((before, calls)) => (before, calls),
                             None => (text, Vec::new()),
-                        }
-                    });
+                        });
                     let mut index = 0;
                     match calls {
                         None => out.extend_from_slice(&event(
@@ -439,7 +440,7 @@ impl Streaming {
                                 out.extend_from_slice(&tool_block(index, call));
                                 index += 1;
                             }
-                            if !calls.is_empty() {
+                            if !calls.is_empty() && finish_reason != FinishReason::Length {
                                 stop = "tool_use";
                             }
                         }

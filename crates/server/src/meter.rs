@@ -548,6 +548,13 @@ impl Charge {
     /// The prompt's real size once an upstream reports it (the reservation held an upper
     /// estimate); never more than was reserved.
     pub(crate) fn prompt_tokens(&mut self, n: u64) {
+        if n > self.prompt_tokens {
+            // The bound was not one: the ledger keeps the reservation (the budget check
+            // counted exactly that), and the difference is reported.
+            tracing::warn!(request = %self.id, reported = n, reserved = self.prompt_tokens, "an upstream reported more prompt tokens than were reserved");
+            metrics::counter!("highside_unreserved_prompt_tokens_total")
+                .increment(n - self.prompt_tokens);
+        }
         self.prompt_tokens = n.min(self.prompt_tokens);
     }
 

@@ -69,7 +69,7 @@ pub struct Generation {
     /// `x-ratelimit-*` for the answer.
     pub rate_headers: RateHeaders,
     /// The functions offered, whose calls are parsed out of the output.
-    pub tools: Option<highside_openai::tools::Tools>,
+    pub tools: Option<highside_openai::tools::CallSource>,
 }
 
 /// Where an admitted embedding request is computed.
@@ -104,6 +104,10 @@ pub(crate) struct EmbeddingStart {
     /// `x-ratelimit-*`.
     pub rate_headers: RateHeaders,
 }
+
+/// Tokens a provider may add to a prompt when tools are offered (Anthropic documents a few
+/// hundred for its tool-use system prompt).
+const TOOL_PROMPT_ALLOWANCE: u64 = 1024;
 
 /// A denial as the client sees it: 400 for a declared label that is not one of this enclave's,
 /// 403 otherwise, naming the rules and never the protected content.
@@ -320,7 +324,7 @@ impl Service {
                 audit
             },
             rate_headers,
-            tools: req.tools,
+            tools: req.tools.map(highside_openai::tools::CallSource::Parsed),
         })
     }
 
@@ -472,16 +476,24 @@ impl Service {
             Some(t) => serde_json::json!({"messages": sent["messages"], "tools": t}),
             None => sent["messages"].clone(),
         };
-        audit.prompt_sha256 = sha256_hex(hashed.to_string().as_bytes());
+        let hashed = hashed.to_string();
+        audit.prompt_sha256 = sha256_hex(hashed.as_bytes());
         // Without the upstream's tokenizer, reserve an upper bound: a token is at least one
-        // byte of text, plus a few template tokens per message.
-        let prompt_bound: u64 =
-            texts.iter().map(|t| t.len() as u64).sum::<u64>() + 8 * upstream.messages.len() as u64;
+        // byte of what is sent (JSON structure included), plus a few template tokens per
+        // message and, with tools, the instructions a provider adds for them.
+        let prompt_bound: u64 = hashed.len() as u64
+            + 8 * upstream.messages.len() as u64
+            + if upstream.tools.is_empty() {
+                0
+            } else {
+                TOOL_PROMPT_ALLOWANCE
+            };
         let most = u64::from(most);
         audit.prompt_tokens = prompt_bound;
         let rate_headers = self.admit(caller, &mut audit, &route.name, prompt_bound, most)?;
+        let calls = crate::upstream::Calls::default();
         let (events, failure, attempted) =
-            crate::upstream::spawn(candidates, route.attempts, upstream);
+            crate::upstream::spawn(candidates, route.attempts, upstream, Arc::clone(&calls));
         audit.deployments = Some(attempted);
         // Block this (blocking) thread until the first output: a failure before any output
         // is answered with its own status.
@@ -510,7 +522,9 @@ impl Service {
                 audit
             },
             rate_headers,
-            tools: req.tools,
+            tools: req
+                .tools
+                .map(|_| highside_openai::tools::CallSource::Upstream(calls)),
         })
     }
 

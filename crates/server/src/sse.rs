@@ -79,13 +79,13 @@ pub(crate) async fn collect(
     let created = now_secs();
     let usage = UsageBody::from(usage);
     let mut finish_reason = finish_reason_str(reason);
-    let calls = g
-        .tools
-        .as_ref()
-        .and_then(|t| highside_openai::tools::parse_calls(&text, t));
+    let calls = g.tools.as_ref().and_then(|t| t.calls(&text));
     let (content, tool_calls) = match calls {
         Some((before, calls)) => {
-            finish_reason = "tool_calls";
+            // A call cut off by max_tokens says so, as OpenAI's do.
+            if reason != highside_engine::FinishReason::Length {
+                finish_reason = "tool_calls";
+            }
             ((!before.is_empty()).then_some(before), Some(calls))
         }
         None => (Some(text.clone()), None),
@@ -218,15 +218,24 @@ impl Chunker {
 
     /// The end of an answer whose output was held back to look for tool calls: the text as
     /// one chunk, or the calls, then the finishing chunk.
-    fn held(&self, text: String, tools: &highside_openai::tools::Tools, finish: &str) -> String {
-        match highside_openai::tools::parse_calls(&text, tools) {
+    fn held(
+        &self,
+        text: String,
+        source: &highside_openai::tools::CallSource,
+        finish: &str,
+    ) -> String {
+        match source.calls(&text) {
             Some((before, calls)) => {
                 let mut out = String::new();
                 if !before.is_empty() {
                     out.push_str(&self.chunk(Some(before), false, None));
                 }
                 out.push_str(&self.tool_calls(calls));
-                out.push_str(&self.finish_with("tool_calls"));
+                out.push_str(&self.finish_with(if finish == "length" {
+                    "length"
+                } else {
+                    "tool_calls"
+                }));
                 out
             }
             None => {
@@ -353,7 +362,7 @@ struct Streaming {
     chunker: Chunker,
     phase: Phase,
     /// The request's tools and the output held back so far.
-    held: Option<(highside_openai::tools::Tools, String)>,
+    held: Option<(highside_openai::tools::CallSource, String)>,
 }
 
 impl Streaming {

@@ -53,7 +53,11 @@ pub(crate) fn texts(messages: &[Message]) -> Vec<Cow<'_, str>> {
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
         out.push(Cow::Borrowed(m.content.as_str()));
+        if let Some(id) = &m.tool_call_id {
+            out.push(Cow::Borrowed(id.as_str()));
+        }
         for c in &m.tool_calls {
+            out.push(Cow::Borrowed(c.id.as_str()));
             out.push(Cow::Borrowed(c.name.as_str()));
             out.push(Cow::Borrowed(c.arguments.as_str()));
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&c.arguments) {
@@ -111,7 +115,10 @@ mod tests {
             "Checking.\n<tool_call>\n{\"name\":\"f\",\"arguments\":{\"x\":1}}\n</tool_call>"
         );
         assert!(out[0].tool_calls.is_empty());
-        assert_eq!(texts(&[call]), ["Checking.", "f", "{\"x\":1}", "x"]);
+        assert_eq!(
+            texts(&[call]),
+            ["Checking.", "call_1", "f", "{\"x\":1}", "x"]
+        );
         let hidden = Message {
             tool_calls: vec![MessageToolCall {
                 id: "c".into(),

@@ -5,7 +5,9 @@
 use std::sync::{Arc, Mutex};
 
 use highside_engine::{Event, FinishReason, Usage};
-use highside_openai::tools::{render_calls, ToolChoice, Tools};
+use highside_openai::tools::{
+    new_call_id, valid_call_id, FunctionCall, ToolCall, ToolChoice, Tools,
+};
 use highside_openai::ApiError;
 use highside_providers::{CallError, ChatRequest, Deployment, Finish, Output, Tool};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -19,6 +21,7 @@ pub(crate) fn spawn(
     candidates: Vec<Arc<Deployment>>,
     attempts: u32,
     req: ChatRequest,
+    calls: Calls,
 ) -> (UnboundedReceiver<Event>, Failure, Attempts) {
     let (tx, rx) = unbounded_channel();
     let failure: Failure = Arc::default();
@@ -44,13 +47,26 @@ pub(crate) fn spawn(
                         continue;
                     }
                     Output::Text(t) => Event::Text(t),
-                    // Written as the embedded models write calls, so the answer encoders find
-                    // them the same way (`Generation::tools`).
-                    Output::ToolCalls(calls) => Event::Text(render_calls(
-                        calls
-                            .iter()
-                            .map(|c| (c.name.as_str(), c.arguments.as_str())),
-                    )),
+                    // Left whole for the answer encoders (`CallSource::Upstream`), before the
+                    // `Done` that makes them look.
+                    Output::ToolCalls(made) => {
+                        let mut slot = calls.lock().unwrap_or_else(|p| p.into_inner());
+                        slot.extend(made.into_iter().map(|c| ToolCall {
+                            // The client sends the id back; one Highside would refuse is
+                            // replaced.
+                            id: if valid_call_id(&c.id) {
+                                c.id
+                            } else {
+                                new_call_id()
+                            },
+                            kind: "function",
+                            function: FunctionCall {
+                                name: c.name,
+                                arguments: c.arguments,
+                            },
+                        }));
+                        continue;
+                    }
                     Output::Done {
                         finish,
                         usage,
@@ -110,6 +126,9 @@ pub(crate) fn offered(tools: Option<&Tools>) -> (Vec<Tool>, highside_providers::
     };
     (defs, choice)
 }
+
+/// Where a deployment's calls are left for the answer encoders.
+pub(crate) type Calls = Arc<Mutex<Vec<ToolCall>>>;
 
 /// The deployments a request was sent to, in order.
 pub(crate) type Attempts = Arc<Mutex<Vec<String>>>;
