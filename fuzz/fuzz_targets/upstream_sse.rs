@@ -37,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
                 parameters: serde_json::json!({"type": "object"}),
             }],
             tool_choice: Default::default(),
+            parallel_tool_calls: None,
         };
         let mut assembly = CallAssembly::default();
         for e in w {

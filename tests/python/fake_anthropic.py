@@ -96,6 +96,12 @@ class FakeAnthropic:
                     return self._error(400, "invalid_request_error",
                                        "tool_result blocks must answer the previous turn's tool_use blocks")
                 tools = req.get("tools") or []
+                uses_tools = any(isinstance(m["content"], list) and any(
+                    b.get("type") in ("tool_use", "tool_result") for b in m["content"])
+                    for m in req["messages"])
+                if uses_tools and not tools:
+                    return self._error(400, "invalid_request_error",
+                                       "requests with tool_use or tool_result blocks must include tools")
                 choice = req.get("tool_choice") or {"type": "auto"}
                 last = req["messages"][-1]["content"]
                 results = [b for b in last if b.get("type") == "tool_result"] \

@@ -300,17 +300,27 @@ def test_tool_calls_pass_through_an_upstream(world, model):
     follow = WEATHER_Q + [choice.message.model_dump(exclude_none=True),
                           {"role": "tool", "tool_call_id": call.id, "content": "12 degrees"}]
     r2 = world.client.chat.completions.create(
-        model=model, messages=follow, tools=[WEATHER_TOOL], max_tokens=16, temperature=0)
+        model=model, messages=follow, tools=[WEATHER_TOOL], max_tokens=16, temperature=0,
+        parallel_tool_calls=False)
     assert r2.choices[0].finish_reason in ("stop", "length", "tool_calls")
     if model == "via-anthropic":
         assert r2.choices[0].message.content == "The tool said 12 degrees"
         sent = world.anthropic.requests[before]
-        assert sent["tool_choice"] == {"type": "auto"}
+        assert sent["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
         assert sent["tools"][0]["input_schema"] == WEATHER_TOOL["function"]["parameters"]
         use = sent["messages"][1]["content"][-1]
         assert use["type"] == "tool_use" and use["id"] == call.id and use["input"] == args
         assert sent["messages"][2]["content"] == [
             {"type": "tool_result", "tool_use_id": call.id, "content": "12 degrees"}]
+    # With tool_choice none the history still reaches the deployment with its tools.
+    r3 = world.client.chat.completions.create(
+        model=model, messages=follow, tools=[WEATHER_TOOL], tool_choice="none", max_tokens=16,
+        temperature=0)
+    assert r3.choices[0].message.tool_calls is None
+    if model == "via-anthropic":
+        assert r3.choices[0].message.content == "The tool said 12 degrees"
+        sent = world.anthropic.requests[-1]
+        assert sent["tool_choice"] == {"type": "none"} and sent["tools"]
 
 
 def test_tool_definitions_count_for_the_monitor(world):

@@ -31,6 +31,9 @@ pub struct ToolDef {
 /// `tool_choice`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolChoice {
+    /// The model may not call any: an embedded model is not shown the tools; an external
+    /// deployment gets them with its own "none" (a history with calls needs them there).
+    None,
     /// The model decides.
     Auto,
     /// The model must call one of the tools.
@@ -46,6 +49,9 @@ pub struct Tools {
     pub defs: Vec<ToolDef>,
     /// How the model must use them.
     pub choice: ToolChoice,
+    /// `parallel_tool_calls` as the client gave it: passed to external deployments; an
+    /// embedded model is not held to it.
+    pub parallel: Option<bool>,
 }
 
 /// A call the model made.
@@ -90,15 +96,13 @@ fn valid_name(n: &str) -> bool {
 }
 
 impl Tools {
-    /// Validates `tools`, `tool_choice` and `parallel_tool_calls`. `None`: no tools are
-    /// offered (none given, or `tool_choice: "none"`).
+    /// Validates `tools`, `tool_choice` and `parallel_tool_calls`. `None`: no tools given.
     pub fn parse(
         tools: Option<Vec<Value>>,
         choice: Option<Value>,
         parallel: Option<bool>,
     ) -> Result<Option<Self>, ApiError> {
         let tools = tools.unwrap_or_default();
-        let _ = parallel; // Several calls may come back either way; nothing to enforce.
         if tools.len() > MAX_TOOLS {
             return Err(bad("tools", format!("at most {MAX_TOOLS} tools")));
         }
@@ -153,7 +157,7 @@ impl Tools {
             Some(Value::String(s)) => match s.as_str() {
                 "auto" => ToolChoice::Auto,
                 "required" => ToolChoice::Required,
-                "none" => return Ok(None),
+                "none" => ToolChoice::None,
                 _ => {
                     return Err(bad(
                         "tool_choice",
@@ -179,11 +183,20 @@ impl Tools {
         };
         if defs.is_empty() {
             return match choice {
-                ToolChoice::Auto => Ok(None),
+                ToolChoice::Auto | ToolChoice::None => Ok(None),
                 _ => Err(bad("tool_choice", "'tool_choice' needs 'tools'")),
             };
         }
-        Ok(Some(Self { defs, choice }))
+        Ok(Some(Self {
+            defs,
+            choice,
+            parallel,
+        }))
+    }
+
+    /// Whether the model may call them (`tool_choice` is not `none`).
+    pub fn callable(&self) -> bool {
+        self.choice != ToolChoice::None
     }
 
     /// The tools as Hugging Face chat templates expect them (`tools` in the context).
@@ -220,7 +233,7 @@ impl Tools {
         }
         s.push_str("</tools>\nTo call a function, answer with one block per call:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <arguments-object>}\n</tool_call>");
         match &self.choice {
-            ToolChoice::Auto => {}
+            ToolChoice::Auto | ToolChoice::None => {}
             ToolChoice::Required => s.push_str("\nYou must call at least one function."),
             ToolChoice::Named(n) => s.push_str(&format!("\nYou must call the function {n}.")),
         }
@@ -230,7 +243,7 @@ impl Tools {
     /// The grammar that forces a call (`required` or a named function); `None` for `auto`.
     pub fn grammar(&self) -> Option<String> {
         let names: Vec<&ToolDef> = match &self.choice {
-            ToolChoice::Auto => return None,
+            ToolChoice::Auto | ToolChoice::None => return None,
             ToolChoice::Required => self.defs.iter().collect(),
             ToolChoice::Named(n) => self.defs.iter().filter(|d| &d.name == n).collect(),
         };
@@ -500,7 +513,11 @@ mod tests {
         let t = Tools::parse(Some(weather()), None, None).unwrap().unwrap();
         assert_eq!(t.choice, ToolChoice::Auto);
         assert!(t.grammar().is_none());
-        assert!(Tools::parse(Some(weather()), Some(json!("none")), None)
+        let none = Tools::parse(Some(weather()), Some(json!("none")), None)
+            .unwrap()
+            .unwrap();
+        assert!(!none.callable() && none.grammar().is_none());
+        assert!(Tools::parse(None, Some(json!("none")), None)
             .unwrap()
             .is_none());
         let named = json!({"type": "function", "function": {"name": "get_weather"}});

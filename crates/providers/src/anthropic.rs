@@ -93,10 +93,15 @@ pub fn body(model: &str, req: &ChatRequest, default_max: u32) -> Result<Value, P
             .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
             .collect();
         b["tool_choice"] = match &req.tool_choice {
+            ToolChoice::None => json!({"type": "none"}),
             ToolChoice::Auto => json!({"type": "auto"}),
             ToolChoice::Required => json!({"type": "any"}),
             ToolChoice::Named(n) => json!({"type": "tool", "name": n}),
         };
+        // Anthropic has no such switch with `none` (nothing is called at all).
+        if req.parallel_tool_calls == Some(false) && req.tool_choice != ToolChoice::None {
+            b["tool_choice"]["disable_parallel_tool_use"] = json!(true);
+        }
     }
     Ok(b)
 }
@@ -252,6 +257,7 @@ mod tests {
             stream: false,
             tools: vec![],
             tool_choice: ToolChoice::Auto,
+            parallel_tool_calls: None,
         };
         let b = body("claude", &req, 100).unwrap();
         assert_eq!(b["system"], "terse");
@@ -318,10 +324,17 @@ mod tests {
                 parameters: json!({"type": "object"}),
             }],
             tool_choice: ToolChoice::Required,
+            parallel_tool_calls: None,
         };
         let b = body("claude", &req, 100).unwrap();
         assert_eq!(b["tools"][0]["input_schema"], json!({"type": "object"}));
         assert_eq!(b["tool_choice"], json!({"type": "any"}));
+        req.parallel_tool_calls = Some(false);
+        let b = body("claude", &req, 100).unwrap();
+        assert_eq!(
+            b["tool_choice"],
+            json!({"type": "any", "disable_parallel_tool_use": true})
+        );
         let turn = &b["messages"][1]["content"];
         assert_eq!(turn[0], json!({"type": "text", "text": "Checking."}));
         assert_eq!(turn[1]["input"], json!({"city": "Oslo"}));

@@ -84,6 +84,8 @@ pub struct Tool {
 /// How the model must use the tools.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ToolChoice {
+    /// It may not call any (the tools are still sent: a history with calls needs them).
+    None,
     /// The model decides.
     #[default]
     Auto,
@@ -114,6 +116,8 @@ pub struct ChatRequest {
     pub tools: Vec<Tool>,
     /// How they must be used (ignored without tools).
     pub tool_choice: ToolChoice,
+    /// Whether the model may make several calls at once; `None` leaves it to the upstream.
+    pub parallel_tool_calls: Option<bool>,
 }
 
 /// Why generation ended.

@@ -36,10 +36,14 @@ pub fn body(model: &str, req: &ChatRequest) -> Value {
             .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
             .collect();
         b["tool_choice"] = match &req.tool_choice {
+            ToolChoice::None => json!("none"),
             ToolChoice::Auto => json!("auto"),
             ToolChoice::Required => json!("required"),
             ToolChoice::Named(n) => json!({"type": "function", "function": {"name": n}}),
         };
+        if let Some(p) = req.parallel_tool_calls {
+            b["parallel_tool_calls"] = json!(p);
+        }
     }
     if req.stream {
         b["stream_options"] = json!({"include_usage": true});
@@ -212,6 +216,7 @@ mod tests {
             stream: true,
             tools: vec![],
             tool_choice: ToolChoice::Auto,
+            parallel_tool_calls: None,
         };
         let b = body("up", &req);
         assert_eq!(b["model"], "up");
@@ -274,6 +279,7 @@ mod tests {
                 parameters: json!({"type": "object"}),
             }],
             tool_choice: ToolChoice::Named("get_weather".into()),
+            parallel_tool_calls: None,
         };
         let b = body("up", &req);
         assert_eq!(b["tools"][0]["function"]["name"], "get_weather");

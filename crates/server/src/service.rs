@@ -238,7 +238,9 @@ impl Service {
                         ).into());
                     }
                 }
-                let tool_texts = req.tools.as_ref().map(|t| t.texts()).unwrap_or_default();
+                // With `tool_choice: none` the model is not shown the tools.
+                let offered = req.tools.as_ref().filter(|t| t.callable());
+                let tool_texts = offered.map(|t| t.texts()).unwrap_or_default();
                 if let Some(t) = engine
                     .info()
                     .control_texts
@@ -255,7 +257,6 @@ impl Service {
                     .template
                     .as_ref()
                     .map_err(|e| ApiError::internal(e.clone()))?;
-                let offered = req.tools.as_ref();
                 let native = template.supports_tools();
                 let messages = crate::tools::messages(messages, offered, native);
                 let listed = offered.filter(|_| native).map(|t| t.template_value());
@@ -324,7 +325,10 @@ impl Service {
                 audit
             },
             rate_headers,
-            tools: req.tools.map(highside_openai::tools::CallSource::Parsed),
+            tools: req
+                .tools
+                .filter(|t| t.callable())
+                .map(highside_openai::tools::CallSource::Parsed),
         })
     }
 
@@ -468,6 +472,7 @@ impl Service {
             stream: req.stream,
             tools,
             tool_choice,
+            parallel_tool_calls: req.tools.as_ref().and_then(|t| t.parallel),
         };
         // The hash covers the conversation as an OpenAI-protocol deployment receives it (and
         // the tools, when offered).

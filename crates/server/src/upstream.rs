@@ -120,6 +120,7 @@ pub(crate) fn offered(tools: Option<&Tools>) -> (Vec<Tool>, highside_providers::
         })
         .collect();
     let choice = match &t.choice {
+        ToolChoice::None => highside_providers::ToolChoice::None,
         ToolChoice::Auto => highside_providers::ToolChoice::Auto,
         ToolChoice::Required => highside_providers::ToolChoice::Required,
         ToolChoice::Named(n) => highside_providers::ToolChoice::Named(n.clone()),
