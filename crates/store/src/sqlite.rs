@@ -136,11 +136,10 @@ impl Store for SqliteStore {
     fn get_model(&self, name: &str) -> Result<Option<ModelRecord>, StoreError> {
         Ok(self
             .conn()
-            .query_row(
-                &format!("SELECT {MODEL_COLUMNS} FROM models WHERE name = ?1"),
-                params![name],
-                from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {MODEL_COLUMNS} FROM models WHERE name = ?1"
+            ))?
+            .query_row(params![name], from_row)
             .optional()?)
     }
 

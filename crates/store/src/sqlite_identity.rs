@@ -221,11 +221,8 @@ impl IdentityStore for SqliteStore {
     fn get_agency(&self, id: &AgencyId) -> Result<Option<AgencyRecord>, StoreError> {
         Ok(self
             .read()
-            .query_row(
-                &format!("SELECT {AGENCY} FROM agencies WHERE id = ?1"),
-                params![id.as_str()],
-                agency_row,
-            )
+            .prepare_cached(&format!("SELECT {AGENCY} FROM agencies WHERE id = ?1"))?
+            .query_row(params![id.as_str()], agency_row)
             .optional()?)
     }
 
@@ -249,18 +246,18 @@ impl IdentityStore for SqliteStore {
     fn update_agency(&self, a: &AgencyRecord) -> Result<(), StoreError> {
         let n = self
             .conn()
-            .execute(
+            .prepare_cached(
                 "UPDATE agencies SET name = ?2, branch = ?3, status = ?4, updated_at = ?5, \
                  pii_action = ?6 WHERE id = ?1",
-                params![
-                    a.id.as_str(),
-                    a.name,
-                    a.branch.as_str(),
-                    a.status.as_str(),
-                    a.updated_at,
-                    a.pii_action
-                ],
-            )
+            )?
+            .execute(params![
+                a.id.as_str(),
+                a.name,
+                a.branch.as_str(),
+                a.status.as_str(),
+                a.updated_at,
+                a.pii_action
+            ])
             .map_err(unique("an agency with this name"))?;
         changed(n, "agency")
     }
@@ -272,11 +269,8 @@ impl IdentityStore for SqliteStore {
     fn get_user(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError> {
         Ok(self
             .read()
-            .query_row(
-                &format!("SELECT {USER} FROM users WHERE id = ?1"),
-                params![id.as_str()],
-                user_row,
-            )
+            .prepare_cached(&format!("SELECT {USER} FROM users WHERE id = ?1"))?
+            .query_row(params![id.as_str()], user_row)
             .optional()?)
     }
 
@@ -301,19 +295,19 @@ impl IdentityStore for SqliteStore {
     fn update_user(&self, u: &UserRecord) -> Result<(), StoreError> {
         let n = self
             .conn()
-            .execute(
+            .prepare_cached(
                 "UPDATE users SET name = ?2, clearance = ?3, nationality = ?4, roles = ?5, \
                  status = ?6, updated_at = ?7 WHERE id = ?1",
-                params![
-                    u.id.as_str(),
-                    u.name,
-                    u.clearance,
-                    u.nationality.as_str(),
-                    u.roles.to_list(),
-                    u.status.as_str(),
-                    u.updated_at
-                ],
-            )
+            )?
+            .execute(params![
+                u.id.as_str(),
+                u.name,
+                u.clearance,
+                u.nationality.as_str(),
+                u.roles.to_list(),
+                u.status.as_str(),
+                u.updated_at
+            ])
             .map_err(unique("a user with this name in this agency"))?;
         changed(n, "user")
     }
@@ -325,22 +319,16 @@ impl IdentityStore for SqliteStore {
     fn get_key(&self, id: &KeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
         Ok(self
             .conn()
-            .query_row(
-                &format!("SELECT {KEY} FROM api_keys k WHERE k.id = ?1"),
-                params![id.as_str()],
-                key_row,
-            )
+            .prepare_cached(&format!("SELECT {KEY} FROM api_keys k WHERE k.id = ?1"))?
+            .query_row(params![id.as_str()], key_row)
             .optional()?)
     }
 
     fn find_key(&self, prefix: &KeyPrefix) -> Result<Option<ApiKeyRecord>, StoreError> {
         Ok(self
             .read()
-            .query_row(
-                &format!("SELECT {KEY} FROM api_keys k WHERE k.prefix = ?1"),
-                params![prefix.as_str()],
-                key_row,
-            )
+            .prepare_cached(&format!("SELECT {KEY} FROM api_keys k WHERE k.prefix = ?1"))?
+            .query_row(params![prefix.as_str()], key_row)
             .optional()?)
     }
 
@@ -403,11 +391,10 @@ impl IdentityStore for SqliteStore {
     ) -> Result<Option<CertMappingRecord>, StoreError> {
         Ok(self
             .conn()
-            .query_row(
-                &format!("SELECT {MAPPING} FROM cert_mappings m WHERE m.id = ?1"),
-                params![id.as_str()],
-                mapping_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {MAPPING} FROM cert_mappings m WHERE m.id = ?1"
+            ))?
+            .query_row(params![id.as_str()], mapping_row)
             .optional()?)
     }
 

@@ -112,11 +112,10 @@ impl MeteringStore for SqliteStore {
     fn price(&self, model: &str) -> Result<Option<PriceRecord>, StoreError> {
         Ok(self
             .read()
-            .query_row(
-                &format!("SELECT {PRICE_COLUMNS} FROM model_prices WHERE model = ?1"),
-                params![model],
-                price_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {PRICE_COLUMNS} FROM model_prices WHERE model = ?1"
+            ))?
+            .query_row(params![model], price_row)
             .optional()?)
     }
 
@@ -151,25 +150,24 @@ impl MeteringStore for SqliteStore {
     fn plan(&self, agency: &str) -> Result<Option<PlanRecord>, StoreError> {
         Ok(self
             .conn()
-            .query_row(
+            .prepare_cached(
                 "SELECT agency_id, annual_fee, included_tokens, overage_input, overage_output,
                         monthly_cap, starts_on, updated_at
                  FROM contract_plans WHERE agency_id = ?1",
-                params![agency],
-                |r| {
-                    let oi: Option<i64> = r.get(3)?;
-                    let oo: Option<i64> = r.get(4)?;
-                    Ok(PlanRecord {
-                        agency_id: r.get(0)?,
-                        annual_fee: r.get(1)?,
-                        included_tokens: nonneg(r, 2)?,
-                        overage: oi.zip(oo),
-                        monthly_cap: r.get(5)?,
-                        starts_on: r.get(6)?,
-                        updated_at: r.get(7)?,
-                    })
-                },
-            )
+            )?
+            .query_row(params![agency], |r| {
+                let oi: Option<i64> = r.get(3)?;
+                let oo: Option<i64> = r.get(4)?;
+                Ok(PlanRecord {
+                    agency_id: r.get(0)?,
+                    annual_fee: r.get(1)?,
+                    included_tokens: nonneg(r, 2)?,
+                    overage: oi.zip(oo),
+                    monthly_cap: r.get(5)?,
+                    starts_on: r.get(6)?,
+                    updated_at: r.get(7)?,
+                })
+            })
             .optional()?)
     }
 
@@ -207,21 +205,20 @@ impl MeteringStore for SqliteStore {
     fn limits(&self, scope: LimitScope, subject: &str) -> Result<Option<Limits>, StoreError> {
         Ok(self
             .read()
-            .query_row(
+            .prepare_cached(
                 "SELECT requests_per_minute, tokens_per_minute, daily_tokens, monthly_tokens,
                         monthly_budget
                  FROM limits WHERE scope = ?1 AND subject_id = ?2",
-                params![scope.as_str(), subject],
-                |r| {
-                    Ok(Limits {
-                        requests_per_minute: opt_nonneg(r, 0)?,
-                        tokens_per_minute: opt_nonneg(r, 1)?,
-                        daily_tokens: opt_nonneg(r, 2)?,
-                        monthly_tokens: opt_nonneg(r, 3)?,
-                        monthly_budget: r.get(4)?,
-                    })
-                },
-            )
+            )?
+            .query_row(params![scope.as_str(), subject], |r| {
+                Ok(Limits {
+                    requests_per_minute: opt_nonneg(r, 0)?,
+                    tokens_per_minute: opt_nonneg(r, 1)?,
+                    daily_tokens: opt_nonneg(r, 2)?,
+                    monthly_tokens: opt_nonneg(r, 3)?,
+                    monthly_budget: r.get(4)?,
+                })
+            })
             .optional()?)
     }
 
@@ -342,12 +339,13 @@ impl MeteringStore for SqliteStore {
     fn totals(&self, scope: LimitScope, subject: &str, period: &str) -> Result<Totals, StoreError> {
         let row: Option<(u64, i64)> = self
             .conn()
-            .query_row(
+            .prepare_cached(
                 "SELECT tokens, cost FROM usage_counters
                  WHERE scope = ?1 AND subject_id = ?2 AND period = ?3",
-                params![scope.as_str(), subject, period],
-                |r| Ok((nonneg(r, 0)?, r.get(1)?)),
-            )
+            )?
+            .query_row(params![scope.as_str(), subject, period], |r| {
+                Ok((nonneg(r, 0)?, r.get(1)?))
+            })
             .optional()?;
         Ok(row.map_or(Totals::default(), |(tokens, cost)| Totals { tokens, cost }))
     }
