@@ -150,10 +150,11 @@ pub fn parse_response(v: &Value) -> Result<Answer, ProtocolError> {
     })
 }
 
-fn nothing() -> Chunk {
+/// A chunk with one piece of a call, or nothing.
+fn call_piece(piece: Option<CallDelta>) -> Chunk {
     Chunk::Data {
         text: None,
-        calls: Vec::new(),
+        calls: piece.into_iter().collect(),
         finish: None,
         usage: None,
     }
@@ -184,17 +185,12 @@ pub fn parse_event(event: Option<&str>, data: &str) -> Result<Chunk, ProtocolErr
                     "a tool_use block lacks its index, id or name",
                 ));
             };
-            Chunk::Data {
-                text: None,
-                calls: vec![CallDelta {
-                    index: Some(index),
-                    id: Some(id.to_owned()),
-                    name: Some(name.to_owned()),
-                    arguments: String::new(),
-                }],
-                finish: None,
-                usage: None,
-            }
+            call_piece(Some(CallDelta {
+                index: Some(index),
+                id: Some(id.to_owned()),
+                name: Some(name.to_owned()),
+                arguments: String::new(),
+            }))
         }
         "content_block_delta" if v["delta"]["type"] == "input_json_delta" => {
             let (Some(index), Some(part)) =
@@ -204,16 +200,11 @@ pub fn parse_event(event: Option<&str>, data: &str) -> Result<Chunk, ProtocolErr
                     "an input_json_delta lacks its index or partial_json",
                 ));
             };
-            Chunk::Data {
-                text: None,
-                calls: vec![CallDelta {
-                    index: Some(index),
-                    arguments: part.to_owned(),
-                    ..CallDelta::default()
-                }],
-                finish: None,
-                usage: None,
-            }
+            call_piece(Some(CallDelta {
+                index: Some(index),
+                arguments: part.to_owned(),
+                ..CallDelta::default()
+            }))
         }
         "content_block_delta" => Chunk::Data {
             text: v["delta"]["text"]
@@ -235,7 +226,7 @@ pub fn parse_event(event: Option<&str>, data: &str) -> Result<Chunk, ProtocolErr
         },
         "message_stop" => Chunk::End,
         "error" => return Err(ProtocolError("the upstream sent an error in the stream")),
-        _ => nothing(),
+        _ => call_piece(None),
     })
 }
 

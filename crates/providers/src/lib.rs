@@ -35,40 +35,10 @@ const BREAKER_FAILURES: u32 = 3;
 /// How long an open circuit keeps a deployment out of rotation before one trial request.
 const BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
 
-/// A chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Message {
-    /// `system`, `user`, `assistant` or `tool`.
-    pub role: String,
-    /// Its text.
-    pub content: String,
-    /// The calls an assistant turn made.
-    pub tool_calls: Vec<ToolCall>,
-    /// The call a `tool` turn answers.
-    pub tool_call_id: Option<String>,
-}
-
-impl Message {
-    /// A plain message.
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-            ..Self::default()
-        }
-    }
-}
-
+/// A chat message: the one the request was validated as, tool calls and ids included.
+pub use highside_template::Message;
 /// A function call, made by a model or sent back in an earlier assistant turn.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ToolCall {
-    /// Correlates the call with its result.
-    pub id: String,
-    /// The function.
-    pub name: String,
-    /// Its arguments: a JSON object, as text.
-    pub arguments: String,
-}
+pub use highside_template::MessageToolCall as ToolCall;
 
 /// A function the model may call.
 #[derive(Debug, Clone, PartialEq)]
@@ -454,6 +424,33 @@ impl Deployment {
         r
     }
 
+    /// Sends `body` to `path`: the answer if it is a success, else the error (a transport
+    /// failure, or the HTTP status; 429 and 5xx are worth another attempt).
+    async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<reqwest::Response, CallError> {
+        let name = &self.settings.name;
+        let res = self.request(path).json(body).send().await.map_err(|e| {
+            CallError::retry(format!("cannot reach deployment '{name}': {}", kind_of(&e)))
+        })?;
+        let status = res.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(res);
+        }
+        // The body may echo the prompt or a credential: logged at debug only, never passed
+        // to the client.
+        let text = read_limited(res, 512).await.unwrap_or_default();
+        tracing::debug!(deployment = %name, status, body = %String::from_utf8_lossy(&text), "upstream error");
+        Err(CallError {
+            message: format!("deployment '{name}' answered HTTP {status}"),
+            status: Some(status),
+            retryable: status == 429 || status >= 500,
+            emitted: false,
+        })
+    }
+
     /// Active health check: any answer below 500 from the model listing counts as up.
     pub async fn probe(&self) -> bool {
         let path = match self.settings.protocol {
@@ -513,27 +510,7 @@ impl Deployment {
         let body =
             serde_json::json!({"model": s.model, "input": inputs, "encoding_format": "float"});
         let result = async {
-            let res = self
-                .request("/embeddings")
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| {
-                    CallError::retry(format!(
-                        "cannot reach deployment '{}': {}",
-                        s.name,
-                        kind_of(&e)
-                    ))
-                })?;
-            let status = res.status().as_u16();
-            if !(200..300).contains(&status) {
-                return Err(CallError {
-                    message: format!("deployment '{}' answered HTTP {status}", s.name),
-                    status: Some(status),
-                    retryable: status == 429 || status >= 500,
-                    emitted: false,
-                });
-            }
+            let res = self.post("/embeddings", &body).await?;
             let bytes = read_limited(res, MAX_ANSWER_BYTES)
                 .await
                 .map_err(|e| CallError::retry(format!("deployment '{}': {e}", s.name)))?;
@@ -578,26 +555,7 @@ impl Deployment {
                 })?,
             ),
         };
-        let res = self.request(path).json(&body).send().await.map_err(|e| {
-            CallError::retry(format!(
-                "cannot reach deployment '{}': {}",
-                s.name,
-                kind_of(&e)
-            ))
-        })?;
-        let status = res.status().as_u16();
-        if !(200..300).contains(&status) {
-            // The body may echo the prompt or a credential: logged at debug only, never
-            // passed to the client.
-            let text = read_limited(res, 512).await.unwrap_or_default();
-            tracing::debug!(deployment = %s.name, status, body = %String::from_utf8_lossy(&text), "upstream error");
-            return Err(CallError {
-                message: format!("deployment '{}' answered HTTP {status}", s.name),
-                status: Some(status),
-                retryable: status == 429 || status >= 500,
-                emitted: false,
-            });
-        }
+        let res = self.post(path, &body).await?;
         let prompt_chars: usize = req
             .messages
             .iter()

@@ -183,12 +183,7 @@ async fn converse_stream(
         (inc, route),
         Kind::Chat,
         prepared,
-        |_, g| async move {
-            Response::builder()
-                .header(header::CONTENT_TYPE, "application/vnd.amazon.eventstream")
-                .body(Body::from_stream(event_stream(g, started)))
-                .map_err(|e| ApiError::internal(e.to_string()))
-        },
+        |_, g| async move { eventstream_answer(event_stream(g, started)) },
     )
     .await
 }
@@ -224,13 +219,19 @@ async fn invoke_stream_route(
     let route = "POST /model/{modelId}/invoke-with-response-stream";
     let (format, kind, prepared) = prepare_invoke(&state, path, req, true).await;
     run(state, (inc, route), kind, prepared, |id, g| async move {
-        let body = invoke_frames(format, sse::stream(kind, id, g), started);
-        Response::builder()
-            .header(header::CONTENT_TYPE, "application/vnd.amazon.eventstream")
-            .body(Body::from_stream(body))
-            .map_err(|e| ApiError::internal(e.to_string()))
+        eventstream_answer(invoke_frames(format, sse::stream(kind, id, g), started))
     })
     .await
+}
+
+/// An answer whose body is AWS event-stream frames.
+fn eventstream_answer(
+    frames: impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+) -> Result<Response, ApiError> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/vnd.amazon.eventstream")
+        .body(Body::from_stream(frames))
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// The `chunk` events of an `InvokeModelWithResponseStream` answer, made from the OpenAI

@@ -411,7 +411,7 @@ impl Service {
         route: &crate::UpstreamRoute,
         started: Instant,
     ) -> Result<Generation, Refusal> {
-        use highside_providers::{ChatRequest, Message};
+        use highside_providers::ChatRequest;
         let PromptInput::Chat(messages) = &req.input else {
             return Err(ApiError::bad_request(
                 format!("'{}' is served by an external deployment: only /v1/chat/completions (and the Bedrock routes) reach it", route.name),
@@ -443,27 +443,8 @@ impl Service {
         let most = req.max_tokens.unwrap_or(window);
         let (tools, tool_choice) = crate::upstream::offered(req.tools.as_ref());
         let upstream = ChatRequest {
-            messages: messages
-                .iter()
-                .map(|m| Message {
-                    role: if m.role == "developer" {
-                        "system".into()
-                    } else {
-                        m.role.clone()
-                    },
-                    content: m.content.clone(),
-                    tool_calls: m
-                        .tool_calls
-                        .iter()
-                        .map(|c| highside_providers::ToolCall {
-                            id: c.id.clone(),
-                            name: c.name.clone(),
-                            arguments: c.arguments.clone(),
-                        })
-                        .collect(),
-                    tool_call_id: m.tool_call_id.clone(),
-                })
-                .collect(),
+            // Validation already spelled `developer` as `system`.
+            messages: messages.clone(),
             max_tokens: Some(most),
             temperature: Some(req.params.temperature),
             top_p: Some(req.params.top_p),

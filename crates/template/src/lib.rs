@@ -34,7 +34,7 @@ impl Message {
     }
 }
 
-/// A function call made in an earlier assistant turn.
+/// A function call: one an earlier assistant turn made, or one a model has just made.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MessageToolCall {
     /// The id its result refers to.
