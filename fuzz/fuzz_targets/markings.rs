@@ -1,7 +1,8 @@
 //! Feeds arbitrary text to the marking parser and the marking detector (both read what clients
-//! send: the X-Highside-Label header, `highside.label`, every message). No input may panic; a
-//! parsed label must format to a banner and portion mark that parse back to the same label;
-//! and detection only ever finds labels that are labels of the encodings.
+//! send: the X-Highside-Label header, `highside.label`, every message, every model's output).
+//! No input may panic; a parsed label must format to a banner and portion mark that parse back
+//! to the same label; detection only ever finds labels that are labels of the encodings; and
+//! the request path's `label_of` (which joins as it reads) agrees with the join of `scan`.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -27,7 +28,17 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(e.parse(&e.banner(&label)).as_ref(), Ok(&label));
         assert_eq!(e.parse(&e.portion(&label)).as_ref(), Ok(&label));
     }
-    for found in d.find(text) {
+    let scan = d.scan(text);
+    for found in &scan.found {
         assert_eq!(e.parse(&e.banner(&found.label)).as_ref(), Ok(&found.label));
+    }
+    let joined = scan
+        .found
+        .into_iter()
+        .map(|f| f.label)
+        .reduce(|a, b| a.join(&b));
+    match d.label_of([text]) {
+        Ok(l) => assert!(scan.unknown.is_empty() && l == joined),
+        Err(u) => assert_eq!(Some(&u.word), scan.unknown.first().map(|u| &u.word)),
     }
 });

@@ -97,7 +97,9 @@ class Highside:
             [str(self.binary), "serve", "--data", str(data),
              "--listen", "127.0.0.1:0", "--port-file", str(port_file)],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
+            # Tests fail authentication on purpose, from one address: the per-address
+            # throttle is tested on its own, with a lower allowance.
+            env={**os.environ, "HIGHSIDE_AUTH_FAILURES_PER_MINUTE": "1000000", **(env or {})},
         )
         # Poll the readiness condition (port file written AND /health/ready == 200), bounded.
         deadline = time.monotonic() + READY_TIMEOUT_S

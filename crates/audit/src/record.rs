@@ -4,6 +4,7 @@
 //! never serializes.
 
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 /// One audit record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,6 +45,10 @@ pub enum Event {
         route: String,
         /// Why (never the credential itself).
         reason: String,
+        /// For a record that sums up failures refused by the per-address throttle (429):
+        /// how many; absent for a single failure.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
     },
     /// A reference-monitor (or role) decision on one inference request.
     Decision {
@@ -84,12 +89,17 @@ pub enum Event {
         prompt_tokens: u64,
         /// Tokens generated.
         completion_tokens: u64,
-        /// `stop`, `length`, `cancelled` (client gone), `error`, or `rate_limited` (refused by
-        /// a quota, budget or rate limit after the monitor allowed it).
+        /// `stop`, `length`, `cancelled` (client gone), `error`, `rate_limited` (refused by
+        /// a quota, budget or rate limit after the monitor allowed it), or
+        /// `output_label_exceeded` (the output scan withheld generated text above the request's
+        /// label and ended the generation).
         finish_reason: String,
         /// Milliseconds from the decision to the end.
         latency_ms: u64,
-        /// SHA-256 (hex) of the prompt exactly as the engine received it.
+        /// SHA-256 (hex) of the prompt exactly as the engine received it; when the request has
+        /// stop strings, of the prompt's bytes, a zero byte, `stop` and their JSON list. For an
+        /// external deployment, of the JSON of the messages (and the tools and stop strings,
+        /// when there are any) as an OpenAI-protocol deployment receives them.
         prompt_sha256: String,
         /// SHA-256 (hex) of the generated text exactly as sent (without a banner line).
         output_sha256: String,
@@ -97,6 +107,10 @@ pub enum Event {
         /// answered, unless the request failed); empty for embedded models.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         deployments: Vec<String>,
+        /// For `output_label_exceeded`: the label of what was withheld, as a banner (empty for
+        /// a marking with a word the encodings do not know).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output_label: Option<String>,
     },
     /// A change to agencies, users, keys, certificate mappings or models.
     Admin {
@@ -120,6 +134,19 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target_agency: Option<String>,
     },
+    /// A read of the audit log or of usage (reports, invoices): who looked at what.
+    Read {
+        /// Who read.
+        #[serde(flatten)]
+        actor: Actor,
+        /// What was read: `audit.query`, `usage.report`, `invoice.get`.
+        action: String,
+        /// The query, as sent (its filters).
+        target: String,
+        /// The agency whose records or usage were read (absent: every agency, for operators).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_agency: Option<String>,
+    },
 }
 
 impl Record {
@@ -130,6 +157,47 @@ impl Record {
             node: node.to_owned(),
             event,
         }
+    }
+
+    /// The record as the bytes to append: JSON in which no string is longer than
+    /// [`MAX_FIELD`] bytes. A longer one (a 1 MB model name in a request) keeps its start and
+    /// is marked `…[truncated: N bytes, sha256 H]`, so every record, a denial too, fits the
+    /// log, and the full value can still be matched against its digest.
+    pub fn to_bounded_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let bytes = serde_json::to_vec(self)?;
+        // JSON escapes only lengthen strings: a record this short has no long one.
+        if bytes.len() <= MAX_FIELD {
+            return Ok(bytes);
+        }
+        let mut value = serde_json::to_value(self)?;
+        bound_strings(&mut value);
+        serde_json::to_vec(&value)
+    }
+}
+
+/// The longest string kept whole in a record, in bytes.
+pub const MAX_FIELD: usize = 4096;
+/// What is kept of a longer one.
+const KEPT: usize = 256;
+
+fn bound_strings(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.len() > MAX_FIELD => {
+            let mut end = KEPT;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            let digest = hex::encode(sha2::Sha256::digest(s.as_bytes()));
+            *s = format!(
+                "{}…[truncated: {} bytes, sha256 {digest}]",
+                &s[..end],
+                s.len()
+            );
+        }
+        Value::Array(a) => a.iter_mut().for_each(bound_strings),
+        Value::Object(o) => o.values_mut().for_each(bound_strings),
+        _ => {}
     }
 }
 
@@ -315,5 +383,57 @@ mod tests {
         }
         .compile()
         .is_err());
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn long_strings_are_truncated_with_their_digest() {
+        let long = "m".repeat(1 << 20);
+        let r = Record::now(
+            "n",
+            Event::Decision {
+                request_id: "r".into(),
+                actor: Actor::default(),
+                route: "POST /v1/chat/completions".into(),
+                model: long.clone(),
+                clearance: "SECRET".into(),
+                nationality: "USA".into(),
+                request_label: String::new(),
+                model_label: String::new(),
+                decision: "deny".into(),
+                reasons: vec!["role.inference: no".into()],
+                pii: Vec::new(),
+            },
+        );
+        let bytes = r.to_bounded_json().unwrap();
+        assert!(bytes.len() < 2 * MAX_FIELD, "{}", bytes.len());
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let model = v["model"].as_str().unwrap();
+        let digest = hex::encode(sha2::Sha256::digest(long.as_bytes()));
+        assert!(
+            model.starts_with("mmm")
+                && model.ends_with(&format!("1048576 bytes, sha256 {digest}]")),
+            "{model}"
+        );
+        assert_eq!(v["decision"], "deny");
+        // Short records are untouched.
+        let short = Record::now(
+            "n",
+            Event::AuthFailure {
+                request_id: "a".into(),
+                client: None,
+                route: "GET /".into(),
+                reason: "no".into(),
+                count: None,
+            },
+        );
+        assert_eq!(
+            short.to_bounded_json().unwrap(),
+            serde_json::to_vec(&short).unwrap()
+        );
     }
 }

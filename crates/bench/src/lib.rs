@@ -7,6 +7,7 @@
 
 pub mod gateway;
 mod load;
+pub mod monitor;
 mod peers;
 mod report;
 

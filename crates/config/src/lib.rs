@@ -31,6 +31,23 @@ pub struct Config {
     pub prefill_chunk: u32,
     /// Seconds that running streams get to finish after SIGTERM before they are cancelled. Default 10.
     pub shutdown_grace_secs: u64,
+    /// Seconds a client has to send a request's headers, and that an idle keep-alive
+    /// connection is kept open waiting for the next request. Default 10.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body; slower is 408. Default 30.
+    pub body_timeout_secs: u64,
+    /// Seconds an answer may wait for a client that does not read it before the connection
+    /// is closed. Default 60.
+    pub write_timeout_secs: u64,
+    /// Failed authentications one client address may make in a burst; beyond it, 429 until
+    /// the allowance refills at the same number per minute. Default 20.
+    pub auth_failures_per_minute: u32,
+    /// Seconds between the audit records that sum up the failures refused by that throttle
+    /// (one per address). Default 60.
+    pub auth_failure_report_secs: u64,
+    /// Free bytes the audit log's disk must keep: below this, new work is refused with 503
+    /// (the log is never left to fill the disk). Default 64 MiB.
+    pub audit_min_free_bytes: u64,
     /// PEM certificate chain; with `tls_key`, the API is served over TLS. Default: none
     /// (plain HTTP). Relative paths in the file are relative to the data directory.
     pub tls_cert: Option<String>,
@@ -150,6 +167,12 @@ impl Default for Config {
             max_body_bytes: 4 * 1024 * 1024,
             prefill_chunk: 64,
             shutdown_grace_secs: 10,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            write_timeout_secs: 60,
+            auth_failures_per_minute: 20,
+            auth_failure_report_secs: 60,
+            audit_min_free_bytes: 64 * 1024 * 1024,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -288,6 +311,25 @@ impl Config {
             self.shutdown_grace_secs,
             "must be at most 3600",
         )?;
+        for (name, v) in [
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("write_timeout_secs", self.write_timeout_secs),
+            ("auth_failure_report_secs", self.auth_failure_report_secs),
+        ] {
+            check(
+                (1..=3600).contains(&v),
+                name,
+                v,
+                "must be 1 to 3600 seconds",
+            )?;
+        }
+        check(
+            (1..=1_000_000).contains(&self.auth_failures_per_minute),
+            "auth_failures_per_minute",
+            self.auth_failures_per_minute,
+            "must be 1 to 1000000",
+        )?;
         check(
             self.tls_cert.is_some() == self.tls_key.is_some(),
             "tls_key",
@@ -403,6 +445,18 @@ max_body_bytes = {body}
 prefill_chunk = {chunk}
 # Seconds streams get to finish after SIGTERM (--shutdown-grace-secs, HIGHSIDE_SHUTDOWN_GRACE_SECS).
 shutdown_grace_secs = {grace}
+# Seconds a client has to send its headers, and an idle keep-alive connection stays open.
+header_timeout_secs = {header}
+# Seconds a client has to send a whole request body (slower: 408).
+body_timeout_secs = {bodyt}
+# Seconds an answer waits for a client that does not read it before the connection closes.
+write_timeout_secs = {write}
+# Failed authentications per client address in a burst, refilled per minute (beyond: 429).
+auth_failures_per_minute = {authf}
+# Seconds between the audit records that count the failures refused with 429, per address.
+auth_failure_report_secs = {authr}
+# Free bytes the audit log's disk must keep; below this, new work gets 503.
+audit_min_free_bytes = {free}
 # TLS: certificate chain and key in PEM; paths relative to this directory (--tls-cert,
 # --tls-key, HIGHSIDE_TLS_CERT, HIGHSIDE_TLS_KEY). Unset = plain HTTP.
 # tls_cert = "tls/server.pem"
@@ -439,6 +493,12 @@ shutdown_grace_secs = {grace}
             body = d.max_body_bytes,
             chunk = d.prefill_chunk,
             grace = d.shutdown_grace_secs,
+            header = d.header_timeout_secs,
+            bodyt = d.body_timeout_secs,
+            write = d.write_timeout_secs,
+            authf = d.auth_failures_per_minute,
+            authr = d.auth_failure_report_secs,
+            free = d.audit_min_free_bytes,
         )
     }
 }

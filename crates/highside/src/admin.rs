@@ -143,6 +143,10 @@ enum AgencyCommand {
         /// Prompts holding personal data: off (default), flag, block or cui.
         #[arg(long)]
         pii_action: Option<String>,
+        /// ISO 3166-1 alpha-3: the nationality its administrators may give users (without
+        /// one, only operators set its users' nationality).
+        #[arg(long)]
+        nationality: Option<String>,
     },
     /// List agencies.
     List {
@@ -161,6 +165,9 @@ enum AgencyCommand {
         /// Prompts holding personal data: off, flag, block or cui.
         #[arg(long)]
         pii_action: Option<String>,
+        /// The nationality its administrators may give users.
+        #[arg(long)]
+        nationality: Option<String>,
     },
     /// Disable an agency: none of its users can authenticate.
     Disable { id: String },
@@ -333,11 +340,13 @@ fn plan(cmd: &AdminCommand) -> anyhow::Result<Call> {
                 name,
                 branch,
                 pii_action,
+                nationality,
             } => Call {
                 body: Some(object(&[
                     ("name", Some(json!(name))),
                     ("branch", Some(json!(branch))),
                     ("pii_action", s(pii_action)),
+                    ("nationality", s(nationality)),
                 ])),
                 ..call(Method::POST, p("agencies"))
             },
@@ -351,11 +360,13 @@ fn plan(cmd: &AdminCommand) -> anyhow::Result<Call> {
                 name,
                 branch,
                 pii_action,
+                nationality,
             } => Call {
                 body: Some(object(&[
                     ("name", s(name)),
                     ("branch", s(branch)),
                     ("pii_action", s(pii_action)),
+                    ("nationality", s(nationality)),
                 ])),
                 ..call(Method::PATCH, p(&format!("agencies/{id}")))
             },

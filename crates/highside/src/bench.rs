@@ -8,6 +8,21 @@ pub enum BenchCommand {
     Serve(ServeBench),
     /// Gateway overhead in front of a static upstream vs LiteLLM's proxy.
     Gateway(GatewayBench),
+    /// Marking detection throughput on prose and adversarial input.
+    Monitor(MonitorBench),
+}
+
+#[derive(Args)]
+pub struct MonitorBench {
+    /// Bytes per input.
+    #[arg(long, default_value_t = 4_000_000)]
+    size: usize,
+    /// Timings per input (medians are reported).
+    #[arg(long, default_value_t = 5)]
+    repeat: u32,
+    /// Append the results here.
+    #[arg(long, default_value = "bench/RESULTS.md")]
+    results: PathBuf,
 }
 
 #[derive(Args)]
@@ -67,6 +82,16 @@ pub struct ServeBench {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     let args = match cmd {
         BenchCommand::Serve(args) => args,
+        BenchCommand::Monitor(m) => {
+            let (report, _) = highside_bench::monitor::run(m.size, m.repeat, &command_line());
+            println!("{report}");
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&m.results)?;
+            std::io::Write::write_all(&mut f, format!("\n{report}").as_bytes())?;
+            return Ok(());
+        }
         BenchCommand::Gateway(g) => {
             let config = highside_bench::gateway::GatewayConfig {
                 highside_exe: std::env::current_exe()?,

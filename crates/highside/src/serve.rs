@@ -40,6 +40,24 @@ pub struct ServeArgs {
     /// Seconds streams get to finish after SIGTERM.
     #[arg(long, env = "HIGHSIDE_SHUTDOWN_GRACE_SECS")]
     shutdown_grace_secs: Option<u64>,
+    /// Seconds a client has to send its headers (and an idle connection stays open).
+    #[arg(long, env = "HIGHSIDE_HEADER_TIMEOUT_SECS")]
+    header_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a whole request body.
+    #[arg(long, env = "HIGHSIDE_BODY_TIMEOUT_SECS")]
+    body_timeout_secs: Option<u64>,
+    /// Seconds an answer waits for a client that does not read it.
+    #[arg(long, env = "HIGHSIDE_WRITE_TIMEOUT_SECS")]
+    write_timeout_secs: Option<u64>,
+    /// Failed authentications per client address in a burst, refilled per minute.
+    #[arg(long, env = "HIGHSIDE_AUTH_FAILURES_PER_MINUTE")]
+    auth_failures_per_minute: Option<u32>,
+    /// Seconds between the audit records that count throttled failures.
+    #[arg(long, env = "HIGHSIDE_AUTH_FAILURE_REPORT_SECS")]
+    auth_failure_report_secs: Option<u64>,
+    /// Free bytes the audit log's disk must keep before new work is refused.
+    #[arg(long, env = "HIGHSIDE_AUDIT_MIN_FREE_BYTES")]
+    audit_min_free_bytes: Option<u64>,
     /// PEM certificate chain: serve over TLS (with --tls-key).
     #[arg(long, env = "HIGHSIDE_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -82,7 +100,13 @@ impl ServeArgs {
             queue_depth,
             max_body_bytes,
             prefill_chunk,
-            shutdown_grace_secs
+            shutdown_grace_secs,
+            header_timeout_secs,
+            body_timeout_secs,
+            write_timeout_secs,
+            auth_failures_per_minute,
+            auth_failure_report_secs,
+            audit_min_free_bytes
         );
         c.validate()?;
         Ok(c)
@@ -228,6 +252,12 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
         registry,
         ServerConfig {
             max_body_bytes: config.max_body_bytes,
+            header_timeout: Duration::from_secs(config.header_timeout_secs),
+            body_timeout: Duration::from_secs(config.body_timeout_secs),
+            write_timeout: Duration::from_secs(config.write_timeout_secs),
+            auth_failures_per_minute: config.auth_failures_per_minute,
+            auth_report_every: Duration::from_secs(config.auth_failure_report_secs),
+            audit_min_free_bytes: config.audit_min_free_bytes,
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
             metrics: highside_server::install_metrics(),
             aws_keys: Some(Arc::new(aws_keys)),

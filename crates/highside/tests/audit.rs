@@ -174,7 +174,8 @@ async fn requests_failures_and_changes_are_recorded_and_the_log_proves_itself() 
         .unwrap();
     assert_eq!(res.status(), 403);
     let role_denied_id = request_id(&res);
-    // A value too large to audit is that request's 400, never the node's failure.
+    // A value too large to keep whole in a record is truncated there (with its digest): the
+    // denial is still recorded, and the node still serves.
     let huge =
         json!({"model": "m".repeat(1_500_000), "messages": [{"role": "user", "content": "x"}]});
     let res = auditor
@@ -183,7 +184,8 @@ async fn requests_failures_and_changes_are_recorded_and_the_log_proves_itself() 
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 400);
+    assert_eq!(res.status(), 403);
+    let huge_id = request_id(&res);
     // Token ids outside the vocabulary are a 400 before anything reads them.
     let res = http
         .post(server.url("/v1/completions"))
@@ -372,6 +374,16 @@ async fn requests_failures_and_changes_are_recorded_and_the_log_proves_itself() 
         "{}",
         d[0]
     );
+    let d = find("decision", &huge_id);
+    assert_eq!(d.len(), 1);
+    assert!(
+        d[0]["model"]
+            .as_str()
+            .unwrap()
+            .contains("[truncated: 1500000 bytes, sha256 "),
+        "{}",
+        &d[0]["model"].as_str().unwrap()[..300]
+    );
     assert_eq!(
         find("decision", &analyst_id)[0]["agency"],
         agency_id.as_str()
@@ -429,7 +441,7 @@ async fn requests_failures_and_changes_are_recorded_and_the_log_proves_itself() 
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(denied.len(), 2, "{out}");
+    assert_eq!(denied.len(), 3, "{out}");
     let out = ok(&highside(
         data,
         &[
@@ -438,8 +450,8 @@ async fn requests_failures_and_changes_are_recorded_and_the_log_proves_itself() 
     ));
     assert_eq!(
         out.lines().count(),
-        2,
-        "the analyst's answer and the auditor's denial: {out}"
+        3,
+        "the analyst's answer and the auditor's two denials: {out}"
     );
     let out = ok(&highside(
         data,

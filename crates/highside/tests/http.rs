@@ -48,7 +48,10 @@ async fn openai_error(res: reqwest::Response, status: u16) -> Value {
 }
 
 async fn active_sequences(server: &Server) -> u64 {
-    let ready: Value = reqwest::get(server.url("/health/ready"))
+    // The details of readiness are for authenticated callers.
+    let ready: Value = Server::client_with(&server.key)
+        .get(server.url("/health/ready"))
+        .send()
         .await
         .unwrap()
         .json()

@@ -330,7 +330,7 @@ async fn disconnects_release_and_an_idempotency_key_is_charged_once() {
         .create(
             &server.key,
             "/admin/v1/users",
-            json!({"agency_id": t.agency, "name": "boss", "roles": ["agency-admin"],
+            json!({"agency_id": t.agency, "name": "boss", "roles": ["agency-admin", "user"],
                    "clearance": "SECRET", "nationality": "USA"}),
         )
         .await;

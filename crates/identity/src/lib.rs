@@ -9,6 +9,7 @@
 mod aws;
 mod clearance;
 mod credential;
+mod dn;
 mod ids;
 mod key;
 mod nationality;
@@ -18,6 +19,7 @@ mod role;
 pub use aws::{AwsKeyMaster, AwsSecret, KeySalt};
 pub use clearance::{Clearance, ClearanceError};
 pub use credential::{parse_credentials, CredentialError};
+pub use dn::{canonical_dn, parse_dn, DnError};
 pub use ids::{AgencyId, CertMappingId, KeyId, UserId};
 pub use key::{ApiKeySecret, KeyFormatError, KeyHash, KeyKind, KeyPrefix, ParsedKey};
 pub use nationality::{Nationality, NationalityError};

@@ -104,6 +104,28 @@ impl Principal {
         Ok(())
     }
 
+    /// Whether the caller may give a user of an agency whose nationality is `agency` the
+    /// nationality `n`. Nationality decides releasability, so it is granted like clearance:
+    /// only by someone who can vouch for it, an operator or an administrator of an agency of
+    /// that nationality.
+    pub fn may_vouch_nationality(
+        &self,
+        agency: Option<Nationality>,
+        n: Nationality,
+    ) -> Result<(), Denied> {
+        if self.is_operator() || agency == Some(n) {
+            return Ok(());
+        }
+        match agency {
+            Some(a) => deny(format!(
+                "cannot vouch for nationality {n}: an agency administrator sets only their agency's nationality ({a}); an operator sets any other"
+            )),
+            None => deny(format!(
+                "cannot vouch for nationality {n}: the agency has no nationality yet, so only an operator sets its users' nationality"
+            )),
+        }
+    }
+
     /// Whether the caller may act on an existing user (change, disable, issue keys, map
     /// certificates): the target must hold nothing the caller could not grant, so an
     /// administrator can never take over someone more privileged than themselves.
@@ -162,6 +184,19 @@ mod tests {
             key: None,
             pii_action: "off".into(),
         }
+    }
+
+    #[test]
+    fn only_those_who_can_vouch_grant_nationality() {
+        let usa = Nationality::parse("USA").unwrap();
+        let gbr = Nationality::parse("GBR").unwrap();
+        let admin = principal(&[Role::AgencyAdmin, Role::User], "S");
+        assert!(admin.may_vouch_nationality(Some(gbr), gbr).is_ok());
+        assert!(admin.may_vouch_nationality(Some(gbr), usa).is_err());
+        assert!(admin.may_vouch_nationality(None, usa).is_err());
+        let op = principal(&[Role::Operator], "TS");
+        assert!(op.may_vouch_nationality(None, gbr).is_ok());
+        assert!(op.may_vouch_nationality(Some(usa), gbr).is_ok());
     }
 
     #[test]

@@ -1,216 +1,666 @@
 //! Finding markings in free text: banner lines and portion marks in any message, any case,
-//! at line starts or inside text, and wrapped across lines the way documents wrap them.
+//! at line starts or inside text, wrapped across lines the way documents wrap them, and
+//! disguised the ways text can be disguised (see [`crate::fold`]).
 //!
-//! One pass of an Aho-Corasick automaton over a whitespace-folded copy of the text finds every
-//! place a marking could start (a spelled-out level, an abbreviated level followed by `//`, an
-//! opening parenthesis); each candidate is then parsed against the encodings. Detection only
-//! ever raises a label: whatever it finds is joined in, never subtracted.
+//! Words are compared in a canonical form that ignores case and the ASCII look-alikes the
+//! confusables table identifies (`I`, `l` and `1`; `O` and `0`), so `T0P SECRET` and `S1`
+//! read as written to look. One pass over the folded text reads it word by word. A word that is a level (spelled out,
+//! glued or hyphenated, `TOPSECRET`, `TOP-SECRET`, or abbreviated) followed by `//` starts a
+//! marking, read to its end: every control word after it is looked up in the encodings, and
+//! one that is not there is reported as [`Unknown`] (which must deny), never skipped with what
+//! follows it. A level in parentheses is a bare portion mark, and a spelled-out level alone on
+//! its line is a banner. Nothing is read twice, so detection is linear in the input; it only
+//! ever raises a label.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use std::collections::HashMap;
 
+use crate::fold::{fold, OPAQUE};
+use crate::label::{Releasability, HOME};
 use crate::{Encodings, Label};
 
-/// Longest portion mark looked at, in bytes.
-const MAX_PORTION: usize = 96;
-/// Longest banner looked at, in bytes.
-const MAX_BANNER: usize = 256;
-
-#[derive(Debug, Clone, Copy)]
-enum Start {
-    /// A spelled-out level name.
-    Level,
-    /// An abbreviated level immediately followed by `//`.
-    AbbrevBanner,
-    /// `(`, a possible portion mark.
-    Paren,
-}
+/// Longest word compared with the vocabulary; longer ones are unknown.
+const MAX_WORD: usize = 40;
+/// Longest marking read; a longer one is reported unknown.
+const MAX_MARKING: usize = 1024;
+/// Unknown words kept per scan (the first ones; one is enough to deny).
+const MAX_UNKNOWN: usize = 8;
 
 /// A marking found in text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     /// The label it denotes.
     pub label: Label,
-    /// Byte offset in the whitespace-folded text (for reasons and tests, not for slicing input).
+    /// Byte offset in the folded text (for reasons and tests, not for slicing input).
     pub at: usize,
+}
+
+/// A word inside a detected marking that the encodings do not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unknown {
+    /// The word, upper case (at most 40 characters).
+    pub word: String,
+    /// Byte offset in the folded text.
+    pub at: usize,
+}
+
+/// Everything one text holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// The markings, in order.
+    pub found: Vec<Found>,
+    /// Words of detected markings the encodings do not know (the first few).
+    pub unknown: Vec<Unknown>,
+}
+
+/// A detected marking holds a word the encodings do not know: the request must be denied,
+/// since the word may be a control that would raise its label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a marking in the text contains '{word}', which is not a word of this enclave's label encodings")]
+pub struct UnknownMarking {
+    /// The word, upper case.
+    pub word: String,
+}
+
+/// One way to spell a level: a word (the key it is found under), maybe followed by more.
+#[derive(Debug, Clone)]
+struct Spelling {
+    level: u8,
+    /// The words of a multi-word name after the first (`SECRET` after `TOP`).
+    rest: Vec<Vec<u8>>,
+    /// Whether this is the abbreviation.
+    abbreviated: bool,
+}
+
+/// FNV-1a: the vocabulary maps are looked up once per word of every request, with keys of
+/// a few bytes that nobody can choose to collide usefully (a collision only costs a compare).
+#[derive(Debug, Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type FnvMap<V> = HashMap<Vec<u8>, V, std::hash::BuildHasherDefault<Fnv>>;
+
+/// What a control word means. A canonical spelling may mean several things (`SI` and `SL` in
+/// an enclave that has both): every meaning applies, which only raises the label.
+#[derive(Debug, Clone)]
+enum Meaning {
+    NoForn,
+    /// Indexes into the detector's name lists.
+    Compartment(u8),
+    Cui(u8),
+    Dissemination(u8),
+    Country(u8),
+    Tetragraph(Bits),
+    Rel,
+}
+
+/// A set of at most 256 names of one kind (countries, compartments, ...), by index: markings
+/// are read and joined without allocating.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Bits([u64; 4]);
+
+impl Bits {
+    fn insert(&mut self, i: u8) {
+        self.0[usize::from(i / 64)] |= 1 << (i % 64);
+    }
+
+    fn union(self, o: Self) -> Self {
+        Self(std::array::from_fn(|k| self.0[k] | o.0[k]))
+    }
+
+    fn intersection(self, o: Self) -> Self {
+        Self(std::array::from_fn(|k| self.0[k] & o.0[k]))
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    /// The names of `names` in the set.
+    fn names(&self, names: &[String]) -> std::collections::BTreeSet<String> {
+        names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.contains(*i))
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+}
+
+/// A marking as read: a label in index form.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Mark {
+    level: u8,
+    compartments: Bits,
+    cui: Bits,
+    dissemination: Bits,
+    /// `None`: unrestricted; else the countries it may go to.
+    rel: Option<Bits>,
+}
+
+impl Mark {
+    fn join(self, o: Self) -> Self {
+        Self {
+            level: self.level.max(o.level),
+            compartments: self.compartments.union(o.compartments),
+            cui: self.cui.union(o.cui),
+            dissemination: self.dissemination.union(o.dissemination),
+            rel: match (self.rel, o.rel) {
+                (None, x) | (x, None) => x,
+                (Some(a), Some(b)) => Some(a.intersection(b)),
+            },
+        }
+    }
+
+    fn restrict(&mut self, set: Bits) {
+        self.rel = Some(self.rel.map_or(set, |r| r.intersection(set)));
+    }
+}
+
+/// Where one scan's findings go.
+trait Sink {
+    fn mark(&mut self, mark: Mark, at: usize);
+    fn unknown(&mut self, word: &dyn Fn() -> String, at: usize);
 }
 
 /// A marking detector for one enclave's encodings.
 #[derive(Debug, Clone)]
 pub struct Detector {
     encodings: Encodings,
-    automaton: AhoCorasick,
-    starts: Vec<Start>,
+    /// Every spelling of every level, by the canonical form of its first word.
+    levels: FnvMap<Vec<Spelling>>,
+    /// Canonical bytes a level's spelling can start with.
+    starts: [bool; 256],
+    /// Every other word of the vocabulary, by canonical spelling.
+    words: FnvMap<Vec<Meaning>>,
+    /// The names behind the indexes of compartments, CUI categories, dissemination controls
+    /// and countries.
+    compartments: Vec<String>,
+    cui: Vec<String>,
+    dissemination: Vec<String>,
+    countries: Vec<String>,
+    /// The home country's index.
+    home: u8,
 }
 
-fn is_word(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-}
-
-fn is_marking_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b' ' | b'/' | b',' | b'-')
-}
-
-/// Folds every whitespace run into one space and remembers which positions began a line.
-fn fold(text: &str) -> (String, Vec<bool>) {
-    let mut out = String::with_capacity(text.len());
-    let mut line_start = Vec::with_capacity(text.len());
-    let mut at_line_start = true;
-    let mut pending_space = false;
-    for ch in text.chars() {
-        if ch.is_whitespace() {
-            if ch == '\n' || ch == '\r' {
-                at_line_start = true;
-            }
-            pending_space = !out.is_empty();
-            continue;
-        }
-        if pending_space {
-            out.push(' ');
-            line_start.push(false);
-            pending_space = false;
-        }
-        let start = out.len();
-        out.push(ch);
-        line_start.resize(out.len(), false);
-        line_start[start] = at_line_start;
-        at_line_start = false;
+/// A byte's canonical form: upper case, with the look-alikes UTS #39 lists as confusable
+/// (`I`/`l`/`1`, `O`/`0`) made one.
+fn canon(b: u8) -> u8 {
+    match b.to_ascii_uppercase() {
+        b'L' | b'1' => b'I',
+        b'0' => b'O',
+        c => c,
     }
-    (out, line_start)
+}
+
+fn canonical(word: &str) -> Vec<u8> {
+    word.bytes().map(canon).collect()
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-'
+}
+
+fn word_end(t: &[u8], mut i: usize) -> usize {
+    while i < t.len() && is_word(t[i]) {
+        i += 1;
+    }
+    i
+}
+
+fn skip_space(t: &[u8], mut i: usize) -> usize {
+    while i < t.len() && (t[i] == b' ' || t[i] == b'\n') {
+        i += 1;
+    }
+    i
+}
+
+fn at_line_start(t: &[u8], i: usize) -> bool {
+    i == 0 || t[i - 1] == b'\n'
+}
+
+/// The canonical form of a short word, on the stack.
+struct Upper {
+    buf: [u8; MAX_WORD],
+    len: usize,
+}
+
+impl Upper {
+    fn of(word: &[u8]) -> Option<Self> {
+        if word.len() > MAX_WORD {
+            return None;
+        }
+        let mut buf = [0u8; MAX_WORD];
+        for (d, s) in buf.iter_mut().zip(word) {
+            *d = canon(*s);
+        }
+        Some(Self {
+            buf,
+            len: word.len(),
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn without_hyphens(&self) -> Self {
+        let mut out = Self {
+            buf: [0; MAX_WORD],
+            len: 0,
+        };
+        for &b in self.bytes().iter().filter(|&&b| b != b'-') {
+            out.buf[out.len] = b;
+            out.len += 1;
+        }
+        out
+    }
+}
+
+/// The word at `t[s..e]` as an unknown word (truncated, upper case).
+fn unknown_word(t: &[u8], s: usize, e: usize) -> String {
+    let end = e.min(s + MAX_WORD);
+    String::from_utf8_lossy(&t[s..end]).to_ascii_uppercase()
+}
+
+/// A level recognised at a word: its index, where its spelling ends, and whether it was the
+/// abbreviation.
+struct LevelAt {
+    level: u8,
+    end: usize,
+    abbreviated: bool,
 }
 
 impl Detector {
-    /// Builds the automaton for `encodings`' levels.
+    /// A detector for `encodings`' vocabulary.
     pub fn new(encodings: &Encodings) -> Self {
-        let mut patterns = Vec::new();
-        let mut starts = Vec::new();
-        for (name, abbrev) in &encodings.levels {
-            patterns.push(name.clone());
-            starts.push(Start::Level);
+        let mut starts = [false; 256];
+        let mut levels: FnvMap<Vec<Spelling>> = FnvMap::default();
+        for (i, (name, abbrev)) in encodings.levels.iter().enumerate() {
+            let level = i as u8;
+            let mut words: Vec<Vec<u8>> = name.split(' ').map(canonical).collect();
+            let mut spell = |key: Vec<u8>, rest: Vec<Vec<u8>>, abbreviated: bool| {
+                if let Some(&b) = key.first() {
+                    starts[usize::from(b)] = true;
+                }
+                levels.entry(key).or_default().push(Spelling {
+                    level,
+                    rest,
+                    abbreviated,
+                });
+            };
+            // Glued (`TOPSECRET`; `TOP-SECRET` is looked up without its hyphens).
+            spell(words.concat(), Vec::new(), false);
+            if words.len() > 1 {
+                let first = words.remove(0);
+                spell(first, words, false);
+            }
             if abbrev != name {
-                patterns.push(format!("{abbrev}//"));
-                starts.push(Start::AbbrevBanner);
+                spell(canonical(abbrev), Vec::new(), true);
             }
         }
-        patterns.push("(".to_owned());
-        starts.push(Start::Paren);
-        let automaton = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&patterns)
-            .expect("level names are short literal patterns");
+        let mut words: FnvMap<Vec<Meaning>> = FnvMap::default();
+        let mut add = |w: &str, m: Meaning| words.entry(canonical(w)).or_default().push(m);
+        add("NOFORN", Meaning::NoForn);
+        add("NF", Meaning::NoForn);
+        add("REL", Meaning::Rel);
+        // The encodings allow at most 256 names of each kind.
+        let compartments: Vec<String> = encodings.compartments.iter().cloned().collect();
+        for (i, c) in compartments.iter().enumerate() {
+            add(c, Meaning::Compartment(i as u8));
+        }
+        let cui: Vec<String> = encodings.cui.iter().cloned().collect();
+        for (i, c) in cui.iter().enumerate() {
+            add(c, Meaning::Cui(i as u8));
+        }
+        let dissemination: Vec<String> = encodings.dissemination.keys().cloned().collect();
+        for (i, (name, abbrev)) in encodings.dissemination.iter().enumerate() {
+            add(name, Meaning::Dissemination(i as u8));
+            if abbrev != name {
+                add(abbrev, Meaning::Dissemination(i as u8));
+            }
+        }
+        let countries: Vec<String> = encodings.countries.iter().cloned().collect();
+        let index = |c: &str| countries.iter().position(|x| x == c).unwrap_or(0) as u8;
+        for (i, c) in countries.iter().enumerate() {
+            add(c, Meaning::Country(i as u8));
+        }
+        for (t, members) in &encodings.tetragraphs {
+            let mut set = Bits::default();
+            for m in members {
+                set.insert(index(m));
+            }
+            add(t, Meaning::Tetragraph(set));
+        }
+        let home = index(HOME);
         Self {
             encodings: encodings.clone(),
-            automaton,
+            levels,
             starts,
+            words,
+            compartments,
+            cui,
+            dissemination,
+            countries,
+            home,
         }
     }
 
-    /// Every marking in `text`, in order.
+    /// Applies a control word's meanings to `mark`; false when it has none there.
+    fn control(&self, word: &Upper, mark: &mut Mark) -> bool {
+        let mut applied = false;
+        for m in self.words.get(word.bytes()).into_iter().flatten() {
+            match m {
+                Meaning::NoForn => {
+                    let mut home = Bits::default();
+                    home.insert(self.home);
+                    mark.restrict(home);
+                }
+                Meaning::Compartment(i) => mark.compartments.insert(*i),
+                Meaning::Cui(i) => mark.cui.insert(*i),
+                Meaning::Dissemination(i) => mark.dissemination.insert(*i),
+                // Countries belong in a REL TO list; REL is read by its caller.
+                Meaning::Country(_) | Meaning::Tetragraph(_) | Meaning::Rel => continue,
+            }
+            applied = true;
+        }
+        applied
+    }
+
+    /// The label a mark denotes.
+    fn label(&self, m: Mark) -> Label {
+        let mut label = self.encodings.lowest();
+        label.level = m.level;
+        label.compartments = m.compartments.names(&self.compartments);
+        label.cui = m.cui.names(&self.cui);
+        label.dissemination = m.dissemination.names(&self.dissemination);
+        if let Some(rel) = m.rel {
+            label.releasability = Releasability::RelTo(rel.names(&self.countries));
+        }
+        label
+    }
+
+    /// The encodings it reads markings of.
+    pub fn encodings(&self) -> &Encodings {
+        &self.encodings
+    }
+
+    /// Every marking in `text`, in order (unknown words aside; see [`Detector::scan`]).
     pub fn find(&self, text: &str) -> Vec<Found> {
-        let (flat, line_start) = fold(text);
-        let bytes = flat.as_bytes();
-        let mut found = Vec::new();
-        // A portion mark's inside (`(TS//SI)`) would otherwise be found again as a banner.
-        let mut skip_until = 0;
-        for m in self.automaton.find_iter(&flat) {
-            let (s, e) = (m.start(), m.end());
-            if s < skip_until || (s > 0 && is_word(bytes[s - 1])) {
+        self.scan(text).found
+    }
+
+    /// The markings of `text` and the unknown words in them.
+    pub fn scan(&self, text: &str) -> Scan {
+        struct Collect<'d>(&'d Detector, Scan);
+        impl Sink for Collect<'_> {
+            fn mark(&mut self, mark: Mark, at: usize) {
+                let label = self.0.label(mark);
+                self.1.found.push(Found { label, at });
+            }
+            fn unknown(&mut self, word: &dyn Fn() -> String, at: usize) {
+                if self.1.unknown.len() < MAX_UNKNOWN {
+                    self.1.unknown.push(Unknown { word: word(), at });
+                }
+            }
+        }
+        let mut c = Collect(self, Scan::default());
+        self.scan_folded(&fold(text), &mut c);
+        c.1
+    }
+
+    /// The join of every marking in the texts (`None` when there is none), or the first
+    /// unknown word of a detected marking. Markings are joined as they are read.
+    pub fn label_of<'a>(
+        &self,
+        texts: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Option<Label>, UnknownMarking> {
+        #[derive(Default)]
+        struct Join {
+            mark: Option<Mark>,
+            unknown: Option<String>,
+        }
+        impl Sink for Join {
+            fn mark(&mut self, mark: Mark, _: usize) {
+                self.mark = Some(self.mark.map_or(mark, |m| m.join(mark)));
+            }
+            fn unknown(&mut self, word: &dyn Fn() -> String, _: usize) {
+                if self.unknown.is_none() {
+                    self.unknown = Some(word());
+                }
+            }
+        }
+        let mut j = Join::default();
+        for text in texts {
+            self.scan_folded(&fold(text), &mut j);
+            if let Some(word) = j.unknown {
+                return Err(UnknownMarking { word });
+            }
+        }
+        Ok(j.mark.map(|m| self.label(m)))
+    }
+
+    fn scan_folded(&self, t: &[u8], sink: &mut dyn Sink) {
+        let mut i = 0;
+        while i < t.len() {
+            let b = t[i];
+            if !is_word(b) {
+                i += 1;
                 continue;
             }
-            let label = match self.starts[m.pattern().as_usize()] {
-                Start::Paren => self.portion(&flat, s, line_start[s]).map(|(label, end)| {
-                    skip_until = end;
-                    label
-                }),
-                Start::AbbrevBanner => self.banner(&flat, s),
-                Start::Level => {
-                    if e < bytes.len() && is_word(bytes[e]) {
-                        continue;
-                    }
-                    let rest = flat[e..].trim_start_matches(' ');
-                    if rest.starts_with("//") {
-                        self.banner(&flat, s)
-                    } else if line_start[s] && self.line_is_only(&flat, &line_start, e) {
-                        // A line that is nothing but a level name is a banner line.
-                        self.encodings.parse(&flat[s..e]).ok()
-                    } else {
-                        None
-                    }
+            // `i` starts a word: the loop only ever stops at non-word bytes or word ends.
+            let end = word_end(t, i);
+            if self.starts[usize::from(canon(b))] {
+                if let Some(next) = self.candidate(t, i, end, sink) {
+                    // Resume at a word boundary, even after a marking cut at the length limit.
+                    i = word_end(t, next.max(end));
+                    continue;
                 }
-            };
-            if let Some(label) = label {
-                found.push(Found { label, at: s });
             }
-        }
-        found
-    }
-
-    /// The join of every marking in the texts, or `None` when there is none.
-    pub fn label_of<'a>(&self, texts: impl IntoIterator<Item = &'a str>) -> Option<Label> {
-        texts
-            .into_iter()
-            .flat_map(|t| self.find(t))
-            .map(|f| f.label)
-            .reduce(|a, b| a.join(&b))
-    }
-
-    fn line_is_only(&self, flat: &str, line_start: &[bool], end: usize) -> bool {
-        // The next character is the end of the text or begins a new line.
-        let bytes = flat.as_bytes();
-        match bytes.get(end) {
-            None => true,
-            Some(b' ') => line_start.get(end + 1).copied().unwrap_or(true),
-            Some(_) => false,
+            i = end;
         }
     }
 
-    /// The longest prefix of the marking-like run at `start` that parses.
-    fn banner(&self, flat: &str, start: usize) -> Option<Label> {
-        let bytes = flat.as_bytes();
-        let mut end = start;
-        while end < bytes.len() && end - start < MAX_BANNER && is_marking_char(bytes[end]) {
-            end += 1;
-        }
-        self.longest_prefix(&flat[start..end])
-    }
-
-    /// The longest prefix of `text`, cut at a space, slash or comma, that parses.
-    fn longest_prefix(&self, text: &str) -> Option<Label> {
-        let mut candidate = text.trim_end_matches([' ', '/', ',', '-']);
-        loop {
-            if let Ok(label) = self.encodings.parse(candidate) {
-                return Some(label);
+    /// The level spelled at the word `t[s..e]`, preferring the longest spelling.
+    fn level_at(&self, t: &[u8], s: usize, e: usize) -> Option<LevelAt> {
+        let word = Upper::of(&t[s..e])?;
+        let mut best: Option<LevelAt> = None;
+        let mut look = |key: &[u8]| {
+            for sp in self.levels.get(key).into_iter().flatten() {
+                // `TOP SECRET`, `TOP\nSECRET`: the rest of the name, one word at a time.
+                let mut p = e;
+                let whole = sp.rest.iter().all(|w| {
+                    if p < t.len() && (t[p] == b' ' || t[p] == b'\n') {
+                        let q = word_end(t, p + 1);
+                        if Upper::of(&t[p + 1..q]).is_some_and(|u| u.bytes() == w.as_slice()) {
+                            p = q;
+                            return true;
+                        }
+                    }
+                    false
+                });
+                if whole && best.as_ref().is_none_or(|b| p > b.end) {
+                    best = Some(LevelAt {
+                        level: sp.level,
+                        end: p,
+                        abbreviated: sp.abbreviated,
+                    });
+                }
             }
-            // Drop the last word (at a space, a slash or a comma) and try again.
-            let cut = candidate.rfind([' ', '/', ','])?;
-            candidate = candidate[..cut].trim_end_matches([' ', '/', ',', '-']);
-            if candidate.is_empty() {
-                return None;
-            }
-        }
-    }
-
-    /// The portion mark at `start` and the offset just past its closing parenthesis.
-    fn portion(&self, flat: &str, start: usize, at_line_start: bool) -> Option<(Label, usize)> {
-        let window = flat.get(start..(start + MAX_PORTION).min(flat.len()))?;
-        let close = window.find(')')?;
-        let inner = &window[1..close];
-        let label = match self.encodings.parse(&window[..=close]) {
-            Ok(label) => label,
-            // `(TS//SI//FAKE/NF)`: a known level and `//` make it a marking even with a word we
-            // do not know; every known word still counts.
-            Err(_) if inner.contains("//") => self.encodings.parse_lenient(&window[..=close])?,
-            Err(_) => return None,
         };
-        // `(c)`, `(s)` and `(u)` are everyday text (copyright, plurals, list items): a mark that
-        // is only a one-letter level counts only in capitals at the start of a paragraph.
-        let bare_letter = inner.trim().len() == 1;
-        if bare_letter && !(at_line_start && inner.trim().bytes().all(|b| b.is_ascii_uppercase())) {
+        look(word.bytes());
+        if word.bytes().contains(&b'-') {
+            look(word.without_hyphens().bytes());
+        }
+        best
+    }
+
+    /// A marking starting at the word `t[s..e]`, if there is one: records it and returns
+    /// where it ends.
+    fn candidate(&self, t: &[u8], s: usize, e: usize, sink: &mut dyn Sink) -> Option<usize> {
+        // Only a separator, a parenthesis or the end of a line can follow a level: most words
+        // are turned away here, before any lookup.
+        if e < t.len() && !matches!(t[e], b' ' | b'\n' | b'/' | b')') {
             return None;
         }
-        Some((label, start + close + 1))
+        let at = self.level_at(t, s, e)?;
+        let mut mark = Mark {
+            level: at.level,
+            ..Mark::default()
+        };
+        let j = skip_space(t, at.end);
+        if t[j..].starts_with(b"//") {
+            let end = self.controls(t, j + 2, s, &mut mark, sink);
+            sink.mark(mark, s);
+            return Some(end);
+        }
+        // `S/NF`: a single slash counts when a known control word follows it (so `C/C++`
+        // and `S/MIME` stay prose).
+        if t.get(j) == Some(&b'/') {
+            let w = skip_space(t, j + 1);
+            let q = word_end(t, w);
+            let known =
+                q > w && Upper::of(&t[w..q]).is_some_and(|u| self.control(&u, &mut { mark }));
+            if known {
+                let end = self.controls(t, j + 1, s, &mut mark, sink);
+                sink.mark(mark, s);
+                return Some(end);
+            }
+        }
+        // `(S)`, `(TS)`, `(CUI)`: a bare portion mark.
+        let mut p = s;
+        while p > 0 && t[p - 1] == b' ' {
+            p -= 1;
+        }
+        let opened = p > 0 && t[p - 1] == b'(' && (p < 2 || !is_word(t[p - 2]));
+        if opened && t.get(j) == Some(&b')') {
+            // `(c)`, `(s)` and `(u)` are everyday text (copyright, plurals, list items): a mark
+            // that is only a one-letter level counts only in capitals at a paragraph's start.
+            let one_letter = at.abbreviated && at.end - s == 1;
+            if one_letter && !(at_line_start(t, p - 1) && t[s].is_ascii_uppercase()) {
+                return None;
+            }
+            sink.mark(mark, s);
+            return Some(j + 1);
+        }
+        // A line that is nothing but a spelled-out level is a banner line.
+        if !at.abbreviated && at_line_start(t, s) && (at.end == t.len() || t[at.end] == b'\n') {
+            sink.mark(mark, s);
+            return Some(at.end);
+        }
+        None
+    }
+
+    /// Reads the control words of a marking from `p` (just past its first separator) into
+    /// `mark`; returns the end of the last one read.
+    fn controls(
+        &self,
+        t: &[u8],
+        mut p: usize,
+        start: usize,
+        mark: &mut Mark,
+        sink: &mut dyn Sink,
+    ) -> usize {
+        let mut end = p;
+        loop {
+            if p - start > MAX_MARKING {
+                sink.unknown(
+                    &|| format!("<a marking longer than {MAX_MARKING} characters>"),
+                    start,
+                );
+                return p;
+            }
+            // Separators: slashes, and the spaces and line breaks of wrapped markings.
+            while p < t.len() && matches!(t[p], b' ' | b'\n' | b'/') {
+                p += 1;
+            }
+            if p >= t.len() || !is_word(t[p]) {
+                return end;
+            }
+            let q = word_end(t, p);
+            let word = Upper::of(&t[p..q]);
+            let is_rel = word.as_ref().is_some_and(|w| {
+                self.words
+                    .get(w.bytes())
+                    .is_some_and(|ms| ms.iter().any(|m| matches!(m, Meaning::Rel)))
+            });
+            end = q;
+            if is_rel {
+                let r = skip_space(t, q);
+                let s = word_end(t, r);
+                if Upper::of(&t[r..s]).is_some_and(|u| u.bytes() == b"TO") {
+                    let (e, set) = self.rel_to(t, s);
+                    end = e;
+                    mark.restrict(set);
+                } else {
+                    sink.unknown(&|| unknown_word(t, p, q), p);
+                }
+            } else if !word.is_some_and(|w| self.control(&w, mark)) {
+                sink.unknown(&|| unknown_word(t, p, q), p);
+            }
+            // Another control follows only after a slash.
+            let r = skip_space(t, end);
+            if t.get(r) == Some(&b'/') {
+                p = r;
+            } else {
+                return end;
+            }
+        }
+    }
+
+    /// A `REL TO` list from `p` (just past `TO`): countries and tetragraphs separated by
+    /// commas. USA is always in it; a country the encodings do not know is left out, which
+    /// only narrows the list (fewer countries is more restrictive). Returns its end and its
+    /// countries.
+    fn rel_to(&self, t: &[u8], mut p: usize) -> (usize, Bits) {
+        let mut countries = Bits::default();
+        countries.insert(self.home);
+        let mut end = p;
+        loop {
+            let r = skip_space(t, p);
+            if r >= t.len() || !is_word(t[r]) {
+                break;
+            }
+            let q = word_end(t, r);
+            if let Some(u) = Upper::of(&t[r..q]) {
+                for m in self.words.get(u.bytes()).into_iter().flatten() {
+                    match m {
+                        Meaning::Tetragraph(members) => countries = countries.union(*members),
+                        Meaning::Country(c) => countries.insert(*c),
+                        _ => {}
+                    }
+                }
+            }
+            end = q;
+            let c = skip_space(t, q);
+            if t.get(c) == Some(&b',') {
+                p = c + 1;
+            } else {
+                break;
+            }
+        }
+        (end, countries)
     }
 }
+
+// `OPAQUE` is neither a word byte nor a separator, so it ends words and markings.
+const _: () = assert!(!(OPAQUE.is_ascii_alphanumeric() || OPAQUE == b'-' || OPAQUE == b'/'));
 
 #[cfg(test)]
 mod tests {
@@ -225,6 +675,16 @@ mod tests {
             .collect()
     }
 
+    fn unknown(text: &str) -> Vec<String> {
+        let e = Encodings::builtin();
+        Detector::new(&e)
+            .scan(text)
+            .unknown
+            .into_iter()
+            .map(|u| u.word)
+            .collect()
+    }
+
     #[test]
     fn banners_anywhere_in_any_case() {
         assert_eq!(
@@ -236,6 +696,8 @@ mod tests {
         assert_eq!(banners("header\nSECRET\nbody"), ["SECRET"]);
         assert_eq!(banners("  confidential  \n"), ["CONFIDENTIAL"]);
         assert_eq!(banners("TS//SI text"), ["TOP SECRET//SI"]);
+        assert_eq!(banners("SECRET // NOFORN"), ["SECRET//NOFORN"]);
+        assert_eq!(banners("TS//"), ["TOP SECRET"]);
     }
 
     #[test]
@@ -252,6 +714,39 @@ mod tests {
     }
 
     #[test]
+    fn glued_hyphenated_and_single_slash_forms() {
+        assert_eq!(banners("TOPSECRET//SI"), ["TOP SECRET//SI"]);
+        assert_eq!(banners("TOP-SECRET//SI"), ["TOP SECRET//SI"]);
+        assert_eq!(banners("topsecret\nbody"), ["TOP SECRET"]);
+        assert_eq!(banners("S/NF"), ["SECRET//NOFORN"]);
+        assert_eq!(banners("TS/SI/TK"), ["TOP SECRET//SI/TK"]);
+        for prose in ["C/C++ and S/MIME", "U/S for policy", "c/o the office"] {
+            assert!(banners(prose).is_empty(), "{prose}");
+            assert!(unknown(prose).is_empty(), "{prose}");
+        }
+    }
+
+    #[test]
+    fn releasability_is_never_widened() {
+        assert_eq!(banners("SECRET//REL TO GBR"), ["SECRET//REL TO USA, GBR"]);
+        assert_eq!(banners("(S//REL TO USA, ATL)"), ["SECRET//NOFORN"]);
+        assert_eq!(banners("S//REL TO"), ["SECRET//NOFORN"]);
+    }
+
+    #[test]
+    fn unknown_words_are_reported_not_skipped() {
+        assert_eq!(banners("SECRET//RSEN/NOFORN"), ["SECRET//NOFORN"]);
+        assert_eq!(unknown("SECRET//RSEN/NOFORN"), ["RSEN"]);
+        assert_eq!(unknown("(TS//SI//FAKE/NF) x"), ["FAKE"]);
+        assert_eq!(unknown("S//REL USA"), ["REL"]);
+        let e = Encodings::builtin();
+        let d = Detector::new(&e);
+        assert_eq!(d.label_of(["fine", "TS//BOGUS"]).unwrap_err().word, "BOGUS");
+        let long = format!("S//{}", "SI/".repeat(600));
+        assert!(unknown(&long)[0].contains("longer than"));
+    }
+
+    #[test]
     fn portion_marks() {
         assert_eq!(
             banners("(TS//SI//NF) The source reports."),
@@ -264,6 +759,17 @@ mod tests {
         );
         assert_eq!(banners("(CUI) privacy"), ["CUI"]);
         assert_eq!(banners("(U//FOUO) note"), ["UNCLASSIFIED//FOUO"]);
+        assert_eq!(banners("x (TS) y"), ["TOP SECRET"]);
+    }
+
+    #[test]
+    fn disguised_markings() {
+        assert_eq!(
+            banners("T\u{200b}OP SE\u{ad}CRET//S\u{2060}I"),
+            ["TOP SECRET//SI"]
+        );
+        assert_eq!(banners("ＴＯＰ ＳＥＣＲＥＴ／／ＳＩ"), ["TOP SECRET//SI"]);
+        assert_eq!(banners("\u{405}\u{415}CR\u{415}T//NF"), ["SECRET//NOFORN"]);
     }
 
     #[test]
@@ -277,8 +783,11 @@ mod tests {
             "a secretary",
             "(see above)",
             "top secretive",
+            "a top-secret-style font",
+            "U.S. policy (U.S.)",
         ] {
             assert!(banners(text).is_empty(), "{text} -> {:?}", banners(text));
+            assert!(unknown(text).is_empty(), "{text}");
         }
     }
 
@@ -288,8 +797,9 @@ mod tests {
         let d = Detector::new(&e);
         let l = d
             .label_of(["(S//SI) a", "b\nCONFIDENTIAL//TK//NOFORN", "nothing"])
+            .unwrap()
             .unwrap();
         assert_eq!(e.banner(&l), "SECRET//SI/TK//NOFORN");
-        assert!(d.label_of(["plain text"]).is_none());
+        assert!(d.label_of(["plain text"]).unwrap().is_none());
     }
 }

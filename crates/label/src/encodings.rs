@@ -139,6 +139,12 @@ impl Encodings {
         if !countries.contains(HOME) {
             return Err(invalid("the countries must include USA"));
         }
+        if countries.len() > 256 {
+            return Err(invalid("there may be at most 256 countries"));
+        }
+        if compartments.len() > 256 {
+            return Err(invalid("there may be at most 256 compartments"));
+        }
         let mut tetragraphs = BTreeMap::new();
         for (t, members) in &f.tetragraphs {
             if t.len() != 4 || !t.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -169,6 +175,9 @@ impl Encodings {
             }
             dissemination.insert(d.name.clone(), d.abbrev.clone());
         }
+        if dissemination.len() > 256 {
+            return Err(invalid("there may be at most 256 dissemination controls"));
+        }
         let mut cui = BTreeSet::new();
         for c in &f.cui_categories {
             if !word(c) {
@@ -176,6 +185,9 @@ impl Encodings {
             }
             claim(c, "CUI category")?;
             cui.insert(c.clone());
+        }
+        if cui.len() > 256 {
+            return Err(invalid("there may be at most 256 CUI categories"));
         }
         let mut enc = Encodings {
             levels,

@@ -11,10 +11,12 @@
 
 mod detect;
 mod encodings;
+mod fold;
 mod label;
 mod parse;
 
-pub use detect::{Detector, Found};
+pub use detect::{Detector, Found, Scan, Unknown, UnknownMarking};
 pub use encodings::{Encodings, EncodingsError};
+pub use fold::is_ignorable;
 pub use label::{Label, Releasability};
 pub use parse::LabelError;

@@ -82,33 +82,6 @@ impl Encodings {
         Ok(label)
     }
 
-    /// Parses a marking found in text, skipping words the encodings do not know instead of
-    /// failing: a misspelt or foreign control must not hide the rest of a real marking. Only
-    /// the level must be known. Unknown countries are dropped from a REL TO list, which leaves
-    /// it at most as wide as written (fewer countries is more restrictive).
-    pub fn parse_lenient(&self, marking: &str) -> Option<Label> {
-        let (mut label, words) = self.level_and_words(marking).ok()?;
-        for word in &words {
-            if let Some(list) = word.strip_prefix("REL TO ") {
-                let mut countries: BTreeSet<String> = [HOME.to_owned()].into();
-                for item in list.split(',').map(str::trim) {
-                    if let Some(members) = self.tetragraphs.get(item) {
-                        countries.extend(members.iter().cloned());
-                    } else if self.countries.contains(item) {
-                        countries.insert(item.to_owned());
-                    }
-                }
-                label.releasability = label
-                    .releasability
-                    .restrict(&Releasability::RelTo(countries));
-            } else {
-                // An unknown word is skipped; a known one applies as in `parse`.
-                let _ = self.apply(&mut label, word);
-            }
-        }
-        Some(label)
-    }
-
     /// Parses a model's accreditation: any label the enclave's system high dominates.
     pub fn parse_accreditation(&self, marking: &str) -> Result<Label, LabelError> {
         let label = self.parse(marking)?;

@@ -1,7 +1,8 @@
 //! The marking corpus (`tests/fixtures/markings.jsonl`, made by `make_markings.py` beside it):
 //! at least 200 marked and unmarked paragraphs, tricky cases first (marks inside code,
 //! lowercase, `(S)` as an ordinary letter, REL TO with tetragraphs, wrapped banners, unknown
-//! words). The detector must find exactly the expected label, or nothing where none is given.
+//! words). The detector must find exactly the expected label, or nothing where none is given,
+//! and report exactly the expected unknown word of a marking (which denies), or none.
 
 use highside_label::{Detector, Encodings};
 use serde_json::Value;
@@ -29,13 +30,20 @@ fn every_paragraph_of_the_corpus_gets_its_expected_label() {
         } else {
             unmarked += 1;
         }
-        let found = d.label_of([paragraph]);
-        if found != expected {
+        let scan = d.scan(paragraph);
+        let found = scan
+            .found
+            .into_iter()
+            .map(|f| f.label)
+            .reduce(|a, b| a.join(&b));
+        let unknown = scan.unknown.first().map(|u| u.word.as_str());
+        if found != expected || unknown != case["unknown"].as_str() {
             wrong.push(format!(
-                "line {} ({}): expected {:?}, found {:?}",
+                "line {} ({}): expected {:?} (unknown {:?}), found {:?} (unknown {unknown:?})",
                 i + 1,
                 case["note"],
                 expected.map(|l| e.banner(&l)),
+                case["unknown"].as_str(),
                 found.map(|l| e.banner(&l))
             ));
         }

@@ -16,7 +16,7 @@ mod policy;
 use std::fmt;
 use std::sync::Arc;
 
-use highside_label::{Detector, Encodings, Label};
+use highside_label::{Detector, Encodings, Label, UnknownMarking};
 
 pub use pii::{PiiAction, PiiDetector, UnknownPiiAction};
 pub use policy::{Policies, PolicyError, PolicyRequest, PERMIT_ALL, SCHEMA};
@@ -38,6 +38,9 @@ pub enum Rule {
     WriteDownReleasability,
     /// A label the client declared is not a label of this enclave.
     InvalidDeclaredLabel,
+    /// A marking detected in the request holds a word the encodings do not know (it could be
+    /// a control that raises the label, so the request cannot be labelled).
+    UnknownMarking,
     /// The agency blocks prompts holding personal data.
     PiiBlocked,
     /// An agency policy forbids the request.
@@ -59,6 +62,7 @@ impl Rule {
             Self::WriteDownCompartment => "mac.no_write_down.compartment",
             Self::WriteDownReleasability => "mac.no_write_down.releasability",
             Self::InvalidDeclaredLabel => "label.invalid",
+            Self::UnknownMarking => "label.unknown_marking",
             Self::PiiBlocked => "pii.blocked",
             Self::PolicyForbid => "policy.forbid",
             Self::PolicyNoPermit => "policy.no_permit",
@@ -130,6 +134,16 @@ pub struct RequestLabel {
     pub detected: bool,
 }
 
+/// What the monitor read in one request's texts (see [`Monitor::read`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    /// The request label, or why it has none (a declared label that does not parse, an
+    /// unknown word in a detected marking): either denies.
+    pub label: Result<RequestLabel, Reason>,
+    /// Kinds of personal data found (empty when the agency does not look).
+    pub pii: Vec<&'static str>,
+}
+
 /// Everything the monitor needs to know about one request.
 #[derive(Debug, Clone)]
 pub struct Input<'a> {
@@ -161,7 +175,7 @@ pub struct Input<'a> {
 #[derive(Debug, Clone)]
 pub struct Monitor {
     encodings: Arc<Encodings>,
-    detector: Detector,
+    detector: Arc<Detector>,
     policies: Policies,
     pii: PiiDetector,
 }
@@ -170,7 +184,7 @@ impl Monitor {
     /// A monitor for `encodings` with `policies`.
     pub fn new(encodings: Arc<Encodings>, policies: Policies) -> Self {
         Self {
-            detector: Detector::new(&encodings),
+            detector: Arc::new(Detector::new(&encodings)),
             encodings,
             policies,
             pii: PiiDetector::new(),
@@ -180,6 +194,11 @@ impl Monitor {
     /// The enclave's label encodings.
     pub fn encodings(&self) -> &Encodings {
         &self.encodings
+    }
+
+    /// The marking detector (shared: output scanning uses the same one).
+    pub fn detector(&self) -> &Arc<Detector> {
+        &self.detector
     }
 
     /// The request label alone: the join of the declared markings and every detected one.
@@ -195,7 +214,15 @@ impl Monitor {
             })?;
             declared_label = declared_label.join(&l);
         }
-        let found = self.detector.label_of(texts.iter().copied());
+        let found = self
+            .detector
+            .label_of(texts.iter().copied())
+            .map_err(|UnknownMarking { word }| {
+                Reason::new(
+                    Rule::UnknownMarking,
+                    format!("a marking in the request contains '{word}', which is not a word of this enclave's label encodings, so the request cannot be labelled; correct the marking"),
+                )
+            })?;
         let label = match &found {
             Some(d) => declared_label.join(d),
             None => declared_label.clone(),
@@ -207,30 +234,22 @@ impl Monitor {
         })
     }
 
-    /// Decides one request.
+    /// Decides one request: [`Monitor::read`] its texts, then [`Monitor::decide_reading`].
     pub fn decide(&self, input: &Input<'_>) -> Decision {
-        let RequestLabel {
-            mut label,
-            declared,
-            detected,
-        } = match self.label(input.declared, input.texts) {
-            Ok(x) => x,
-            Err(reason) => {
-                return Decision {
-                    allowed: false,
-                    label: self.encodings.lowest(),
-                    reasons: vec![reason],
-                    detected: false,
-                    pii: Vec::new(),
-                }
-            }
-        };
-        let mut reasons = Vec::new();
-        let pii = if input.pii == PiiAction::Off {
+        let reading = self.read(input.declared, input.texts, input.pii);
+        self.decide_reading(input, &reading)
+    }
+
+    /// Reads a request's texts once: its label (declared and detected) and the personal data
+    /// in them. Detection is the expensive part of a decision, so a request judged against
+    /// several models (a route's deployments) is read once.
+    pub fn read(&self, declared: &[&str], texts: &[&str], pii: PiiAction) -> Reading {
+        let label = self.label(declared, texts);
+        let pii = if pii == PiiAction::Off || label.is_err() {
             Vec::new()
         } else {
             let mut kinds: Vec<&'static str> = Vec::new();
-            for t in input.texts {
+            for t in texts {
                 for k in self.pii.find(t) {
                     if !kinds.contains(&k) {
                         kinds.push(k);
@@ -239,6 +258,30 @@ impl Monitor {
             }
             kinds
         };
+        Reading { label, pii }
+    }
+
+    /// Decides one request from its [`Reading`] (the input's `declared` and `texts` are not
+    /// read again).
+    pub fn decide_reading(&self, input: &Input<'_>, reading: &Reading) -> Decision {
+        let RequestLabel {
+            mut label,
+            declared,
+            detected,
+        } = match &reading.label {
+            Ok(x) => x.clone(),
+            Err(reason) => {
+                return Decision {
+                    allowed: false,
+                    label: self.encodings.lowest(),
+                    reasons: vec![reason.clone()],
+                    detected: false,
+                    pii: Vec::new(),
+                }
+            }
+        };
+        let mut reasons = Vec::new();
+        let pii = reading.pii.clone();
         if !pii.is_empty() {
             match input.pii {
                 PiiAction::Block => reasons.push(Reason::new(

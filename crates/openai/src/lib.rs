@@ -8,6 +8,7 @@ pub mod embeddings;
 mod error;
 mod request;
 mod response;
+pub mod texts;
 pub mod tools;
 
 pub use error::ApiError;
@@ -20,3 +21,4 @@ pub use response::{
     Completion, CompletionChoice, CompletionChunk, HighsideMeta, ModelList, ModelObject,
     ResponseMessage, UsageBody,
 };
+pub use texts::{client_texts, Work};

@@ -16,6 +16,12 @@ pub const CALL_OPEN: &str = "<tool_call>";
 pub const CALL_CLOSE: &str = "</tool_call>";
 /// Most functions one request may offer.
 const MAX_TOOLS: usize = 128;
+/// Most bytes of the grammar that forces a call. llama.cpp compiles a grammar on the engine
+/// thread, where every sequence of the model waits, and matches every candidate token against
+/// it: a schema that would make a larger one (a 100,000-value `enum`) is refused.
+pub const MAX_GRAMMAR_BYTES: usize = 32 * 1024;
+/// Most values of all `enum`s of the forced functions' schemas together.
+const MAX_ENUM_VALUES: usize = 1024;
 
 /// One function the model may call.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,11 +193,38 @@ impl Tools {
                 _ => Err(bad("tool_choice", "'tool_choice' needs 'tools'")),
             };
         }
-        Ok(Some(Self {
+        let tools = Self {
             defs,
             choice,
             parallel,
-        }))
+        };
+        tools.check_grammar()?;
+        Ok(Some(tools))
+    }
+
+    /// A forced call's grammar must stay small (see [`MAX_GRAMMAR_BYTES`]); the schemas' enums
+    /// are counted first, so an enormous one is refused before anything is built from it.
+    fn check_grammar(&self) -> Result<(), ApiError> {
+        let forced: Vec<&ToolDef> = match &self.choice {
+            ToolChoice::Auto | ToolChoice::None => return Ok(()),
+            ToolChoice::Required => self.defs.iter().collect(),
+            ToolChoice::Named(n) => self.defs.iter().filter(|d| &d.name == n).collect(),
+        };
+        let values: usize = forced.iter().map(|d| enum_values(&d.parameters, 0)).sum();
+        if values > MAX_ENUM_VALUES {
+            return Err(bad(
+                "tools",
+                format!("the forced tools' schemas hold {values} enum values; tool_choice 'required' or a named function allows at most {MAX_ENUM_VALUES}"),
+            ));
+        }
+        let size = self.grammar().map_or(0, |g| g.len());
+        if size > MAX_GRAMMAR_BYTES {
+            return Err(bad(
+                "tools",
+                format!("the forced tools' schemas make a grammar of {size} bytes; tool_choice 'required' or a named function allows at most {MAX_GRAMMAR_BYTES}"),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the model may call them (`tool_choice` is not `none`).
@@ -207,19 +240,6 @@ impl Tools {
                 .map(|d| json!({"type": "function", "function": {"name": d.name, "description": d.description, "parameters": d.parameters}}))
                 .collect(),
         )
-    }
-
-    /// Every text the tools put before the model, for the reference monitor's detection.
-    /// Each name, description and every string of the schemas stands alone, so a banner line
-    /// inside one is still a line of its own.
-    pub fn texts(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for d in &self.defs {
-            out.push(d.name.clone());
-            out.push(d.description.clone());
-            json_strings(&d.parameters, &mut out);
-        }
-        out
     }
 
     /// Instructions for templates without tool support (Hermes format).
@@ -357,6 +377,20 @@ impl Grammar {
         );
         self.rules.join("\n") + "\n"
     }
+}
+
+/// Values of every `enum` in a schema, as deep as the grammar reads it.
+fn enum_values(s: &Value, depth: usize) -> usize {
+    if depth > 6 {
+        return 0;
+    }
+    let own = s.get("enum").and_then(Value::as_array).map_or(0, Vec::len);
+    let items = s.get("items").map_or(0, |i| enum_values(i, depth + 1));
+    let props = s
+        .get("properties")
+        .and_then(Value::as_object)
+        .map_or(0, |p| p.values().map(|v| enum_values(v, depth + 1)).sum());
+    own + items + props
 }
 
 /// Every string in `v`, keys included, decoded (a JSON escape hides nothing from detection).
@@ -574,6 +608,28 @@ mod tests {
         ] {
             assert!(parse_calls(no, &t).is_none(), "{no}");
         }
+    }
+
+    #[test]
+    fn forced_grammars_are_bounded() {
+        let big: Vec<Value> = (0..100_000).map(|i| json!(format!("v{i}"))).collect();
+        let tool = json!({"type": "function", "function": {"name": "pick", "parameters": {"type": "object", "properties": {"x": {"enum": big}}, "required": ["x"]}}});
+        // Offered freely, the schema is only text; forced, it would be a grammar.
+        assert!(Tools::parse(Some(vec![tool.clone()]), None, None).is_ok());
+        let err = Tools::parse(Some(vec![tool]), Some(json!("required")), None).unwrap_err();
+        assert_eq!((err.status, err.param.as_deref()), (400, Some("tools")));
+        assert!(err.message.contains("enum values"), "{}", err.message);
+        // Long property names instead of many values: the grammar's size is bounded too.
+        let props: serde_json::Map<String, Value> = (0..64)
+            .map(|i| (format!("{i}{}", "p".repeat(600)), json!({"type": "string"})))
+            .collect();
+        let wide = json!({"type": "function", "function": {"name": "w", "parameters": {"type": "object", "properties": props}}});
+        let err = Tools::parse(Some(vec![wide]), Some(json!("required")), None).unwrap_err();
+        assert!(err.message.contains("grammar of"), "{}", err.message);
+        let small = Tools::parse(Some(weather()), Some(json!("required")), None)
+            .unwrap()
+            .unwrap();
+        assert!(small.grammar().unwrap().len() < MAX_GRAMMAR_BYTES);
     }
 
     #[test]

@@ -439,10 +439,17 @@ impl Deployment {
         if (200..300).contains(&status) {
             return Ok(res);
         }
-        // The body may echo the prompt or a credential: logged at debug only, never passed
-        // to the client.
-        let text = read_limited(res, 512).await.unwrap_or_default();
-        tracing::debug!(deployment = %name, status, body = %String::from_utf8_lossy(&text), "upstream error");
+        // The body may echo the prompt or a credential: only its length and digest are
+        // logged (enough to match it against the upstream's own logs), and it never reaches
+        // the client.
+        let text = read_limited(res, 64 * 1024).await.unwrap_or_default();
+        tracing::info!(
+            deployment = %name,
+            status,
+            body_bytes = text.len(),
+            body_sha256 = %hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&text)),
+            "upstream error"
+        );
         Err(CallError {
             message: format!("deployment '{name}' answered HTTP {status}"),
             status: Some(status),

@@ -80,10 +80,34 @@ struct AuditPage {
     last_index: Option<u64>,
 }
 
+/// Records that `who` read `action` (`audit.query`, `usage.report`, `invoice.get`) with the
+/// query `target`, of `agency` (none: every agency), durably, before the answer leaves: who
+/// looked at the log or at an agency's usage is itself in the log.
+pub(crate) async fn record_read(
+    state: &AppState,
+    who: (&Principal, ClientAddr),
+    action: &str,
+    target: Option<String>,
+    agency: Option<String>,
+) -> Result<(), HttpError> {
+    state
+        .service
+        .auditor()
+        .record(highside_audit::Event::Read {
+            actor: crate::audit::actor(who.0, who.1 .0),
+            action: action.to_owned(),
+            target: target.unwrap_or_default(),
+            target_agency: agency,
+        })
+        .await?;
+    Ok(())
+}
+
 /// Audit records, filtered (auditors; an agency's auditor sees only that agency's records).
 async fn list_audit(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
+    Extension(c): Extension<ClientAddr>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
     if !(p.is_operator() || p.roles.contains(highside_identity::Role::Auditor)) {
@@ -111,7 +135,7 @@ async fn list_audit(
         agency = Some(own);
     }
     let matcher = highside_audit::Filter {
-        agency,
+        agency: agency.clone(),
         user: q.user,
         decision: q.decision,
         kind: q.kind,
@@ -122,6 +146,7 @@ async fn list_audit(
     .compile()
     .map_err(|e| ApiError::bad_request(e.to_string(), None))?;
     let after = q.after;
+    record_read(&s, (&p, c), "audit.query", raw, agency.clone()).await?;
     let st = Arc::clone(&s);
     let page = tokio::task::spawn_blocking(move || {
         let audit = st.service.auditor();
@@ -387,7 +412,7 @@ pub(crate) async fn body<T: serde::de::DeserializeOwned>(
     state: &AppState,
     req: Request,
 ) -> Result<T, HttpError> {
-    let bytes = read_body(req, state.config.max_body_bytes).await?;
+    let bytes = read_body(req, &state.config).await?;
     Ok(parse_json(&bytes)?)
 }
 

@@ -17,6 +17,8 @@ pub struct Auditor {
     dir: PathBuf,
     public_key: PublicKey,
     failed: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Set while the log's disk has less free space than the configured floor.
+    disk_low: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Auditor {
@@ -26,6 +28,16 @@ impl std::fmt::Debug for Auditor {
             .field("dir", &self.dir)
             .field("failed", &self.is_failed())
             .finish_non_exhaustive()
+    }
+}
+
+/// The answer new work gets while the log's disk is below its floor of free space.
+pub(crate) fn disk_low() -> ApiError {
+    ApiError {
+        code: Some("audit_disk_low"),
+        ..ApiError::unavailable(
+            "the audit log's disk is nearly full, so this node takes no new work until an operator frees space",
+        )
     }
 }
 
@@ -50,7 +62,48 @@ impl Auditor {
             dir: dir.to_path_buf(),
             public_key,
             failed: Arc::new(failed),
+            disk_low: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Measures the log's disk: its free bytes and the log's own size become metrics, and
+    /// below `min_free` free bytes the node takes no new work ([`Auditor::disk_low`]) until
+    /// space is freed, instead of failing the log when the disk is full.
+    pub fn check_disk(&self, min_free: u64) -> Option<u64> {
+        let free = match rustix::fs::statvfs(&self.dir) {
+            Ok(v) => v.f_bavail.saturating_mul(v.f_frsize),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot measure the audit log's disk");
+                return None;
+            }
+        };
+        let size: u64 = std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        metrics::gauge!("highside_audit_disk_free_bytes").set(free as f64);
+        metrics::gauge!("highside_audit_log_bytes").set(size as f64);
+        let low = free < min_free;
+        let was = self.disk_low.swap(low, std::sync::atomic::Ordering::SeqCst);
+        if low && !was {
+            tracing::error!(
+                free,
+                min_free,
+                "the audit log's disk is nearly full: new work is refused until space is freed"
+            );
+        } else if was && !low {
+            tracing::info!(free, "the audit log's disk has space again: serving");
+        }
+        Some(free)
+    }
+
+    /// Whether the log's disk is below its floor of free space (new work gets 503).
+    pub fn disk_low(&self) -> bool {
+        self.disk_low.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The log's directory.
@@ -69,10 +122,12 @@ impl Auditor {
     }
 
     fn encode(&self, event: Event) -> Result<Vec<u8>, ApiError> {
-        serde_json::to_vec(&Record::now(&self.node, event)).map_err(|e| {
-            tracing::error!(error = %e, "cannot encode an audit record");
-            unavailable()
-        })
+        Record::now(&self.node, event)
+            .to_bounded_json()
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot encode an audit record");
+                unavailable()
+            })
     }
 
     fn fail(failed: &tokio::sync::watch::Sender<bool>, e: &AuditError) {
@@ -284,6 +339,15 @@ impl CompletionAudit {
     }
 
     fn event(&mut self, finish_reason: &str, completion_tokens: Option<u64>) -> Event {
+        self.event_labelled(finish_reason, completion_tokens, None)
+    }
+
+    fn event_labelled(
+        &mut self,
+        finish_reason: &str,
+        completion_tokens: Option<u64>,
+        output_label: Option<String>,
+    ) -> Event {
         self.done = true;
         Event::Completion {
             request_id: std::mem::take(&mut self.request_id),
@@ -300,6 +364,7 @@ impl CompletionAudit {
                 .as_ref()
                 .map(|d| d.lock().unwrap_or_else(|p| p.into_inner()).clone())
                 .unwrap_or_default(),
+            output_label,
         }
     }
 
@@ -314,6 +379,22 @@ impl CompletionAudit {
         }
         self.unfinished = "error";
         let event = self.event("error", None);
+        let auditor = Arc::clone(&self.auditor);
+        let _ = auditor.record(event).await;
+    }
+
+    /// Records a generation the output scan stopped (`output_label_exceeded`, with the label of
+    /// what was withheld), durably, before the error is sent. Everything generated was used,
+    /// so it is charged: `generated` pieces, at least.
+    pub(crate) async fn withheld(mut self, label: String, generated: u64) {
+        if let Some(charge) = self.charge.take() {
+            charge.settle_partial(self.partial_tokens().max(generated));
+        }
+        let event = self.event_labelled(
+            crate::output::EXCEEDED,
+            Some(self.tokens.max(generated)),
+            Some(label),
+        );
         let auditor = Arc::clone(&self.auditor);
         let _ = auditor.record(event).await;
     }

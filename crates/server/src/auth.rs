@@ -1,7 +1,10 @@
 //! The one place a request becomes attributed: every route but the health checks passes
 //! through [`require_principal`] before its handler runs.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue};
@@ -17,6 +20,140 @@ use crate::AppState;
 
 /// Bodies of signed requests read before their signature is verified, at most, at once.
 static UNVERIFIED_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
+/// Of those, at most this many from one client address, so slow clients from a few addresses
+/// cannot hold them all (each is held for `body_timeout` at most).
+const UNVERIFIED_PER_CLIENT: u32 = 4;
+
+/// Unverified bodies being read, per client address.
+fn unverified_by_client() -> &'static Mutex<HashMap<Option<IpAddr>, u32>> {
+    static M: OnceLock<Mutex<HashMap<Option<IpAddr>, u32>>> = OnceLock::new();
+    M.get_or_init(Mutex::default)
+}
+
+/// One client address's share of the unverified-body permits; given back on drop.
+struct ClientPermit(Option<IpAddr>);
+
+impl ClientPermit {
+    fn take(ip: Option<IpAddr>) -> Option<Self> {
+        let mut m = unverified_by_client()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= UNVERIFIED_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(Self(ip))
+    }
+}
+
+impl Drop for ClientPermit {
+    fn drop(&mut self) {
+        let mut m = unverified_by_client()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.0) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.0);
+            }
+        }
+    }
+}
+
+/// The per-address throttle of failed authentications: every failure costs one of a burst
+/// of `per_minute`, refilled at `per_minute` a minute. A failure within the allowance is
+/// recorded on its own and answered 401; beyond it, the answer is 429 and the failures are
+/// counted, then recorded as one record per address per report interval, so nobody who can
+/// reach the port can fill the audit log's disk. Valid credentials are never throttled.
+#[derive(Debug)]
+pub(crate) struct AuthThrottle {
+    per_minute: f64,
+    buckets: Mutex<HashMap<Option<IpAddr>, Bucket>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    /// Failures refused (429) since the last report.
+    refused: u64,
+}
+
+/// Addresses tracked at most; beyond it, addresses with a full allowance are forgotten.
+const MAX_TRACKED: usize = 65_536;
+
+impl AuthThrottle {
+    pub(crate) fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute: f64::from(per_minute.max(1)),
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Whether one more failure from `ip` may be recorded on its own; otherwise the seconds
+    /// until one may.
+    fn failure(&self, ip: Option<IpAddr>) -> Result<(), u64> {
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if b.len() >= MAX_TRACKED {
+            let full = self.per_minute;
+            b.retain(|_, x| {
+                x.refused > 0 || x.tokens + x.at.elapsed().as_secs_f64() * full / 60.0 < full
+            });
+        }
+        let now = Instant::now();
+        let bucket = b.entry(ip).or_insert(Bucket {
+            tokens: self.per_minute,
+            at: now,
+            refused: 0,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * self.per_minute / 60.0;
+        bucket.tokens = (bucket.tokens + refill).min(self.per_minute);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        bucket.refused += 1;
+        Err(((1.0 - bucket.tokens) * 60.0 / self.per_minute)
+            .ceil()
+            .max(1.0) as u64)
+    }
+
+    /// The failures refused since the last call, per address (the counts are reset).
+    pub(crate) fn take_refused(&self) -> Vec<(Option<IpAddr>, u64)> {
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let out = b
+            .iter_mut()
+            .filter(|(_, x)| x.refused > 0)
+            .map(|(ip, x)| (*ip, std::mem::take(&mut x.refused)))
+            .collect();
+        // Addresses whose allowance is whole again are forgotten.
+        let full = self.per_minute;
+        b.retain(|_, x| x.tokens + x.at.elapsed().as_secs_f64() * full / 60.0 < full);
+        out
+    }
+}
+
+/// Records the failures the throttle refused, one record per address.
+pub(crate) async fn report_refused(state: &AppState) {
+    for (ip, n) in state.auth_throttle.take_refused() {
+        let _ = state
+            .service
+            .auditor()
+            .record(highside_audit::Event::AuthFailure {
+                request_id: format!("auth-{}", uuid::Uuid::new_v4().simple()),
+                client: ip.map(|i| i.to_string()),
+                route: "*".into(),
+                reason: format!(
+                    "{n} failed authentications refused with 429 (more than the allowance of {} a minute for one address)",
+                    state.config.auth_failures_per_minute
+                ),
+                count: Some(n),
+            })
+            .await;
+    }
+}
 
 /// The signing name boto3's `bedrock-runtime` client uses.
 const SIGV4_SERVICE: &str = "bedrock";
@@ -42,7 +179,8 @@ enum Answer {
 }
 
 /// Records an authentication failure durably, then answers 401 (503 if it cannot be
-/// recorded). The record names the route and reason, never the credential.
+/// recorded). The record names the route and reason, never the credential. An address past
+/// its allowance of failures gets 429 instead, counted for the aggregate record.
 async fn refuse(
     state: &AppState,
     route: String,
@@ -50,6 +188,20 @@ async fn refuse(
     reason: String,
     answer: Answer,
 ) -> Response {
+    if let Err(retry) = state.auth_throttle.failure(client.map(|c| c.ip())) {
+        metrics::counter!("highside_auth_throttled_total").increment(1);
+        let e = ApiError {
+            code: Some("too_many_failed_authentications"),
+            ..ApiError::overloaded(
+                "too many failed authentications from this address; wait before trying again",
+                retry,
+            )
+        };
+        return match answer {
+            Answer::Aws(_) => crate::bedrock::error_response(&e),
+            Answer::OpenAi => HttpError(e).into_response(),
+        };
+    }
     let request_id = format!("auth-{}", uuid::Uuid::new_v4().simple());
     let recorded = state
         .service
@@ -59,6 +211,7 @@ async fn refuse(
             client: client.map(|c| c.to_string()),
             route,
             reason: reason.clone(),
+            count: None,
         })
         .await;
     let mut res = match (recorded, answer) {
@@ -116,25 +269,53 @@ pub(crate) async fn require_principal(
         let pre = std::str::from_utf8(auth[0])
             .map_err(|_| highside_sigv4::SigError::Missing)
             .and_then(|h| highside_sigv4::precheck(h, amz_date, SIGV4_SERVICE, now));
-        if let Err(e) = pre {
+        // Headers that change what a request is allowed or charged must be signed too, or a
+        // replayed signature could carry different ones.
+        let unsigned = pre
+            .as_ref()
+            .ok()
+            .and(std::str::from_utf8(auth[0]).ok())
+            .and_then(|h| {
+                let signed = highside_sigv4::parse_authorization(h).ok()?.signed_headers;
+                [crate::http::LABEL_HEADER, "idempotency-key"]
+                    .into_iter()
+                    .find(|name| {
+                        req.headers().contains_key(*name) && !signed.iter().any(|s| s == name)
+                    })
+            });
+        let pre = match (pre, unsigned) {
+            (Err(e), _) => Err(e.to_string()),
+            (Ok(_), Some(name)) => Err(format!(
+                "the {name} header must be signed (list it in SignedHeaders)"
+            )),
+            (Ok(_), None) => Ok(()),
+        };
+        if let Err(why) = pre {
             let answer = match answer {
                 Answer::Aws(_) => Answer::Aws("InvalidSignatureException"),
                 a => a,
             };
-            return refuse(&state, route, addr, e.to_string(), answer).await;
+            return refuse(&state, route, addr, why, answer).await;
         }
-        let Ok(_permit) = UNVERIFIED_BODIES.try_acquire() else {
+        let busy = || {
             let e = ApiError::unavailable("too many signed requests are being verified; retry");
-            return if bedrock {
+            if bedrock {
                 crate::bedrock::error_response(&e)
             } else {
                 HttpError(e).into_response()
-            };
+            }
+        };
+        let Some(_client_permit) = ClientPermit::take(addr.map(|a| a.ip())) else {
+            return busy();
+        };
+        let Ok(_permit) = UNVERIFIED_BODIES.try_acquire() else {
+            return busy();
         };
         let (parts, body) = req.into_parts();
-        let limit = state.config.max_body_bytes;
         let bytes =
-            match crate::http::read_body(Request::from_parts(parts.clone(), body), limit).await {
+            match crate::http::read_body(Request::from_parts(parts.clone(), body), &state.config)
+                .await
+            {
                 Ok(b) => b,
                 Err(e) if bedrock => return crate::bedrock::error_response(&e),
                 Err(e) => return HttpError(e).into_response(),

@@ -135,7 +135,7 @@ async fn prepare_converse(
     stream: bool,
 ) -> Result<Prepared, ApiError> {
     let model = model?;
-    let body = read_body(req, state.config.max_body_bytes).await?;
+    let body = read_body(req, &state.config).await?;
     let converse: ConverseRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("the Converse request is invalid: {e}"), None)
     })?;
@@ -297,7 +297,7 @@ async fn prepare_invoke(
 ) -> (invoke::Format, Kind, Result<Prepared, ApiError>) {
     let mapped = async {
         let model = model_id(path)?;
-        let body = read_body(req, state.config.max_body_bytes).await?;
+        let body = read_body(req, &state.config).await?;
         invoke::to_openai(&model, &body, stream).map_err(validation)
     }
     .await;
@@ -347,7 +347,7 @@ fn exception(kind: &str, message: &str) -> Bytes {
 /// A `converse-stream` in progress.
 struct Streaming {
     /// Engine events; `None` once the stream has ended.
-    events: Option<tokio::sync::mpsc::UnboundedReceiver<Event>>,
+    events: Option<crate::output::Output>,
     /// Taken when the completion record is written.
     audit: Option<crate::audit::CompletionAudit>,
     /// The banner line to send first, if asked for.
@@ -458,7 +458,24 @@ impl Streaming {
                     return Some(Bytes::from(out));
                 }
                 Some(Event::Failed(why)) => {
-                    return Some(self.fail("internalServerException", &why).await)
+                    let refused = match (self.audit.take(), self.events.as_mut()) {
+                        (Some(a), Some(events)) => {
+                            Some(crate::output::fail(events, a, why.clone()).await)
+                        }
+                        _ => None,
+                    };
+                    return Some(match refused {
+                        // The scan withheld the model's output: the stream ends as a model
+                        // stream error, with the monitor's reason.
+                        Some(e) if e.code == Some(crate::output::EXCEEDED) => {
+                            self.events = None;
+                            exception("modelStreamErrorException", &e.message)
+                        }
+                        _ => {
+                            self.events = None;
+                            exception("internalServerException", &why)
+                        }
+                    });
                 }
                 None => {
                     return Some(

@@ -27,7 +27,7 @@ pub(crate) async fn embeddings(
 ) -> Response {
     let inc = incoming(principal, &req);
     let id = format!("emb-{}", uuid::Uuid::new_v4().simple());
-    let prepared = match read_body(req, state.config.max_body_bytes).await {
+    let prepared = match read_body(req, &state.config).await {
         Ok(body) => parse_json::<EmbeddingRequest>(&body).and_then(EmbeddingRequest::prepare),
         Err(e) => Err(e),
     };

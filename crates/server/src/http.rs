@@ -79,12 +79,19 @@ async fn authenticate_unless_health(
     next: axum::middleware::Next,
 ) -> Response {
     let path = req.uri().path();
-    if path == LIVE || path == READY {
+    // Readiness is public as a status word; with a credential it is authenticated like any
+    // route and carries the details (models and their load).
+    let credentials = req.headers().contains_key(header::AUTHORIZATION)
+        || req.headers().contains_key("x-api-key");
+    if path == LIVE || (path == READY && !credentials) {
         return next.run(req).await;
     }
     // A node whose audit log failed answers nothing it could not record.
     if state.service.auditor().is_failed() {
         return HttpError(crate::audit::unavailable()).into_response();
+    }
+    if state.service.auditor().disk_low() {
+        return HttpError(crate::audit::disk_low()).into_response();
     }
     crate::auth::require_principal(state, req, next).await
 }
@@ -101,8 +108,13 @@ async fn method_not_allowed() -> HttpError {
     ApiError::method_not_allowed().into()
 }
 
-/// Reads at most `limit` bytes; a larger body is a 413 whether or not it declared its length.
-pub(crate) async fn read_body(req: Request, limit: u64) -> Result<Bytes, ApiError> {
+/// Reads at most `max_body_bytes` within `body_timeout`: a larger body is a 413 whether or
+/// not it declared its length, a slower one a 408.
+pub(crate) async fn read_body(
+    req: Request,
+    config: &crate::ServerConfig,
+) -> Result<Bytes, ApiError> {
+    let limit = config.max_body_bytes;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -111,12 +123,25 @@ pub(crate) async fn read_body(req: Request, limit: u64) -> Result<Bytes, ApiErro
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::too_large(limit));
     }
-    axum::body::to_bytes(
+    let read = axum::body::to_bytes(
         req.into_body(),
         usize::try_from(limit).unwrap_or(usize::MAX),
-    )
-    .await
-    .map_err(|e| {
+    );
+    let Ok(read) = tokio::time::timeout(config.body_timeout, read).await else {
+        return Err(ApiError {
+            status: 408,
+            kind: "invalid_request_error",
+            code: Some("request_timeout"),
+            ..ApiError::bad_request(
+                format!(
+                    "the request body did not arrive within {} s",
+                    config.body_timeout.as_secs()
+                ),
+                None,
+            )
+        });
+    };
+    read.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if too_large {
@@ -394,7 +419,7 @@ async fn chat_completions(
     req: Request,
 ) -> Response {
     let inc = incoming(principal, &req);
-    let prepared = match read_body(req, state.config.max_body_bytes).await {
+    let prepared = match read_body(req, &state.config).await {
         Ok(body) => {
             parse_json::<ChatCompletionRequest>(&body).and_then(ChatCompletionRequest::prepare)
         }
@@ -409,7 +434,7 @@ async fn completions(
     req: Request,
 ) -> Response {
     let inc = incoming(principal, &req);
-    let prepared = match read_body(req, state.config.max_body_bytes).await {
+    let prepared = match read_body(req, &state.config).await {
         Ok(body) => parse_json::<CompletionRequest>(&body).and_then(CompletionRequest::prepare),
         Err(e) => Err(e),
     };
@@ -420,7 +445,10 @@ async fn live() -> Response {
     axum::Json(serde_json::json!({"status": "live"})).into_response()
 }
 
-async fn ready(State(state): State<Arc<AppState>>) -> Response {
+async fn ready(
+    State(state): State<Arc<AppState>>,
+    principal: Option<Extension<Principal>>,
+) -> Response {
     let registry = state.service.registry();
     let models: Vec<_> = registry
         .iter()
@@ -436,6 +464,8 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
         .collect();
     let (status, word) = if state.service.auditor().is_failed() {
         (StatusCode::SERVICE_UNAVAILABLE, "audit_failed")
+    } else if state.service.auditor().disk_low() {
+        (StatusCode::SERVICE_UNAVAILABLE, "audit_disk_low")
     } else if state.shutting_down.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
     } else if registry.is_empty() {
@@ -443,9 +473,9 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     } else {
         (StatusCode::OK, "ready")
     };
-    (
-        status,
-        axum::Json(serde_json::json!({"status": word, "models": models})),
-    )
-        .into_response()
+    let body = match principal {
+        Some(_) => serde_json::json!({"status": word, "models": models}),
+        None => serde_json::json!({"status": word}),
+    };
+    (status, axum::Json(body)).into_response()
 }

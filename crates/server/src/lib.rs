@@ -9,12 +9,14 @@ mod admin;
 mod audit;
 mod auth;
 mod bedrock;
+mod conn;
 mod embeddings;
 mod http;
 mod listener;
 mod meter;
 mod metering_admin;
 mod metrics;
+mod output;
 mod registry;
 mod service;
 mod sse;
@@ -26,8 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use highside_label::Encodings;
 use highside_monitor::Monitor;
 use highside_store::{IdentityStore, MeteringStore, Store};
@@ -47,6 +48,19 @@ pub use service::{Caller, Generation, Service};
 pub struct ServerConfig {
     /// Largest request body accepted.
     pub max_body_bytes: u64,
+    /// Time a client has to send its headers (and an idle keep-alive connection stays open).
+    pub header_timeout: Duration,
+    /// Time a client has to send a whole body (408 otherwise).
+    pub body_timeout: Duration,
+    /// Time an answer waits for a client that does not read it.
+    pub write_timeout: Duration,
+    /// Failed authentications per client address in a burst, refilled per minute; beyond
+    /// it, 429 and one aggregate audit record per address per `auth_report_every`.
+    pub auth_failures_per_minute: u32,
+    /// How often the failures refused by that throttle are recorded, per address.
+    pub auth_report_every: Duration,
+    /// Free bytes the audit log's disk must keep before new work is refused (503).
+    pub audit_min_free_bytes: u64,
     /// Time streams get to finish after shutdown begins.
     pub shutdown_grace: Duration,
     /// The Prometheus recorder `/metrics` renders (see [`install_metrics`]); `None` answers 404.
@@ -55,10 +69,29 @@ pub struct ServerConfig {
     pub aws_keys: Option<Arc<highside_identity::AwsKeyMaster>>,
 }
 
+impl Default for ServerConfig {
+    /// The defaults of `highside.toml`.
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(60),
+            auth_failures_per_minute: 20,
+            auth_report_every: Duration::from_secs(60),
+            audit_min_free_bytes: 64 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+            metrics: None,
+            aws_keys: None,
+        }
+    }
+}
+
 /// Shared state of a running server.
 pub struct AppState {
     pub(crate) service: Service,
     pub(crate) config: ServerConfig,
+    pub(crate) auth_throttle: auth::AuthThrottle,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) auth: Authenticator,
     pub(crate) admin: Admin,
@@ -92,13 +125,19 @@ impl AppState {
             metering,
         } = stores;
         let mut auth = Authenticator::new(Arc::clone(&identity), Arc::clone(&encodings));
-        let mut admin = Admin::new(identity, encodings);
+        let limits = Arc::clone(&metering);
+        let mut admin = Admin::new(identity, encodings).with_key_limits(Arc::new(move |key| {
+            Ok(limits
+                .limits(highside_store::LimitScope::Key, key.as_str())?
+                .is_some_and(|l| l != highside_store::Limits::default()))
+        }));
         if let Some(master) = &config.aws_keys {
             auth = auth.with_aws_master(Arc::clone(master));
             admin = admin.with_aws_master(Arc::clone(master));
         }
         Arc::new(Self {
             service: Service::new(registry, monitor, auditor, Meter::new(metering)),
+            auth_throttle: auth::AuthThrottle::new(config.auth_failures_per_minute),
             config,
             shutting_down: AtomicBool::new(false),
             auth,
@@ -148,25 +187,21 @@ pub async fn serve<L>(
 ) -> Result<(), ServeError>
 where
     L: Listener<Addr = ClientInfo>,
-    for<'a> ClientInfo: Connected<IncomingStream<'a, L>>,
 {
     let app = http::router(Arc::clone(&state));
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let graceful = {
-        let mut rx = rx.clone();
-        async move {
-            let _ = rx.wait_for(|v| *v).await;
-        }
+    let deadlines = conn::Deadlines {
+        header: state.config.header_timeout,
+        write: state.config.write_timeout,
     };
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<ClientInfo>(),
-    )
-    .with_graceful_shutdown(graceful);
-    let server = std::future::IntoFuture::into_future(server);
+    let server = async move {
+        conn::run(listener, app, deadlines, rx).await;
+        Ok::<(), std::io::Error>(())
+    };
     tokio::pin!(server);
     let health = tokio::spawn(health_checks(state.service.registry().deployments()));
     let _stop_health = AbortOnDrop(health);
+    let _stop_housekeeping = AbortOnDrop(tokio::spawn(housekeeping(Arc::clone(&state))));
     let mut audit_failed = false;
     tokio::select! {
         r = &mut server => return r.map_err(ServeError::from),
@@ -182,6 +217,8 @@ where
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut server).await;
         return Err(ServeError::AuditFailed);
     }
+    // Failures the throttle refused since the last report are recorded before the end.
+    auth::report_refused(&state).await;
     tracing::info!(
         "shutting down: no new requests; running streams get {:?}",
         state.config.shutdown_grace
@@ -199,6 +236,29 @@ where
         Err(_) => {
             tracing::warn!("connections still open after cancelling streams; closing them");
             Ok(())
+        }
+    }
+}
+
+/// How often the audit log's disk is measured.
+const DISK_EVERY: Duration = Duration::from_secs(5);
+
+/// The node's periodic chores: the audit log's disk is measured, and the failed
+/// authentications the throttle refused are recorded, one record per address.
+async fn housekeeping(state: Arc<AppState>) {
+    let mut disk = tokio::time::interval(DISK_EVERY);
+    let mut report = tokio::time::interval(state.config.auth_report_every);
+    report.tick().await;
+    loop {
+        tokio::select! {
+            _ = disk.tick() => {
+                let st = Arc::clone(&state);
+                let _ = tokio::task::spawn_blocking(move || {
+                    st.service.auditor().check_disk(st.config.audit_min_free_bytes)
+                })
+                .await;
+            }
+            _ = report.tick() => auth::report_refused(&state).await,
         }
     }
 }

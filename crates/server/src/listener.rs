@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use highside_tenancy::PeerCertificate;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -104,10 +103,33 @@ pub fn tls_config(settings: &TlsSettings) -> Result<Arc<rustls::ServerConfig>, T
     Ok(Arc::new(config))
 }
 
-/// The subject and subjectAltNames of a DER certificate, as mappings match them.
+/// The subject (as its canonical distinguished name, RDN by RDN) and subjectAltNames of a DER
+/// certificate, as mappings match them.
 pub fn peer_certificate(der: &[u8]) -> Option<PeerCertificate> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject().to_string();
+    let registry = x509_parser::objects::oid_registry();
+    let rdns: Vec<Vec<(String, String)>> = cert
+        .subject()
+        .iter()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|a| {
+                    let ty = x509_parser::objects::oid2abbrev(a.attr_type(), registry)
+                        .map_or_else(|_| a.attr_type().to_id_string(), str::to_owned);
+                    // A value that is not a string is written as RFC 4514's `#` and hex.
+                    let value = a.as_str().map_or_else(
+                        |_| format!("#{}", hex::encode_upper(a.attr_value().data)),
+                        str::to_owned,
+                    );
+                    (ty, value)
+                })
+                .collect()
+        })
+        .collect();
+    let subject = highside_identity::canonical_dn(
+        rdns.iter()
+            .map(|r| r.iter().map(|(t, v)| (t.as_str(), v.as_str()))),
+    );
     let mut sans = Vec::new();
     if let Ok(Some(ext)) = cert.subject_alternative_name() {
         for name in &ext.value.general_names {
@@ -166,12 +188,6 @@ impl Listener for PlainListener {
             addr: self.0.local_addr()?,
             certificate: None,
         })
-    }
-}
-
-impl Connected<IncomingStream<'_, PlainListener>> for ClientInfo {
-    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
-        stream.remote_addr().clone()
     }
 }
 
@@ -243,11 +259,5 @@ impl Listener for TlsListener {
             addr: self.local,
             certificate: None,
         })
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for ClientInfo {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        stream.remote_addr().clone()
     }
 }

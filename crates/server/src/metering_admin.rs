@@ -209,23 +209,6 @@ fn scope(s: &str) -> Result<LimitScope, ApiError> {
     }
 }
 
-/// The agency a limit's subject belongs to, if the caller may see the subject at all.
-fn subject_agency(
-    a: &Admin,
-    p: &Principal,
-    scope: LimitScope,
-    id: &str,
-) -> Result<AgencyId, AdminError> {
-    match scope {
-        LimitScope::Agency => Ok(a.get_agency(p, id)?.id),
-        LimitScope::User => Ok(a.get_user(p, id)?.agency_id),
-        LimitScope::Key => {
-            let key = a.get_key(p, id)?;
-            Ok(a.get_user(p, key.user_id.as_str())?.agency_id)
-        }
-    }
-}
-
 async fn get_limits(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
@@ -237,7 +220,7 @@ async fn get_limits(
     let sc = scope(&sc)?;
     let st = Arc::clone(&s);
     run(&s, StatusCode::OK, move |a| {
-        subject_agency(a, &p, sc, &subject)?;
+        a.limits_subject(&p, sc, &subject)?;
         let l = st
             .service
             .meter()
@@ -269,28 +252,8 @@ async fn set_limits(
         StatusCode::OK,
         "limits.set",
         move |a: &Admin| {
-            let agency = subject_agency(a, &q, sc, &subject)?;
-            // An agency's own limits are the operator's to set; below that, its administrators'.
-            if sc == LimitScope::Agency && !q.is_operator() {
-                return Err(AdminError::Forbidden(highside_identity::Denied(
-                    "only an operator may set an agency's limits".into(),
-                )));
-            }
-            q.may_administer(&agency)?;
-            // Nobody loosens their own limits: a user's or key's own limits are set by someone
-            // above them (an operator may, as the enclave's top).
-            if !q.is_operator() {
-                let own = match sc {
-                    LimitScope::User => subject == q.user.as_str(),
-                    LimitScope::Key => a.get_key(&q, &subject)?.user_id == q.user,
-                    LimitScope::Agency => false,
-                };
-                if own {
-                    return Err(AdminError::Forbidden(highside_identity::Denied(
-                        "your own limits are set by an administrator above you".into(),
-                    )));
-                }
-            }
+            // The same rule as every change to a user: never on someone who holds more.
+            let agency = a.may_set_limits(&q, sc, &subject)?;
             for (name, v) in [
                 ("daily_tokens", b.daily_tokens),
                 ("monthly_tokens", b.monthly_tokens),
@@ -531,6 +494,7 @@ fn report_scope(p: &Principal, asked: Option<String>) -> Result<Option<String>, 
 async fn usage_report(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
+    Extension(c): Extension<ClientAddr>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
     let q: UsageQuery = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
@@ -545,6 +509,7 @@ async fn usage_report(
         )
         .into());
     }
+    crate::admin::record_read(&s, (&p, c), "usage.report", raw, agency.clone()).await?;
     let st = Arc::clone(&s);
     let month_s = q.month.clone();
     let ledger = tokio::task::spawn_blocking(move || {
@@ -614,6 +579,7 @@ fn csv_field(s: &str) -> String {
 async fn get_invoice(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
+    Extension(c): Extension<ClientAddr>,
     path: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
@@ -629,6 +595,7 @@ async fn get_invoice(
     }
     let st = Arc::clone(&s);
     let month_s = q.month.clone();
+    let reader = p.clone();
     let made = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let agency = st.admin.get_agency(&p, &agency).map_err(api_error)?;
         may_see_agency(&p, &agency.id).map_err(api_error)?;
@@ -678,6 +645,14 @@ async fn get_invoice(
     .await
     .map_err(|_| ApiError::internal("the invoice failed"))??;
     let (agency, inv) = made;
+    crate::admin::record_read(
+        &s,
+        (&reader, c),
+        "invoice.get",
+        raw,
+        Some(agency.id.to_string()),
+    )
+    .await?;
     let money = |m: Micros| m.to_string();
     match format.as_str() {
         "csv" => {

@@ -12,7 +12,6 @@ use highside_identity::Principal;
 use highside_monitor::{Decision, Input, Monitor, PiiAction, Rule};
 use highside_openai::{ApiError, Prepared, PromptInput};
 use highside_template::TemplateError;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::audit::{actor, sha256_hex, Auditor, CompletionAudit};
 pub use crate::meter::Refusal;
@@ -50,8 +49,9 @@ pub struct Caller<'a> {
 pub struct Generation {
     /// The model name as requested.
     pub model: String,
-    /// Engine events; dropping this cancels the generation.
-    pub events: UnboundedReceiver<Event>,
+    /// Engine events, scanned for markings above the request's label; dropping this cancels
+    /// the generation.
+    pub events: crate::output::Output,
     /// Tokens in the prompt.
     pub prompt_tokens: u32,
     /// Whether the client asked for server-sent events.
@@ -103,6 +103,47 @@ pub(crate) struct EmbeddingStart {
     pub audit: CompletionAudit,
     /// `x-ratelimit-*`.
     pub rate_headers: RateHeaders,
+}
+
+/// What a route's deployments are sent for a chat request (each protocol puts it in its own
+/// shape): the conversation, tools and stop strings, and the sampling they share.
+pub(crate) fn upstream_request(
+    req: &Prepared,
+    messages: &[highside_template::Message],
+    most: u32,
+) -> highside_providers::ChatRequest {
+    let (tools, tool_choice) = crate::upstream::offered(req.tools.as_ref());
+    highside_providers::ChatRequest {
+        // Validation already spelled `developer` as `system`.
+        messages: messages.to_vec(),
+        max_tokens: Some(most),
+        temperature: Some(req.params.temperature),
+        top_p: Some(req.params.top_p),
+        stop: req.params.stop.clone(),
+        seed: req.params.seed,
+        stream: req.stream,
+        tools,
+        tool_choice,
+        parallel_tool_calls: req.tools.as_ref().and_then(|t| t.parallel),
+    }
+}
+
+/// The audited digest of a prompt as the engine receives it: SHA-256 of its bytes, followed,
+/// when the request has stop strings (which the engine matches too), by a zero byte, `stop`
+/// and their JSON list.
+fn prompt_digest(prompt: &[u8], stop: &[String]) -> String {
+    if stop.is_empty() {
+        return sha256_hex(prompt);
+    }
+    let mut bytes = prompt.to_vec();
+    bytes.extend_from_slice(b"\0stop");
+    bytes.extend_from_slice(serde_json::to_string(stop).unwrap_or_default().as_bytes());
+    sha256_hex(&bytes)
+}
+
+/// The agency's PII action; a setting that does not parse blocks rather than guesses.
+fn pii_action(p: &Principal) -> PiiAction {
+    PiiAction::from_str(&p.pii_action).unwrap_or(PiiAction::Block)
 }
 
 /// Tokens a provider may add to a prompt when tools are offered (Anthropic documents a few
@@ -225,7 +266,7 @@ impl Service {
             PromptInput::Chat(messages) => {
                 // Control-token text in a message would become real control tokens below.
                 for (i, m) in messages.iter().enumerate() {
-                    let texts = crate::tools::texts(std::slice::from_ref(m));
+                    let texts = highside_openai::texts::message_texts(std::slice::from_ref(m));
                     if let Some(t) = engine
                         .info()
                         .control_texts
@@ -240,7 +281,9 @@ impl Service {
                 }
                 // With `tool_choice: none` the model is not shown the tools.
                 let offered = req.tools.as_ref().filter(|t| t.callable());
-                let tool_texts = offered.map(|t| t.texts()).unwrap_or_default();
+                let tool_texts = offered
+                    .map(highside_openai::texts::tool_texts)
+                    .unwrap_or_default();
                 if let Some(t) = engine
                     .info()
                     .control_texts
@@ -270,18 +313,18 @@ impl Service {
                             ApiError::internal(e.to_string())
                         }
                     })?;
-                audit.prompt_sha256 = sha256_hex(text.as_bytes());
+                audit.prompt_sha256 = prompt_digest(text.as_bytes(), &req.params.stop);
                 // The template wrote the control tokens, so special-token text is parsed here.
                 (engine.tokenize(&text, true), "messages")
             }
             PromptInput::Text(text) => {
-                audit.prompt_sha256 = sha256_hex(text.as_bytes());
+                audit.prompt_sha256 = prompt_digest(text.as_bytes(), &req.params.stop);
                 (engine.tokenize(text, false), "prompt")
             }
             PromptInput::Tokens(ids) => {
                 // `decide` has checked every id against the vocabulary.
                 let bytes: Vec<u8> = ids.iter().flat_map(|t| t.to_le_bytes()).collect();
-                audit.prompt_sha256 = sha256_hex(&bytes);
+                audit.prompt_sha256 = prompt_digest(&bytes, &req.params.stop);
                 (ids.clone(), "prompt")
             }
         };
@@ -309,6 +352,12 @@ impl Service {
         let events = engine
             .submit(prompt, params)
             .map_err(|e| engine_error(e, param))?;
+        let events = crate::output::Output::scanned(
+            events,
+            Arc::clone(self.monitor.detector()),
+            decision.label.clone(),
+            None,
+        );
         audit.unfinished = "cancelled";
         Ok(Generation {
             model: req.model,
@@ -343,6 +392,8 @@ impl Service {
         route: &crate::UpstreamRoute,
         texts: &[&str],
     ) -> Result<(Decision, String, Vec<Arc<highside_providers::Deployment>>), Refusal> {
+        // The texts are read once, whichever deployments the request is judged against.
+        let reading = self.read(caller, declared, texts);
         let draw = uuid::Uuid::new_v4().as_u128() as u64;
         let order = highside_providers::order(&route.targets, draw);
         let only_model = |d: &Decision| {
@@ -359,7 +410,7 @@ impl Service {
         // The first deployment in order whose accreditation allows the request decides; a
         // denial for any other reason (or by every deployment) is final.
         let assess = |d: &highside_providers::Deployment| {
-            self.assess(caller, declared, &route.name, &d.settings().label, texts)
+            self.assess(caller, &route.name, &d.settings().label, &reading)
         };
         let mut decided = None;
         for (i, d) in order.iter().enumerate() {
@@ -411,7 +462,6 @@ impl Service {
         route: &crate::UpstreamRoute,
         started: Instant,
     ) -> Result<Generation, Refusal> {
-        use highside_providers::ChatRequest;
         let PromptInput::Chat(messages) = &req.input else {
             return Err(ApiError::bad_request(
                 format!("'{}' is served by an external deployment: only /v1/chat/completions (and the Bedrock routes) reach it", route.name),
@@ -419,11 +469,11 @@ impl Service {
             )
             .into());
         };
-        // The monitor reads everything the deployment will: contents, earlier calls, tools.
-        let tool_texts = req.tools.as_ref().map(|t| t.texts()).unwrap_or_default();
-        let chat_texts = crate::tools::texts(messages);
-        let mut texts: Vec<&str> = chat_texts.iter().map(AsRef::as_ref).collect();
-        texts.extend(tool_texts.iter().map(String::as_str));
+        // The monitor reads everything the deployment will.
+        let all = highside_openai::client_texts(highside_openai::Work::Generate(&req), &|_| {
+            String::new()
+        });
+        let texts: Vec<&str> = all.iter().map(AsRef::as_ref).collect();
         let (decision, label, candidates) =
             self.route_decision(caller, req.declared_label.as_deref(), route, &texts)?;
         let who = actor(caller.principal, caller.client);
@@ -441,26 +491,22 @@ impl Service {
             .max()
             .unwrap_or(0);
         let most = req.max_tokens.unwrap_or(window);
-        let (tools, tool_choice) = crate::upstream::offered(req.tools.as_ref());
-        let upstream = ChatRequest {
-            // Validation already spelled `developer` as `system`.
-            messages: messages.clone(),
-            max_tokens: Some(most),
-            temperature: Some(req.params.temperature),
-            top_p: Some(req.params.top_p),
-            stop: req.params.stop.clone(),
-            seed: req.params.seed,
-            stream: req.stream,
-            tools,
-            tool_choice,
-            parallel_tool_calls: req.tools.as_ref().and_then(|t| t.parallel),
-        };
+        let upstream = upstream_request(&req, messages, most);
         // The hash covers the conversation as an OpenAI-protocol deployment receives it (and
         // the tools, when offered).
         let sent = highside_providers::openai::body(&route.name, &upstream);
-        let hashed = match sent.get("tools") {
-            Some(t) => serde_json::json!({"messages": sent["messages"], "tools": t}),
-            None => sent["messages"].clone(),
+        let hashed = match (sent.get("tools"), sent.get("stop")) {
+            (None, None) => sent["messages"].clone(),
+            (tools, stop) => {
+                let mut h = serde_json::json!({"messages": sent["messages"]});
+                if let Some(t) = tools {
+                    h["tools"] = t.clone();
+                }
+                if let Some(s) = stop {
+                    h["stop"] = s.clone();
+                }
+                h
+            }
         };
         let hashed = hashed.to_string();
         audit.prompt_sha256 = sha256_hex(hashed.as_bytes());
@@ -493,7 +539,12 @@ impl Service {
             Some(e) => e,
         };
         audit.unfinished = "cancelled";
-        let events = crate::upstream::prepend(first, events);
+        let events = crate::output::Output::scanned(
+            crate::upstream::prepend(first, events),
+            Arc::clone(self.monitor.detector()),
+            decision.label.clone(),
+            req.tools.as_ref().map(|_| Arc::clone(&calls)),
+        );
         Ok(Generation {
             model: req.model,
             events,
@@ -542,7 +593,9 @@ impl Service {
                 .into());
             }
         }
-        let texts: Vec<&str> = req.inputs.iter().map(String::as_str).collect();
+        let all =
+            highside_openai::client_texts(highside_openai::Work::Embed(req), &|_| String::new());
+        let texts: Vec<&str> = all.iter().map(AsRef::as_ref).collect();
         let accreditation = model.accreditation();
         let decision = self.judge(
             caller,
@@ -619,7 +672,9 @@ impl Service {
             )
             .into());
         }
-        let texts: Vec<&str> = req.inputs.iter().map(String::as_str).collect();
+        let all =
+            highside_openai::client_texts(highside_openai::Work::Embed(req), &|_| String::new());
+        let texts: Vec<&str> = all.iter().map(AsRef::as_ref).collect();
         let (decision, label, candidates) =
             self.route_decision(caller, req.declared_label.as_deref(), route, &texts)?;
         let p = caller.principal;
@@ -740,35 +795,26 @@ impl Service {
         req: &Prepared,
         model: &crate::LoadedModel,
     ) -> Result<Decision, ApiError> {
+        if let PromptInput::Tokens(ids) = &req.input {
+            // Checked before anything reads them: llama.cpp aborts on an id out of range.
+            let n_vocab = model.engine.info().n_vocab;
+            if let Some(bad) = ids.iter().find(|&&t| t as u32 >= n_vocab) {
+                return Err(ApiError::bad_request(
+                    format!("token id {bad} is outside the model's vocabulary of {n_vocab}"),
+                    Some("prompt"),
+                ));
+            }
+        }
         // Token-id prompts are read back as text, so markings cannot hide in token ids.
-        let (token_text, chat_texts);
-        let texts: Vec<&str> = match &req.input {
-            PromptInput::Chat(messages) => {
-                chat_texts = crate::tools::texts(messages);
-                chat_texts.iter().map(AsRef::as_ref).collect()
-            }
-            PromptInput::Text(t) => vec![t.as_str()],
-            PromptInput::Tokens(ids) => {
-                // Checked before anything reads them: llama.cpp aborts on an id out of range.
-                let n_vocab = model.engine.info().n_vocab;
-                if let Some(bad) = ids.iter().find(|&&t| t as u32 >= n_vocab) {
-                    return Err(ApiError::bad_request(
-                        format!("token id {bad} is outside the model's vocabulary of {n_vocab}"),
-                        Some("prompt"),
-                    ));
-                }
-                let bytes: Vec<u8> = ids
-                    .iter()
-                    .flat_map(|&t| model.engine.token_bytes(t))
-                    .collect();
-                token_text = String::from_utf8_lossy(&bytes).into_owned();
-                vec![token_text.as_str()]
-            }
+        let detokenize = |ids: &[i32]| {
+            let bytes: Vec<u8> = ids
+                .iter()
+                .flat_map(|&t| model.engine.token_bytes(t))
+                .collect();
+            String::from_utf8_lossy(&bytes).into_owned()
         };
-        // Tool definitions go before the model too: their markings count.
-        let tool_texts = req.tools.as_ref().map(|t| t.texts()).unwrap_or_default();
-        let mut texts = texts;
-        texts.extend(tool_texts.iter().map(String::as_str));
+        let all = highside_openai::client_texts(highside_openai::Work::Generate(req), &detokenize);
+        let texts: Vec<&str> = all.iter().map(AsRef::as_ref).collect();
         let accreditation = model.accreditation();
         Ok(self.judge(
             caller,
@@ -789,27 +835,38 @@ impl Service {
         accreditation: &highside_label::Label,
         texts: &[&str],
     ) -> Decision {
-        let decision = self.assess(caller, declared_label, model, accreditation, texts);
+        let reading = self.read(caller, declared_label, texts);
+        let decision = self.assess(caller, model, accreditation, &reading);
         self.log_decision(caller, model, &decision);
         decision
     }
 
-    /// The monitor's decision, neither logged nor counted (for candidates not taken).
-    fn assess(
+    /// The monitor's reading of a request: its label (declared in headers and body, and
+    /// detected in every client text) and its personal data. Once per request.
+    fn read(
         &self,
         caller: &Caller<'_>,
         declared_label: Option<&str>,
-        model: &str,
-        accreditation: &highside_label::Label,
         texts: &[&str],
-    ) -> Decision {
-        let p = caller.principal;
+    ) -> highside_monitor::Reading {
         let mut declared: Vec<&str> = caller.header_labels.iter().map(String::as_str).collect();
         if let Some(l) = declared_label {
             declared.push(l);
         }
-        // An agency setting that does not parse blocks rather than guesses.
-        let pii = PiiAction::from_str(&p.pii_action).unwrap_or(PiiAction::Block);
+        self.monitor
+            .read(&declared, texts, pii_action(caller.principal))
+    }
+
+    /// The monitor's decision on a reading for a model of `accreditation`, neither logged nor
+    /// counted (for candidates not taken).
+    fn assess(
+        &self,
+        caller: &Caller<'_>,
+        model: &str,
+        accreditation: &highside_label::Label,
+        reading: &highside_monitor::Reading,
+    ) -> Decision {
+        let p = caller.principal;
         // Operators hold every role, for policies as for everything else.
         let held = if p.is_operator() {
             highside_identity::RoleSet::all()
@@ -819,19 +876,22 @@ impl Service {
         let roles: Vec<&str> = held.iter().map(|r| r.as_str()).collect();
         let user = p.user.to_string();
         let agency = p.agency.to_string();
-        self.monitor.decide(&Input {
-            user: &user,
-            user_name: &p.user_name,
-            agency: &agency,
-            roles: &roles,
-            clearance: p.clearance.label(),
-            nationality: p.nationality.as_str(),
-            model,
-            accreditation,
-            declared: &declared,
-            texts,
-            pii,
-        })
+        self.monitor.decide_reading(
+            &Input {
+                user: &user,
+                user_name: &p.user_name,
+                agency: &agency,
+                roles: &roles,
+                clearance: p.clearance.label(),
+                nationality: p.nationality.as_str(),
+                model,
+                accreditation,
+                declared: &[],
+                texts: &[],
+                pii: pii_action(p),
+            },
+            reading,
+        )
     }
 
     /// Logs and counts the decision a request was answered by.
@@ -853,6 +913,187 @@ impl Service {
                 user = %p.user, agency = %p.agency, %model, %label,
                 rules = ?rules, "monitor: denied"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod enumeration {
+    //! Every client string a backend receives is one the monitor reads: a request with a
+    //! distinct canary in every field (built field by field, so a new field of `Prepared`,
+    //! `Message`, `SamplingParams` or `ToolDef` does not compile here until it gets one) is
+    //! put in the shape each backend receives (an OpenAI-protocol deployment's body, an
+    //! Anthropic deployment's body, the embedded engine's rendered prompt and stop strings),
+    //! and every canary found there must be among `client_texts`.
+
+    use std::collections::BTreeSet;
+
+    use highside_engine::SamplingParams;
+    use highside_openai::tools::{ToolChoice, ToolDef, Tools};
+    use highside_openai::{client_texts, Prepared, PromptInput, Work};
+    use highside_template::{ChatTemplate, Message, MessageToolCall};
+
+    const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+    /// Every `CANARY-NN` in `text`.
+    fn canaries(text: &str, out: &mut BTreeSet<String>) {
+        for (i, _) in text.match_indices("CANARY-") {
+            if let Some(n) = text
+                .get(i + 7..i + 9)
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            {
+                out.insert(format!("CANARY-{n}"));
+            }
+        }
+    }
+
+    fn request() -> Prepared {
+        Prepared {
+            model: "m".into(),
+            input: PromptInput::Chat(vec![
+                Message {
+                    role: "system".into(),
+                    content: "CANARY-01".into(),
+                    tool_calls: vec![],
+                    tool_call_id: None,
+                },
+                Message {
+                    role: "assistant".into(),
+                    content: "CANARY-02".into(),
+                    tool_calls: vec![MessageToolCall {
+                        id: "CANARY-03".into(),
+                        name: "CANARY-04".into(),
+                        arguments: r#"{"CANARY-05": "CANARY-06"}"#.into(),
+                    }],
+                    tool_call_id: None,
+                },
+                Message {
+                    role: "tool".into(),
+                    content: r#"{"doc": "CANARY-07"}"#.into(),
+                    tool_calls: vec![],
+                    tool_call_id: Some("CANARY-08".into()),
+                },
+                Message {
+                    role: "user".into(),
+                    content: "CANARY-09".into(),
+                    tool_calls: vec![],
+                    tool_call_id: None,
+                },
+            ]),
+            params: SamplingParams {
+                temperature: 0.0,
+                top_p: 1.0,
+                top_k: 0,
+                min_p: 0.0,
+                seed: None,
+                presence_penalty: 0.0,
+                frequency_penalty: 0.0,
+                stop: vec!["CANARY-10".into()],
+                max_tokens: 5,
+                grammar: None,
+            },
+            max_tokens: Some(5),
+            stream: false,
+            include_usage: false,
+            declared_label: None,
+            banner: false,
+            tools: Some(Tools {
+                defs: vec![ToolDef {
+                    name: "CANARY-11".into(),
+                    description: "CANARY-12".into(),
+                    parameters: serde_json::json!({"type": "object", "properties": {"CANARY-13": {"type": "string", "description": "CANARY-14", "enum": ["CANARY-15"]}}}),
+                }],
+                choice: ToolChoice::Named("CANARY-11".into()),
+                parallel: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn every_client_string_a_backend_receives_is_enumerated() {
+        let req = request();
+        let mut enumerated = BTreeSet::new();
+        for t in client_texts(Work::Generate(&req), &|_| String::new()) {
+            canaries(&t, &mut enumerated);
+        }
+        let PromptInput::Chat(messages) = &req.input else {
+            unreachable!()
+        };
+        let mut received = BTreeSet::new();
+        // External deployments, in both protocols.
+        let up = super::upstream_request(&req, messages, 5);
+        canaries(
+            &highside_providers::openai::body("up", &up).to_string(),
+            &mut received,
+        );
+        canaries(
+            &highside_providers::anthropic::body("up", &up, 5)
+                .unwrap()
+                .to_string(),
+            &mut received,
+        );
+        // The embedded engine: the rendered prompt (with and without template tool support),
+        // its stop strings and the forced-call grammar.
+        let template = ChatTemplate::new(CHATML, "<s>", "</s>").unwrap();
+        let tools = req.tools.as_ref().filter(|t| t.callable());
+        for native in [false, true] {
+            let rendered = crate::tools::messages(messages, tools, native);
+            let listed = tools.filter(|_| native).map(|t| t.template_value());
+            let text = template
+                .render_with_tools(&rendered, true, listed.as_ref())
+                .unwrap();
+            canaries(&text, &mut received);
+        }
+        for s in &req.params.stop {
+            canaries(s, &mut received);
+        }
+        if let Some(g) = req.tools.as_ref().and_then(Tools::grammar) {
+            canaries(&g, &mut received);
+        }
+        let missed: Vec<_> = received.difference(&enumerated).collect();
+        assert!(
+            missed.is_empty(),
+            "reach a backend unread by the monitor: {missed:?}"
+        );
+        // The canaries do reach the backends, so the check above means something.
+        assert_eq!(received.len(), 15, "{received:?}");
+    }
+
+    #[test]
+    fn a_marking_in_any_field_raises_the_request_label() {
+        let e = highside_label::Encodings::builtin();
+        let d = highside_label::Detector::new(&e);
+        let base = request();
+        let texts = |r: &Prepared| -> Option<highside_label::Label> {
+            let all = client_texts(Work::Generate(r), &|_| String::new());
+            d.label_of(all.iter().map(AsRef::as_ref)).unwrap()
+        };
+        assert_eq!(texts(&base), None);
+        let mark = "TOP SECRET//SI";
+        let mut variants: Vec<Prepared> = Vec::new();
+        let mut v = base.clone();
+        v.params.stop = vec![mark.into()];
+        variants.push(v);
+        let mut v = base.clone();
+        if let PromptInput::Chat(m) = &mut v.input {
+            m[2].content = serde_json::json!({"doc": format!("{mark}\n(S) body")}).to_string();
+        }
+        variants.push(v);
+        let mut v = base.clone();
+        if let PromptInput::Chat(m) = &mut v.input {
+            m[1].tool_calls[0].arguments =
+                serde_json::json!({"q": format!("TOP SECRET\nplan")}).to_string();
+        }
+        variants.push(v);
+        let mut v = base.clone();
+        if let Some(t) = &mut v.tools {
+            t.defs[0].parameters["properties"]["CANARY-13"]["description"] =
+                serde_json::json!(mark);
+        }
+        variants.push(v);
+        for v in &variants {
+            let l = texts(v).expect("a marking");
+            assert_eq!(l.level(), 4, "{}", e.banner(&l));
         }
     }
 }

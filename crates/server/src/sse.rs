@@ -63,8 +63,7 @@ pub(crate) async fn collect(
                 usage,
             }) => break (finish_reason, usage),
             Some(Event::Failed(why)) => {
-                g.audit.abort().await;
-                return Err(ApiError::internal(why));
+                return Err(crate::output::fail(&mut g.events, g.audit, why).await);
             }
             None => {
                 g.audit.abort().await;
@@ -356,7 +355,7 @@ pub(crate) fn stream(
 
 /// A stream in progress.
 struct Streaming {
-    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    events: crate::output::Output,
     /// Taken when the completion record is written.
     audit: Option<crate::audit::CompletionAudit>,
     chunker: Chunker,
@@ -421,7 +420,14 @@ impl Streaming {
                     self.phase = Phase::Ended;
                     return out;
                 }
-                Some(Event::Failed(why)) => return self.error(ApiError::internal(why)).await,
+                Some(Event::Failed(why)) => {
+                    let err = match self.audit.take() {
+                        Some(a) => crate::output::fail(&mut self.events, a, why).await,
+                        None => ApiError::internal(why),
+                    };
+                    self.phase = Phase::Ended;
+                    return format!("data: {}\n\n", err.body());
+                }
                 None => {
                     return self
                         .error(ApiError::unavailable(

@@ -4,9 +4,7 @@
 //! tools as a system prompt (Hermes format) and tool results as user turns wrapped in
 //! `<tool_response>`.
 
-use std::borrow::Cow;
-
-use highside_openai::tools::{json_strings, render_calls, Tools};
+use highside_openai::tools::{render_calls, Tools};
 use highside_template::Message;
 
 /// The messages to render.
@@ -46,34 +44,12 @@ pub(crate) fn messages(messages: &[Message], tools: Option<&Tools>, native: bool
     out
 }
 
-/// Every text of a conversation that reaches a model: contents, and the names and arguments
-/// of earlier calls, each argument string also decoded (for the reference monitor and the
-/// control-token check).
-pub(crate) fn texts(messages: &[Message]) -> Vec<Cow<'_, str>> {
-    let mut out = Vec::with_capacity(messages.len());
-    for m in messages {
-        out.push(Cow::Borrowed(m.content.as_str()));
-        if let Some(id) = &m.tool_call_id {
-            out.push(Cow::Borrowed(id.as_str()));
-        }
-        for c in &m.tool_calls {
-            out.push(Cow::Borrowed(c.id.as_str()));
-            out.push(Cow::Borrowed(c.name.as_str()));
-            out.push(Cow::Borrowed(c.arguments.as_str()));
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&c.arguments) {
-                let mut decoded = Vec::new();
-                json_strings(&v, &mut decoded);
-                out.extend(decoded.into_iter().map(Cow::Owned));
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use highside_openai::texts::message_texts as texts;
     use highside_template::MessageToolCall;
+    use std::borrow::Cow;
 
     fn m(role: &str, content: &str) -> Message {
         Message::new(role, content)

@@ -68,8 +68,7 @@ async fn a_failed_sync_is_not_acknowledged_and_the_node_stops_serving() {
         ServerConfig {
             max_body_bytes: 1 << 20,
             shutdown_grace: Duration::from_secs(1),
-            metrics: None,
-            aws_keys: None,
+            ..ServerConfig::default()
         },
         highside_server::Stores {
             identity: store.clone(),

@@ -21,6 +21,9 @@ pub struct AgencyRecord {
     pub status: Status,
     /// What happens to prompts holding personal data: `off`, `flag`, `block` or `cui`.
     pub pii_action: String,
+    /// The nationality its administrators may vouch for (set by an operator); `None` until
+    /// one is set, and then only operators set its users' nationality.
+    pub nationality: Option<Nationality>,
     /// RFC 3339 creation time.
     pub created_at: String,
     /// RFC 3339 time of the last change.
@@ -176,7 +179,8 @@ pub trait IdentityStore: Send + Sync {
     ) -> Result<Vec<CertMappingRecord>, StoreError>;
     /// Deletes a mapping.
     fn delete_cert_mapping(&self, id: &CertMappingId) -> Result<(), StoreError>;
-    /// Every mapping matching a certificate's subject or any of its subjectAltNames.
+    /// Every mapping matching a certificate's subject or any of its subjectAltNames, in the
+    /// order they were made (oldest first).
     fn match_certificate(
         &self,
         subject: &str,

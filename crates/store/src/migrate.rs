@@ -32,6 +32,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         "0006_model_format",
         include_str!("../migrations/sqlite/0006_model_format.sql"),
     ),
+    (
+        "0007_agency_nationality",
+        include_str!("../migrations/sqlite/0007_agency_nationality.sql"),
+    ),
 ];
 
 pub(crate) fn run(conn: &mut Connection, migrations: &[(&str, &str)]) -> Result<(), StoreError> {

@@ -13,7 +13,7 @@ use crate::identity::{
 };
 use crate::{SqliteStore, StoreError};
 
-const AGENCY: &str = "id, name, branch, status, created_at, updated_at, pii_action";
+const AGENCY: &str = "id, name, branch, status, created_at, updated_at, pii_action, nationality";
 const USER: &str =
     "id, agency_id, name, clearance, nationality, roles, status, created_at, updated_at";
 const KEY: &str = "k.id, k.prefix, k.secret_hash, k.user_id, k.name, k.scopes, k.expires_at, \
@@ -45,6 +45,10 @@ fn agency_row(r: &Row<'_>) -> rusqlite::Result<AgencyRecord> {
         created_at: r.get(4)?,
         updated_at: r.get(5)?,
         pii_action: r.get(6)?,
+        nationality: match r.get::<_, Option<String>>(7)? {
+            None => None,
+            Some(_) => Some(parsed(r, 7, |s| Nationality::parse(s).ok())?),
+        },
     })
 }
 
@@ -132,7 +136,7 @@ fn changed(n: usize, what: &str) -> Result<(), StoreError> {
 
 fn insert_agency(c: &Connection, a: &AgencyRecord) -> Result<(), StoreError> {
     c.prepare_cached(&format!(
-        "INSERT INTO agencies ({AGENCY}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        "INSERT INTO agencies ({AGENCY}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
     ))?
     .execute(params![
         a.id.as_str(),
@@ -141,7 +145,8 @@ fn insert_agency(c: &Connection, a: &AgencyRecord) -> Result<(), StoreError> {
         a.status.as_str(),
         a.created_at,
         a.updated_at,
-        a.pii_action
+        a.pii_action,
+        a.nationality.map(Nationality::as_str)
     ])
     .map_err(unique("an agency with this name"))?;
     Ok(())
@@ -248,7 +253,7 @@ impl IdentityStore for SqliteStore {
             .conn()
             .prepare_cached(
                 "UPDATE agencies SET name = ?2, branch = ?3, status = ?4, updated_at = ?5, \
-                 pii_action = ?6 WHERE id = ?1",
+                 pii_action = ?6, nationality = ?7 WHERE id = ?1",
             )?
             .execute(params![
                 a.id.as_str(),
@@ -256,7 +261,8 @@ impl IdentityStore for SqliteStore {
                 a.branch.as_str(),
                 a.status.as_str(),
                 a.updated_at,
-                a.pii_action
+                a.pii_action,
+                a.nationality.map(Nationality::as_str)
             ])
             .map_err(unique("an agency with this name"))?;
         changed(n, "agency")
@@ -436,21 +442,25 @@ impl IdentityStore for SqliteStore {
     ) -> Result<Vec<CertMappingRecord>, StoreError> {
         let conn = self.conn();
         let mut out = Vec::new();
-        let mut by_subject = conn.prepare(&format!(
-            "SELECT {MAPPING} FROM cert_mappings m WHERE m.kind = 'subject' AND m.value = ?1"
+        let row = |r: &Row<'_>| Ok((r.get::<_, i64>(5)?, mapping_row(r)?));
+        let mut by_subject = conn.prepare_cached(&format!(
+            "SELECT {MAPPING}, m.rowid FROM cert_mappings m WHERE m.kind = 'subject' AND m.value = ?1"
         ))?;
-        for row in by_subject.query_map(params![subject], mapping_row)? {
-            out.push(row?);
+        for r in by_subject.query_map(params![subject], row)? {
+            out.push(r?);
         }
-        let mut by_san = conn.prepare(&format!(
-            "SELECT {MAPPING} FROM cert_mappings m WHERE m.kind = 'san' AND m.value = ?1"
+        let mut by_san = conn.prepare_cached(&format!(
+            "SELECT {MAPPING}, m.rowid FROM cert_mappings m WHERE m.kind = 'san' AND m.value = ?1"
         ))?;
         for san in sans {
-            for row in by_san.query_map(params![san], mapping_row)? {
-                out.push(row?);
+            for r in by_san.query_map(params![san], row)? {
+                out.push(r?);
             }
         }
-        Ok(out)
+        // Oldest first: rowids grow with insertion, so the order mappings were made in.
+        out.sort_by_key(|(rowid, _)| *rowid);
+        out.dedup_by_key(|(rowid, _)| *rowid);
+        Ok(out.into_iter().map(|(_, m)| m).collect())
     }
 }
 
@@ -470,6 +480,7 @@ mod tests {
             created_at: t.clone(),
             updated_at: t.clone(),
             pii_action: "off".into(),
+            nationality: Some(Nationality::parse("AUS").unwrap()),
         };
         let user = UserRecord {
             id: UserId::generate(),

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use highside_identity::{
-    AgencyId, ApiKeySecret, AwsKeyMaster, AwsSecret, Branch, CertMappingId, Clearance, Denied,
-    KeyHash, KeyId, KeyKind, KeyPrefix, KeySalt, Nationality, Principal, Role, RoleSet, Status,
-    UserId,
+    AgencyId, ApiKeySecret, AwsKeyMaster, AwsSecret, Branch, CertKind, CertMappingId, Clearance,
+    Denied, KeyHash, KeyId, KeyKind, KeyPrefix, KeySalt, Nationality, Principal, Role, RoleSet,
+    Status, UserId,
 };
 use highside_store::{
-    AgencyRecord, ApiKeyRecord, CertMappingRecord, IdentityStore, Page, Scope, UserRecord,
+    AgencyRecord, ApiKeyRecord, CertMappingRecord, IdentityStore, LimitScope, Page, Scope,
+    StoreError, UserRecord,
 };
 
 use crate::api::{
@@ -107,12 +108,16 @@ fn list<T>(mut rows: Vec<T>, page: &Page, id: impl Fn(&T) -> String) -> List<T> 
     }
 }
 
+/// Whether a key carries limits of its own (answered by the metering store).
+pub type KeyLimits = Arc<dyn Fn(&KeyId) -> Result<bool, StoreError> + Send + Sync>;
+
 /// The admin operations over one identity store.
 #[derive(Clone)]
 pub struct Admin {
     store: Arc<dyn IdentityStore>,
     encodings: Arc<Encodings>,
     aws: Option<Arc<AwsKeyMaster>>,
+    key_limits: Option<KeyLimits>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -128,7 +133,15 @@ impl Admin {
             store,
             encodings,
             aws: None,
+            key_limits: None,
         }
+    }
+
+    /// Refuses new keys to a caller whose key carries limits of its own (`limits`): a key it
+    /// minted would not be bound by them.
+    pub fn with_key_limits(mut self, limits: KeyLimits) -> Self {
+        self.key_limits = Some(limits);
+        self
     }
 
     /// Issues AWS access key pairs whose secrets derive from `master`.
@@ -137,7 +150,8 @@ impl Admin {
         self
     }
 
-    /// Whether `p` may act on `user` (see `Principal::may_act_on`).
+    /// Whether `p` may act on `user` (see `Principal::may_act_on`): the one rule for changing
+    /// anything of someone else's, identity and limits alike.
     fn may_act_on(&self, p: &Principal, user: &UserRecord) -> Result<(), AdminError> {
         let held = self.held(p, user)?;
         Ok(p.may_act_on(&user.id, &user.agency_id, user.roles, &held)?)
@@ -171,6 +185,7 @@ impl Admin {
             created_at: now.clone(),
             updated_at: now,
             pii_action: pii_action(req.pii_action.as_deref().unwrap_or("off"))?,
+            nationality: req.nationality.as_deref().map(nationality).transpose()?,
         };
         self.store.insert_agency(&agency)?;
         Ok(agency)
@@ -229,6 +244,9 @@ impl Admin {
         if let Some(a) = &req.pii_action {
             agency.pii_action = pii_action(a)?;
         }
+        if let Some(n) = &req.nationality {
+            agency.nationality = Some(nationality(n)?);
+        }
         agency.updated_at = now_rfc3339();
         self.store.update_agency(&agency)?;
         Ok(agency)
@@ -272,13 +290,15 @@ impl Admin {
             .unwrap_or_else(|| [Role::User].into_iter().collect());
         let clearance = clearance(&self.encodings, &req.clearance)?;
         p.may_grant(roles, &clearance)?;
+        let nationality = nationality(&req.nationality)?;
+        p.may_vouch_nationality(agency.nationality, nationality)?;
         let now = now_rfc3339();
         let user = UserRecord {
             id: UserId::generate(),
             agency_id: agency.id,
             name: name("name", &req.name, MAX_NAME)?,
             clearance: clearance.to_string(),
-            nationality: nationality(&req.nationality)?,
+            nationality,
             roles,
             status: Status::Active,
             created_at: now.clone(),
@@ -337,7 +357,19 @@ impl Admin {
             user.clearance = held.to_string();
         }
         if let Some(n) = &req.nationality {
-            user.nationality = nationality(n)?;
+            let n = nationality(n)?;
+            if n != user.nationality {
+                // Nobody vouches for themselves: not even an operator changes their own.
+                if user.id == p.user {
+                    return Err(Denied("nobody may change their own nationality".into()).into());
+                }
+                let agency = self
+                    .store
+                    .get_agency(&user.agency_id)?
+                    .ok_or(AdminError::NotFound("agency"))?;
+                p.may_vouch_nationality(agency.nationality, n)?;
+                user.nationality = n;
+            }
         }
         if let Some(r) = req.roles {
             user.roles = r;
@@ -428,7 +460,7 @@ impl Admin {
             ));
         }
         p.may_scope_key(owner.roles, scopes)?;
-        let expires_at = match &req.expires_at {
+        let when = match &req.expires_at {
             None => None,
             Some(t) => {
                 let when = crate::parse_time(t).ok_or_else(|| {
@@ -440,9 +472,11 @@ impl Admin {
                         "'expires_at' is in the past",
                     ));
                 }
-                Some(crate::format_time(when))
+                Some(when)
             }
         };
+        self.may_mint(p, when)?;
+        let expires_at = when.map(crate::format_time);
         Ok(ApiKeyRecord {
             id: KeyId::generate(),
             prefix,
@@ -458,6 +492,98 @@ impl Admin {
             kind,
             salt,
         })
+    }
+
+    /// A key minted by a request authenticated with a key inherits that key's bounds: it may
+    /// not outlive it, and a key that carries limits of its own mints none (its keys would
+    /// shed them). Certificate-authenticated callers have no key to inherit from.
+    fn may_mint(
+        &self,
+        p: &Principal,
+        expires: Option<time::OffsetDateTime>,
+    ) -> Result<(), AdminError> {
+        let Some(parent) = &p.key else {
+            return Ok(());
+        };
+        let parent = self.store.get_key(parent)?.ok_or(Denied(
+            "the key this request was made with no longer exists".into(),
+        ))?;
+        if let Some(limit) = &parent.expires_at {
+            // An expiry that does not parse is treated as already past: deny on the unknown.
+            let bound = crate::parse_time(limit);
+            let within = matches!((expires, bound), (Some(e), Some(b)) if e <= b);
+            if !within {
+                return Err(Denied(format!(
+                    "a key may not outlive the key that creates it: give 'expires_at' no later than {limit}"
+                ))
+                .into());
+            }
+        }
+        if let Some(limits) = &self.key_limits {
+            if limits(&parent.id)? {
+                return Err(Denied(
+                    "a key that carries limits of its own cannot create keys (they would not be bound by its limits); use a key without limits"
+                        .into(),
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    // ---- limits ----
+
+    /// The agency a limit's subject belongs to, if `p` may see the subject at all.
+    pub fn limits_subject(
+        &self,
+        p: &Principal,
+        scope: LimitScope,
+        id: &str,
+    ) -> Result<AgencyId, AdminError> {
+        match scope {
+            LimitScope::Agency => Ok(self.get_agency(p, id)?.id),
+            LimitScope::User => Ok(self.get_user(p, id)?.agency_id),
+            LimitScope::Key => {
+                let (_, owner) = self.visible_key(p, id)?;
+                Ok(owner.agency_id)
+            }
+        }
+    }
+
+    /// Whether `p` may set the limits of a subject; its agency if so. An agency's own limits
+    /// are an operator's to set; a user's or a key's, an administrator's who may act on that
+    /// user (the rule every user change follows: never on someone who holds more), and nobody
+    /// sets their own (an operator may, as the enclave's top).
+    pub fn may_set_limits(
+        &self,
+        p: &Principal,
+        scope: LimitScope,
+        id: &str,
+    ) -> Result<AgencyId, AdminError> {
+        let agency = self.limits_subject(p, scope, id)?;
+        let user = match scope {
+            LimitScope::Agency => {
+                p.may_manage_agencies()
+                    .map_err(|_| Denied("only an operator may set an agency's limits".into()))?;
+                return Ok(agency);
+            }
+            LimitScope::User => {
+                let uid = UserId::parse(id).ok_or(AdminError::NotFound("user"))?;
+                self.visible_user(p, &uid)?
+            }
+            LimitScope::Key => self.visible_key(p, id)?.1,
+        };
+        p.may_administer(&agency)?;
+        if user.id == p.user {
+            if !p.is_operator() {
+                return Err(
+                    Denied("your own limits are set by an administrator above you".into()).into(),
+                );
+            }
+            return Ok(agency);
+        }
+        self.may_act_on(p, &user)?;
+        Ok(agency)
     }
 
     /// Loads a key the caller may see: their own, or one of their agency's as its administrator.
@@ -530,24 +656,51 @@ impl Admin {
 
     // ---- certificate mappings ----
 
-    /// Maps a certificate subject or SAN to a user you outrank (administrators only).
+    /// Maps a certificate subject or SAN to a user you outrank (administrators only). A
+    /// subject is stored as its canonical distinguished name and matched RDN by RDN. For an
+    /// administrator, a mapping refused for any reason (a user of another agency or none, a
+    /// user above them, a value another mapping already uses) gets the same 403, so the answer
+    /// reveals nothing about other agencies' certificates; an operator resolves conflicts.
     pub fn create_cert_mapping(
         &self,
         p: &Principal,
         req: CreateCertMapping,
     ) -> Result<CertMappingRecord, AdminError> {
-        let user = self.target_user(p, &req.user_id)?;
-        p.may_administer(&user.agency_id)?;
-        self.may_act_on(p, &user)?;
-        let mapping = CertMappingRecord {
-            id: CertMappingId::generate(),
-            user_id: user.id,
-            kind: req.kind,
-            value: name("value", &req.value, MAX_CERT_VALUE)?,
-            created_at: now_rfc3339(),
+        let value = match req.kind {
+            CertKind::Subject => {
+                highside_identity::parse_dn(name("value", &req.value, MAX_CERT_VALUE)?.as_str())
+                    .map_err(|e| AdminError::invalid("value", e.to_string()))?
+            }
+            CertKind::San => name("value", &req.value, MAX_CERT_VALUE)?,
         };
-        self.store.insert_cert_mapping(&mapping)?;
-        Ok(mapping)
+        p.may_administer(&p.agency)?;
+        let refused = || -> AdminError {
+            Denied(
+                "this certificate mapping cannot be made: an administrator maps certificate values no other mapping uses, to users of their own agency who hold no more than they do; an operator resolves conflicts"
+                    .into(),
+            )
+            .into()
+        };
+        let made = (|| {
+            let user = self.target_user(p, &req.user_id)?;
+            p.may_administer(&user.agency_id)?;
+            self.may_act_on(p, &user)?;
+            let mapping = CertMappingRecord {
+                id: CertMappingId::generate(),
+                user_id: user.id,
+                kind: req.kind,
+                value,
+                created_at: now_rfc3339(),
+            };
+            self.store.insert_cert_mapping(&mapping)?;
+            Ok(mapping)
+        })();
+        match made {
+            Err(AdminError::Forbidden(_) | AdminError::Conflict(_)) if !p.is_operator() => {
+                Err(refused())
+            }
+            other => other,
+        }
     }
 
     fn visible_mapping(
@@ -645,6 +798,7 @@ pub fn bootstrap(
         created_at: now.clone(),
         updated_at: now.clone(),
         pii_action: "off".into(),
+        nationality: Some(nationality(&b.nationality)?),
     };
     let user = UserRecord {
         id: UserId::generate(),

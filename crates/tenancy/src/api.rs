@@ -14,6 +14,10 @@ pub struct CreateAgency {
     /// What happens to prompts holding personal data: `off` (default), `flag`, `block`, `cui`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pii_action: Option<String>,
+    /// ISO 3166-1 alpha-3: the nationality the agency's administrators may vouch for. Without
+    /// one, only operators set its users' nationality.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nationality: Option<String>,
 }
 
 /// `PATCH /admin/v1/agencies/{id}`: only the fields given change.
@@ -32,6 +36,9 @@ pub struct UpdateAgency {
     /// What happens to prompts holding personal data: `off`, `flag`, `block` or `cui`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pii_action: Option<String>,
+    /// The nationality the agency's administrators may vouch for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nationality: Option<String>,
 }
 
 /// `POST /admin/v1/users`.
@@ -101,7 +108,8 @@ pub struct CreateCertMapping {
     pub user_id: UserId,
     /// Which certificate field to match.
     pub kind: CertKind,
-    /// The exact subject (`CN=alice, O=Agency`) or subjectAltName value.
+    /// The subject as a distinguished name (`CN=alice, O=Agency`; `\,` for a comma inside a
+    /// value), matched RDN by RDN, or the exact subjectAltName value.
     pub value: String,
 }
 

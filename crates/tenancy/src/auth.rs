@@ -12,7 +12,7 @@ use highside_identity::{
     Role, RoleSet, Status,
 };
 use highside_label::Encodings;
-use highside_store::{ApiKeyRecord, IdentityStore, StoreError, UserRecord};
+use highside_store::{ApiKeyRecord, CertMappingRecord, IdentityStore, StoreError, UserRecord};
 
 /// `last_used_at` is written at most this often per key, so authentication stays a read.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
@@ -62,6 +62,22 @@ pub enum AuthError {
     /// The store failed.
     #[error("cannot check credentials: {0}")]
     Store(#[from] StoreError),
+}
+
+/// The mapping a certificate authenticates by: the oldest of those its fields match. When they
+/// name different users, a mapping made later (perhaps by another agency's administrator, of
+/// a field that was still unmapped) cannot take the certificate from the user it was mapped
+/// to first, nor lock them out; the conflict is logged for an operator to resolve.
+fn first_mapping(matches: &[CertMappingRecord]) -> Option<&CertMappingRecord> {
+    // The store answers oldest first.
+    let first = matches.first()?;
+    if matches.iter().any(|m| m.user_id != first.user_id) {
+        tracing::warn!(
+            mappings = ?matches.iter().map(|m| m.id.to_string()).collect::<Vec<_>>(),
+            "a client certificate matches mappings to different users; the oldest decides until an operator resolves it"
+        );
+    }
+    Some(first)
 }
 
 /// Turns credentials into principals.
@@ -192,7 +208,7 @@ impl Authenticator {
             .ok_or(AuthError::InvalidKey)?;
         if let Some(c) = certificate {
             let mapped = self.store.match_certificate(&c.subject, &c.sans)?;
-            if mapped.iter().any(|m| m.user_id != user.id) {
+            if first_mapping(&mapped).is_some_and(|m| m.user_id != user.id) {
                 return Err(AuthError::Mismatch);
             }
         }
@@ -203,11 +219,7 @@ impl Authenticator {
 
     fn by_certificate(&self, cert: &PeerCertificate) -> Result<Principal, AuthError> {
         let matches = self.store.match_certificate(&cert.subject, &cert.sans)?;
-        let first = matches.first().ok_or(AuthError::UnmappedCertificate)?;
-        // A certificate whose fields map to two different users is ambiguous: deny.
-        if matches.iter().any(|m| m.user_id != first.user_id) {
-            return Err(AuthError::UnmappedCertificate);
-        }
+        let first = first_mapping(&matches).ok_or(AuthError::UnmappedCertificate)?;
         let user = self
             .store
             .get_user(&first.user_id)?

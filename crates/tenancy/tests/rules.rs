@@ -67,6 +67,7 @@ impl World {
                     name: name.into(),
                     branch: Branch::Judicial,
                     pii_action: None,
+                    nationality: Some("USA".into()),
                 },
             )
             .unwrap()
@@ -253,6 +254,7 @@ fn role_violations_are_403() {
         name: "B".into(),
         branch: Branch::Legislative,
         pii_action: None,
+        nationality: None,
     };
     assert_eq!(status(w.admin.create_agency(&user, new_agency())), 403);
     assert_eq!(status(w.admin.create_agency(&admin, new_agency())), 403);
@@ -590,6 +592,7 @@ fn validation_and_paging() {
                 name: "A".into(),
                 branch: Branch::Executive,
                 pii_action: None,
+                nationality: None,
             }
         )),
         409
@@ -688,12 +691,11 @@ fn certificates_authenticate_their_user_only() {
         by(&cert("CN=mallory", &[])),
         Err(AuthError::UnmappedCertificate)
     ));
-    assert!(
-        matches!(
-            by(&cert("CN=alice, O=A", &["bob@a.example"])),
-            Err(AuthError::UnmappedCertificate)
-        ),
-        "ambiguous"
+    // Fields mapped to different users: the oldest mapping decides (alice's was made first),
+    // so a later mapping cannot take a certificate over or lock its user out.
+    assert_eq!(
+        by(&cert("CN=alice, O=A", &["bob@a.example"])).unwrap().user,
+        alice.user
     );
     let k = ParsedKey::parse(alice_key.expose()).unwrap();
     assert!(w
@@ -845,4 +847,356 @@ fn access_key_pairs_sign_requests_and_follow_the_key_rules() {
         },
     );
     assert_eq!(status(wide), 403);
+}
+
+fn agency_of(w: &World, name: &str, nationality: Option<&str>) -> highside_identity::AgencyId {
+    w.admin
+        .create_agency(
+            &w.operator,
+            CreateAgency {
+                name: name.into(),
+                branch: Branch::Executive,
+                pii_action: None,
+                nationality: nationality.map(Into::into),
+            },
+        )
+        .unwrap()
+        .id
+}
+
+fn new_user(
+    agency: Option<&highside_identity::AgencyId>,
+    name: &str,
+    nationality: &str,
+) -> CreateUser {
+    CreateUser {
+        agency_id: agency.cloned(),
+        name: name.into(),
+        clearance: "SECRET".into(),
+        nationality: nationality.into(),
+        roles: None,
+    }
+}
+
+#[test]
+fn nationality_is_granted_only_by_who_can_vouch_for_it() {
+    let w = world();
+    let gbr = agency_of(&w, "UK liaison", Some("GBR"));
+    let (admin, _) = {
+        let u = w
+            .admin
+            .create_user(
+                &w.operator,
+                CreateUser {
+                    roles: Some(RoleSet::parse_list("agency-admin,user").unwrap()),
+                    ..new_user(Some(&gbr), "uk-admin", "GBR")
+                },
+            )
+            .unwrap();
+        let k = w
+            .admin
+            .create_key(
+                &w.operator,
+                CreateKey {
+                    user_id: Some(u.id),
+                    name: "k".into(),
+                    scopes: None,
+                    expires_at: None,
+                    kind: None,
+                },
+            )
+            .unwrap();
+        (login(&w.auth, &k.secret).unwrap(), k.secret)
+    };
+    // A GBR agency's administrator cannot make a USA national, nor become one.
+    assert_eq!(
+        status(w.admin.create_user(&admin, new_user(None, "fake", "USA"))),
+        403
+    );
+    let mate = w
+        .admin
+        .create_user(&admin, new_user(None, "mate", "GBR"))
+        .unwrap();
+    let to_usa = || UpdateUser {
+        nationality: Some("USA".into()),
+        ..UpdateUser::default()
+    };
+    assert_eq!(
+        status(w.admin.update_user(&admin, mate.id.as_str(), to_usa())),
+        403
+    );
+    assert_eq!(
+        status(w.admin.update_user(&admin, admin.user.as_str(), to_usa())),
+        403
+    );
+    // Nobody changes their own, not even an operator; an operator may change anyone else's.
+    assert_eq!(
+        status(w.admin.update_user(
+            &w.operator,
+            w.operator.user.as_str(),
+            UpdateUser {
+                nationality: Some("GBR".into()),
+                ..UpdateUser::default()
+            }
+        )),
+        403
+    );
+    assert_eq!(
+        w.admin
+            .update_user(&w.operator, mate.id.as_str(), to_usa())
+            .unwrap()
+            .nationality
+            .as_str(),
+        "USA"
+    );
+    // An agency without a nationality: its administrators set none.
+    let blank = agency_of(&w, "Blank", None);
+    let (blank_admin, _) = {
+        let u = w
+            .admin
+            .create_user(
+                &w.operator,
+                CreateUser {
+                    roles: Some(RoleSet::parse_list("agency-admin,user").unwrap()),
+                    ..new_user(Some(&blank), "b-admin", "USA")
+                },
+            )
+            .unwrap();
+        let k = w
+            .admin
+            .create_key(
+                &w.operator,
+                CreateKey {
+                    user_id: Some(u.id),
+                    name: "k".into(),
+                    scopes: None,
+                    expires_at: None,
+                    kind: None,
+                },
+            )
+            .unwrap();
+        (login(&w.auth, &k.secret).unwrap(), k.secret)
+    };
+    assert_eq!(
+        status(
+            w.admin
+                .create_user(&blank_admin, new_user(None, "x", "USA"))
+        ),
+        403
+    );
+    let set = w
+        .admin
+        .update_agency(
+            &w.operator,
+            blank.as_str(),
+            UpdateAgency {
+                nationality: Some("USA".into()),
+                ..UpdateAgency::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(set.nationality.map(|n| n.as_str()), Some("USA"));
+    assert!(w
+        .admin
+        .create_user(&blank_admin, new_user(None, "x", "USA"))
+        .is_ok());
+}
+
+fn key(
+    w: &World,
+    p: &Principal,
+    expires_at: Option<String>,
+) -> Result<highside_tenancy::Created, AdminError> {
+    w.admin.create_key(
+        p,
+        CreateKey {
+            user_id: None,
+            name: "child".into(),
+            scopes: None,
+            expires_at,
+            kind: None,
+        },
+    )
+}
+
+#[test]
+fn a_key_never_outlives_or_escapes_the_key_that_made_it() {
+    let w = world();
+    let a = w.agency("A");
+    let (alice, _) = w.user(&a, "alice", "user", "SECRET");
+    let soon = now() + time::Duration::hours(1);
+    let fmt = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let parent = key(&w, &alice, Some(fmt(soon))).unwrap();
+    let child_p = login(&w.auth, &parent.secret).unwrap();
+    assert_eq!(
+        status(key(&w, &child_p, None)),
+        403,
+        "no expiry outlives the parent"
+    );
+    assert_eq!(
+        status(key(
+            &w,
+            &child_p,
+            Some(fmt(soon + time::Duration::hours(1)))
+        )),
+        403
+    );
+    assert!(key(&w, &child_p, Some(fmt(soon - time::Duration::minutes(10)))).is_ok());
+    // A key that carries limits of its own mints none.
+    let limited = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let l = limited.clone();
+    let admin = w
+        .admin
+        .clone()
+        .with_key_limits(Arc::new(move |k| Ok(l.lock().unwrap().contains(k))));
+    let free = key(&w, &alice, None).unwrap();
+    let free_p = login(&w.auth, &free.secret).unwrap();
+    limited.lock().unwrap().insert(free.record.id.clone());
+    let e = admin
+        .create_key(
+            &free_p,
+            CreateKey {
+                user_id: None,
+                name: "c".into(),
+                scopes: None,
+                expires_at: None,
+                kind: None,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.status(), 403);
+    assert!(e.to_string().contains("limits"), "{e}");
+}
+
+#[test]
+fn limits_follow_the_rule_of_every_user_change() {
+    let w = world();
+    let a = w.agency("A");
+    let (admin, _) = w.user(&a, "adam", "agency-admin,user", "SECRET");
+    let (op_in_a, _) = w.user(&a, "opal", "operator", "SECRET");
+    let (alice, alice_key) = w.user(&a, "alice", "user", "SECRET");
+    let (boss, _) = w.user(&a, "boss", "agency-admin,user", "TOP SECRET");
+    use highside_store::LimitScope;
+    // Above the administrator: an operator of the agency, an administrator cleared higher.
+    assert_eq!(
+        status(
+            w.admin
+                .may_set_limits(&admin, LimitScope::User, op_in_a.user.as_str())
+        ),
+        403
+    );
+    assert_eq!(
+        status(
+            w.admin
+                .may_set_limits(&admin, LimitScope::User, boss.user.as_str())
+        ),
+        403
+    );
+    let op_key = w
+        .admin
+        .list_keys(
+            &w.operator,
+            &ListQuery {
+                user_id: Some(op_in_a.user.clone()),
+                ..ListQuery::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        status(
+            w.admin
+                .may_set_limits(&admin, LimitScope::Key, op_key.data[0].id.as_str())
+        ),
+        403
+    );
+    // Below: fine. Their own, or the agency's: not theirs.
+    assert_eq!(
+        w.admin
+            .may_set_limits(&admin, LimitScope::User, alice.user.as_str())
+            .unwrap(),
+        a
+    );
+    let _ = alice_key;
+    assert_eq!(
+        status(
+            w.admin
+                .may_set_limits(&admin, LimitScope::User, admin.user.as_str())
+        ),
+        403
+    );
+    assert_eq!(
+        status(
+            w.admin
+                .may_set_limits(&admin, LimitScope::Agency, a.as_str())
+        ),
+        403
+    );
+    assert!(w
+        .admin
+        .may_set_limits(&w.operator, LimitScope::User, op_in_a.user.as_str())
+        .is_ok());
+}
+
+#[test]
+fn certificate_mappings_cannot_cross_agencies_or_reveal_them() {
+    let w = world();
+    let a = w.agency("A");
+    let b = w.agency("B");
+    let (a_admin, _) = w.user(&a, "a-admin", "agency-admin,user", "SECRET");
+    let (a_user, _) = w.user(&a, "a-user", "user", "SECRET");
+    let (b_user, _) = w.user(&b, "victim", "user", "SECRET");
+    let map = |p: &Principal, user: &UserId, kind: highside_identity::CertKind, value: &str| {
+        w.admin.create_cert_mapping(
+            p,
+            CreateCertMapping {
+                user_id: user.clone(),
+                kind,
+                value: value.into(),
+            },
+        )
+    };
+    use highside_identity::CertKind::{San, Subject};
+    map(&w.operator, &b_user.user, Subject, "CN=victim, O=B").unwrap();
+    // Another agency's value in use, and another agency's user: the same refusal.
+    let in_use = map(&a_admin, &a_user.user, Subject, "CN=victim,O=B").unwrap_err();
+    let cross = map(&a_admin, &b_user.user, San, "x@b.example").unwrap_err();
+    assert_eq!(
+        (in_use.status(), in_use.to_string()),
+        (cross.status(), cross.to_string())
+    );
+    assert_eq!(in_use.status(), 403);
+    assert_eq!(
+        status(map(&w.operator, &a_user.user, Subject, "CN=victim, O=B")),
+        409
+    );
+    // A still unmapped field of the victim's certificate mapped to A's user: the victim still
+    // authenticates as themselves.
+    map(&a_admin, &a_user.user, San, "victim@b.example").unwrap();
+    let victim_cert = PeerCertificate {
+        subject: "CN=victim, O=B".into(),
+        sans: vec!["victim@b.example".into()],
+    };
+    assert_eq!(
+        w.auth
+            .authenticate(None, Some(&victim_cert), now())
+            .unwrap()
+            .user,
+        b_user.user
+    );
+    // Subjects match RDN by RDN: a comma inside a CN is not a second RDN.
+    let forged = PeerCertificate {
+        subject: highside_identity::canonical_dn([[("CN", "victim, O=B")]]),
+        sans: vec![],
+    };
+    assert!(matches!(
+        w.auth.authenticate(None, Some(&forged), now()),
+        Err(AuthError::UnmappedCertificate)
+    ));
+    assert_eq!(
+        status(map(&a_admin, &a_user.user, Subject, "not a name")),
+        400
+    );
 }

@@ -1,0 +1,407 @@
+//! Scanning what a model generates before it leaves: [`Output`] sits between a generation's
+//! events (engine or upstream) and every answer encoder, OpenAI's and Bedrock's alike.
+//!
+//! A model accredited above a request's label can write a marking above it (`(S)` in an
+//! answer to an UNCLASSIFIED user); that text must not leave at the request's label. Output
+//! is therefore released one line at a time: a line leaves only once it is complete (or ends
+//! at a sentence break, so long paragraphs still stream) and the text it completes, with the
+//! end of what was released before it (a marking may wrap), holds no marking the request's
+//! label does not dominate and no unknown marking word. A line that does ends the generation:
+//! it is withheld, the consumer gets `Event::Failed` and [`Output::take_refusal`] names it
+//! (`output_label_exceeded`), and the engine or upstream is cancelled. What was sent before
+//! was scanned and is at the request's label. A deployment's tool calls are scanned at the end,
+//! before any encoder reads them.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use highside_engine::Event;
+use highside_label::{Detector, Label};
+use highside_openai::ApiError;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Context kept from released text, for markings that wrap across the release point.
+const CONTEXT_BYTES: usize = 4096;
+
+/// The finish reason a completion record gives a generation stopped by the output scan.
+pub(crate) const EXCEEDED: &str = "output_label_exceeded";
+
+/// A generation's events, scanned.
+#[derive(Debug)]
+pub struct Output {
+    inner: UnboundedReceiver<Event>,
+    scan: Scanner,
+    queue: VecDeque<Event>,
+    finished: bool,
+    refusal: Option<Refused>,
+    /// Tokens the engine (or pieces the upstream) generated, released or not.
+    generated: u64,
+}
+
+/// Why the scan stopped a generation.
+#[derive(Debug, Clone)]
+pub(crate) struct Refused {
+    /// The label of what was withheld (the join of its markings), as a banner; empty for an
+    /// unknown marking word.
+    pub(crate) label: String,
+    /// The client's error.
+    pub(crate) error: ApiError,
+}
+
+#[derive(Debug)]
+struct Scanner {
+    detector: Arc<Detector>,
+    /// The request's label: everything released is dominated by it.
+    label: Label,
+    /// The end of what was released (context for wrapped markings).
+    tail: String,
+    /// Whether `tail` starts a line (it is all that was released, or was cut after a break).
+    tail_starts_line: bool,
+    /// Generated, not yet released.
+    pending: String,
+    /// A deployment's tool calls, scanned at the end.
+    calls: Option<crate::upstream::Calls>,
+}
+
+impl Output {
+    /// Scans `inner` against `label` with the monitor's detector.
+    pub(crate) fn scanned(
+        inner: UnboundedReceiver<Event>,
+        detector: Arc<Detector>,
+        label: Label,
+        calls: Option<crate::upstream::Calls>,
+    ) -> Self {
+        Self {
+            inner,
+            generated: 0,
+            scan: Scanner {
+                detector,
+                label,
+                tail: String::new(),
+                tail_starts_line: true,
+                pending: String::new(),
+                calls,
+            },
+            queue: VecDeque::new(),
+            finished: false,
+            refusal: None,
+        }
+    }
+
+    /// The next event: text only once scanned, then the end.
+    pub async fn recv(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.queue.pop_front() {
+                return Some(e);
+            }
+            if self.finished {
+                return None;
+            }
+            let event = self.inner.recv().await;
+            if matches!(event, Some(Event::Token { .. } | Event::Text(_))) {
+                self.generated += 1;
+            }
+            let scan = &mut self.scan;
+            match event {
+                Some(Event::Token { id, text }) => match scan.push(&text) {
+                    // One event per token, so consumers count what was generated.
+                    Ok(released) => return Some(Event::Token { id, text: released }),
+                    Err(r) => return Some(self.refuse(*r)),
+                },
+                Some(Event::Text(text)) => match scan.push(&text) {
+                    Ok(released) if released.is_empty() => {}
+                    Ok(released) => return Some(Event::Text(released)),
+                    Err(r) => return Some(self.refuse(*r)),
+                },
+                Some(done @ Event::Done { .. }) => match scan.finish() {
+                    Ok(rest) => {
+                        self.finished = true;
+                        if rest.is_empty() {
+                            return Some(done);
+                        }
+                        self.queue.push_back(done);
+                        return Some(Event::Text(rest));
+                    }
+                    Err(r) => return Some(self.refuse(*r)),
+                },
+                Some(failed @ Event::Failed(_)) => {
+                    self.finished = true;
+                    return Some(failed);
+                }
+                None => {
+                    self.finished = true;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// What was generated so far, released or withheld (tokens, or an upstream's pieces).
+    pub(crate) fn generated(&self) -> u64 {
+        self.generated
+    }
+
+    /// Why the generation was stopped, once [`Output::recv`] has answered `Event::Failed` for
+    /// a withheld line; `None` for any other failure.
+    pub(crate) fn take_refusal(&mut self) -> Option<Refused> {
+        self.refusal.take()
+    }
+
+    fn refuse(&mut self, r: Refused) -> Event {
+        // Nothing more is read: the engine frees the sequence, an upstream is disconnected.
+        self.inner.close();
+        self.finished = true;
+        let why = r.error.message.clone();
+        tracing::warn!(withheld = %r.label, "output scan: generated text above the request's label withheld");
+        metrics::counter!("highside_output_withheld_total").increment(1);
+        self.refusal = Some(r);
+        Event::Failed(why)
+    }
+}
+
+/// The error a failed generation is answered with, once its completion record is durable:
+/// the refusal of withheld output (`output_label_exceeded`), or an internal error.
+pub(crate) async fn fail(
+    events: &mut Output,
+    audit: crate::audit::CompletionAudit,
+    why: String,
+) -> ApiError {
+    match events.take_refusal() {
+        Some(r) => {
+            audit.withheld(r.label, events.generated()).await;
+            r.error
+        }
+        None => {
+            audit.abort().await;
+            ApiError::internal(why)
+        }
+    }
+}
+
+/// Where text may be released: after the last line or sentence break (no marking contains
+/// one, so none can span it; raw ASCII bytes fold to themselves).
+fn release_point(pending: &str) -> usize {
+    pending
+        .as_bytes()
+        .iter()
+        .rposition(|&c| matches!(c, b'\n' | b'.' | b'!' | b'?' | b';' | b':' | b'"'))
+        .map_or(0, |i| i + 1)
+}
+
+impl Scanner {
+    /// Adds generated text; returns what may leave now.
+    fn push(&mut self, text: &str) -> Result<String, Box<Refused>> {
+        self.pending.push_str(text);
+        let cut = release_point(&self.pending);
+        if cut == 0 {
+            return Ok(String::new());
+        }
+        let rest = self.pending.split_off(cut);
+        let ready = std::mem::replace(&mut self.pending, rest);
+        self.check(&ready)?;
+        self.keep(&ready);
+        Ok(ready)
+    }
+
+    /// The rest, at the end of the generation.
+    fn finish(&mut self) -> Result<String, Box<Refused>> {
+        let ready = std::mem::take(&mut self.pending);
+        if !ready.is_empty() {
+            self.check(&ready)?;
+        }
+        if let Some(calls) = &self.calls {
+            let calls = calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            for c in &calls {
+                let mut texts = vec![c.function.name.clone(), c.function.arguments.clone()];
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&c.function.arguments) {
+                    highside_openai::tools::json_strings(&v, &mut texts);
+                }
+                for t in &texts {
+                    self.check_alone(t)?;
+                }
+            }
+        }
+        Ok(ready)
+    }
+
+    /// Checks `ready` in the context of what was released before it.
+    fn check(&self, ready: &str) -> Result<(), Box<Refused>> {
+        // A context cut mid-line starts with a character that folds to no word, so its
+        // first word does not read as the start of a line.
+        let window = match (self.tail.is_empty(), self.tail_starts_line) {
+            (true, _) => ready.to_owned(),
+            (false, true) => format!("{}{ready}", self.tail),
+            (false, false) => format!("\u{FFFD}{}{ready}", self.tail),
+        };
+        self.check_alone(&window)
+    }
+
+    fn check_alone(&self, text: &str) -> Result<(), Box<Refused>> {
+        let scan = self.detector.scan(text);
+        if let Some(u) = scan.unknown.first() {
+            return Err(Box::new(Refused {
+                label: String::new(),
+                error: exceeded(format!(
+                    "the model's output contains a marking with '{}', which is not a word of this enclave's label encodings; the rest of the answer was withheld",
+                    u.word
+                )),
+            }));
+        }
+        let Some(found) = scan
+            .found
+            .into_iter()
+            .map(|f| f.label)
+            .reduce(|a, b| a.join(&b))
+        else {
+            return Ok(());
+        };
+        if self.label.dominates(&found) {
+            return Ok(());
+        }
+        Err(Box::new(Refused {
+            label: self.detector.encodings().banner(&found),
+            error: exceeded(
+                "the model's output carries a marking above this request's label; the rest of the answer was withheld".to_owned(),
+            ),
+        }))
+    }
+
+    fn keep(&mut self, released: &str) {
+        self.tail.push_str(released);
+        if self.tail.len() > CONTEXT_BYTES {
+            let mut from = self.tail.len() - CONTEXT_BYTES;
+            while !self.tail.is_char_boundary(from) {
+                from += 1;
+            }
+            // Cut after a line break when there is one, so the context starts a line.
+            match self.tail[from..].find('\n') {
+                Some(nl) => {
+                    self.tail.drain(..from + nl + 1);
+                    self.tail_starts_line = true;
+                }
+                None => {
+                    self.tail.drain(..from);
+                    self.tail_starts_line = false;
+                }
+            }
+        }
+    }
+}
+
+/// The client's error for withheld output: a denial by the reference monitor.
+fn exceeded(message: String) -> ApiError {
+    ApiError {
+        code: Some(EXCEEDED),
+        ..ApiError::forbidden(format!("denied by the reference monitor: {message}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use highside_engine::{FinishReason, Usage};
+
+    fn output(label: &str, events: Vec<Event>) -> Output {
+        let e = highside_label::Encodings::builtin();
+        let d = Arc::new(Detector::new(&e));
+        let l = e.parse(label).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for ev in events {
+            tx.send(ev).unwrap();
+        }
+        Output::scanned(rx, d, l, None)
+    }
+
+    fn tok(t: &str) -> Event {
+        Event::Token {
+            id: 1,
+            text: t.to_owned(),
+        }
+    }
+
+    fn done() -> Event {
+        Event::Done {
+            finish_reason: FinishReason::Stop,
+            usage: Usage {
+                prompt_tokens: 1,
+                completion_tokens: 1,
+            },
+        }
+    }
+
+    async fn drain(o: &mut Output) -> (String, Option<Refused>) {
+        let mut text = String::new();
+        while let Some(e) = o.recv().await {
+            match e {
+                Event::Token { text: t, .. } | Event::Text(t) => text.push_str(&t),
+                Event::Done { .. } => break,
+                Event::Failed(_) => return (text, o.take_refusal()),
+            }
+        }
+        (text, None)
+    }
+
+    #[tokio::test]
+    async fn a_marked_line_above_the_label_is_withheld() {
+        let mut o = output(
+            "UNCLASSIFIED",
+            vec![
+                tok("Here is"),
+                tok(" the answer.\n"),
+                tok("(S) The"),
+                tok(" plan\n"),
+                done(),
+            ],
+        );
+        let (sent, refused) = drain(&mut o).await;
+        assert_eq!(sent, "Here is the answer.\n");
+        let r = refused.expect("withheld");
+        assert_eq!(r.label, "SECRET");
+        assert_eq!(r.error.code, Some(EXCEEDED));
+    }
+
+    #[tokio::test]
+    async fn markings_at_or_below_the_label_pass_and_one_event_per_token() {
+        let mut o = output(
+            "SECRET",
+            vec![tok("(S) fine"), tok("\nok"), tok(" end"), done()],
+        );
+        let mut n = 0;
+        let mut text = String::new();
+        while let Some(e) = o.recv().await {
+            match e {
+                Event::Token { text: t, .. } => {
+                    n += 1;
+                    text.push_str(&t);
+                }
+                Event::Text(t) => text.push_str(&t),
+                Event::Done { .. } => break,
+                Event::Failed(w) => panic!("{w}"),
+            }
+        }
+        assert_eq!((n, text.as_str()), (3, "(S) fine\nok end"));
+    }
+
+    #[tokio::test]
+    async fn a_marking_wrapped_after_release_is_still_caught() {
+        let mut o = output("SECRET", vec![tok("SECRET//\n"), tok("NOFORN\n"), done()]);
+        let (sent, refused) = drain(&mut o).await;
+        assert_eq!(sent, "SECRET//\n");
+        assert_eq!(refused.unwrap().label, "SECRET//NOFORN");
+    }
+
+    #[tokio::test]
+    async fn the_last_line_is_scanned_at_the_end() {
+        let mut o = output("UNCLASSIFIED", vec![tok("ok\nTOP SECRET"), done()]);
+        let (sent, refused) = drain(&mut o).await;
+        assert_eq!(sent, "ok\n");
+        assert!(refused.is_some());
+    }
+
+    #[test]
+    fn long_lines_release_at_sentence_breaks() {
+        assert_eq!(release_point("One. Two"), 4);
+        assert_eq!(release_point("a\nb. c"), 4);
+        assert_eq!(release_point("no break"), 0);
+    }
+}
