@@ -8,7 +8,9 @@ With `tools` (https://docs.anthropic.com/en/docs/build-with-claude/tool-use): a 
 of `any` or `tool` is answered with a `tool_use` block (streamed as `input_json_delta`
 pieces), and a turn of `tool_result` blocks, whose ids must answer the previous turn's
 `tool_use` blocks, with a sentence quoting the first result. A user turn `echo:TEXT` is
-answered with TEXT.
+answered with TEXT, and `upper:TEXT` with TEXT in capitals (a model writing what its prompt
+did not hold); a user turn `fail:TEXT` with HTTP 400 whose error message quotes TEXT (as
+real providers echo parts of a bad request).
 A hosted provider cannot run here; this is the only fake in the tests."""
 
 import json
@@ -108,8 +110,13 @@ class FakeAnthropic:
                     if isinstance(last, list) else []
                 call = None
                 words = REPLY.split(" ")
+                if isinstance(last, str) and last.startswith("fail:"):
+                    return self._error(400, "invalid_request_error",
+                                       f"cannot process: {last[len('fail:'):]}")
                 if isinstance(last, str) and last.startswith("echo:"):
                     words = last[len("echo:"):].split(" ")
+                elif isinstance(last, str) and last.startswith("upper:"):
+                    words = last[len("upper:"):].upper().split(" ")
                 elif results:
                     words = ("The tool said " + str(results[0]["content"])).split(" ")
                 elif tools and choice["type"] in ("any", "tool"):

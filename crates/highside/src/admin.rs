@@ -265,7 +265,8 @@ enum CertCommand {
     Add {
         #[arg(long)]
         user: String,
-        /// The exact subject, e.g. "CN=alice, O=Agency".
+        /// The subject as a distinguished name, e.g. "CN=alice, O=Agency" (write \, for a
+        /// comma inside a value); matched RDN by RDN.
         #[arg(long, conflicts_with = "san", required_unless_present = "san")]
         subject: Option<String>,
         /// A DNS name, email address or URI from subjectAltName.
