@@ -298,6 +298,12 @@ def test_04_an_unknown_word_in_a_banner_denies_and_drops_nothing(w):
         status, body, _ = call(w.url, "POST", "/v1/chat/completions", w.s_key, chat(text))
         denied(status, body, "label.unknown_marking")
         assert word in body["error"]["message"], body
+    # Nothing hides what follows a marking's level: an invisible character after `//`, a space
+    # where a slash belongs. An AUS national may not read either.
+    for text in ("SECRET//\u2800NOFORN\nThe plan.", "SECRET//REL TO USA, AUS NOFORN\nThe plan.",
+                 "SECRET//\ue000NOFORN The plan."):
+        status, body, _ = call(w.url, "POST", "/v1/chat/completions", w.aus_key, chat(text))
+        denied(status, body, "mac.releasability")
 
 
 # 5 -------------------------------------------------------------------------------------
@@ -330,7 +336,7 @@ def test_06_detection_is_linear_in_the_input(w):
     # answers at once. The bound is a generous liveness limit, not a measurement: the
     # throughput figure is `highside bench monitor`'s (bench/RESULTS.md).
     for unit, want in (("S//", 403), ("(", 400), ("SECRET ", 400), ("TOP ", 400),
-                       ("S//REL TO USA, ", 403)):
+                       ("S//REL TO USA, ", 400), ("TS//SI/", 403)):
         text = unit * (1_000_000 // len(unit))
         started = time.monotonic()
         status, body, _ = call(w.url, "POST", "/v1/chat/completions", w.s_key, chat(text),
@@ -396,9 +402,11 @@ def test_07_listeners_have_header_body_and_idle_timeouts(w):
         answer = _closed_or_timed_out(s)
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         s.close()
-        # Slow signed bodies from one address cannot take every unverified-body permit: with
-        # 70 of them open, a signed client elsewhere is still verified.
+        # Slow signed bodies from one address (and one access key) cannot take every
+        # unverified-body permit: with 70 of them open, a signed client elsewhere, with its own
+        # key, is still verified.
         pair = created(t.url, op, "/admin/v1/keys", {"name": "aws", "kind": "aws"})
+        other = created(t.url, op, "/admin/v1/keys", {"name": "aws-2", "kind": "aws"})
         body = json.dumps({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}).encode()
         slow = []
         for _ in range(70):
@@ -408,7 +416,7 @@ def test_07_listeners_have_header_body_and_idle_timeouts(w):
             s.sendall((f"POST /model/none/converse HTTP/1.1\r\nHost: {t.url.split('//')[1]}\r\n"
                        f"{head}Content-Length: {len(body)}\r\n\r\n").encode() + body[:5])
             slow.append(s)
-        headers = _signed(t.url, pair, "/model/none/converse", body)
+        headers = _signed(t.url, other, "/model/none/converse", body)
         s = _connect(t.url, source="127.0.0.2")
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         s.sendall((f"POST /model/none/converse HTTP/1.1\r\nHost: {t.url.split('//')[1]}\r\n"

@@ -65,6 +65,26 @@ fn inputs(size: usize) -> Vec<(&'static str, String)> {
             ),
         ),
         ("CJK text", repeated("機密文書の取り扱いについて。", size)),
+        (
+            "emoji and mathematical letters",
+            repeated("\u{1f600}\u{1d412}\u{1d404}\u{1f512} ", size),
+        ),
+        (
+            "characters with long folds (U+FDFA)",
+            repeated("\u{fdfa}", size),
+        ),
+        (
+            "private use and braille blanks in a banner",
+            repeated("SECRET//\u{e000}NF\u{2800}", size),
+        ),
+        (
+            "JSON escapes",
+            repeated(r#"{"doc": "TOP SECRET\n\u0028S\u0029 the plan"} "#, size),
+        ),
+        (
+            "decorated banner lines",
+            repeated("**SECRET**\n# TOP SECRET\n", size),
+        ),
     ]
 }
 

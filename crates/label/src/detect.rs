@@ -173,6 +173,24 @@ impl Mark {
     }
 }
 
+/// The request path's sink: markings joined as they are read, the first unknown word kept.
+#[derive(Default)]
+struct Join {
+    mark: Option<Mark>,
+    unknown: Option<String>,
+}
+
+impl Sink for Join {
+    fn mark(&mut self, mark: Mark, _: usize) {
+        self.mark = Some(self.mark.map_or(mark, |m| m.join(mark)));
+    }
+    fn unknown(&mut self, word: &dyn Fn() -> String, _: usize) {
+        if self.unknown.is_none() {
+            self.unknown = Some(word());
+        }
+    }
+}
+
 /// Where one scan's findings go.
 trait Sink {
     fn mark(&mut self, mark: Mark, at: usize);
@@ -224,16 +242,64 @@ fn word_end(t: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Spaces, line breaks and characters with no ASCII reading (which may be invisible: private
+/// use, unassigned) do not separate a marking from what follows it.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | OPAQUE)
+}
+
 fn skip_space(t: &[u8], mut i: usize) -> usize {
-    while i < t.len() && (t[i] == b' ' || t[i] == b'\n') {
+    while i < t.len() && is_space(t[i]) {
         i += 1;
     }
     i
 }
 
-fn at_line_start(t: &[u8], i: usize) -> bool {
-    i == 0 || t[i - 1] == b'\n'
+/// Skips spaces and invisible characters on the same line.
+fn skip_inline(t: &[u8], mut i: usize) -> usize {
+    while i < t.len() && matches!(t[i], b' ' | OPAQUE) {
+        i += 1;
+    }
+    i
 }
+
+/// What may join the words of a level name besides a space (`TOP_SECRET`, `TOP.SECRET`).
+fn is_joiner(b: u8) -> bool {
+    is_space(b)
+        || matches!(
+            b,
+            b'_' | b'.' | b'*' | b'-' | b'~' | b':' | b',' | b';' | b'+' | b'=' | b'|'
+        )
+}
+
+/// What may decorate a banner line around its level (`**SECRET**`, `# SECRET`, `SECRET.`).
+fn is_decoration(b: u8) -> bool {
+    matches!(
+        b,
+        b' ' | OPAQUE
+            | b'#'
+            | b'>'
+            | b'*'
+            | b'_'
+            | b'='
+            | b'-'
+            | b'~'
+            | b'|'
+            | b'"'
+            | b'\''
+            | b'`'
+            | b'['
+            | b']'
+            | b'.'
+            | b'!'
+            | b':'
+            | b';'
+            | b','
+    )
+}
+
+/// At most this many decoration bytes are looked through around a banner line's level.
+const MAX_DECORATION: usize = 16;
 
 /// The canonical form of a short word, on the stack.
 struct Upper {
@@ -290,6 +356,8 @@ struct LevelAt {
 impl Detector {
     /// A detector for `encodings`' vocabulary.
     pub fn new(encodings: &Encodings) -> Self {
+        // The fold's tables are built now, not on the first request that needs them.
+        crate::fold::warm();
         let mut starts = [false; 256];
         let mut levels: FnvMap<Vec<Spelling>> = FnvMap::default();
         for (i, (name, abbrev)) in encodings.levels.iter().enumerate() {
@@ -431,24 +499,24 @@ impl Detector {
         &self,
         texts: impl IntoIterator<Item = &'a str>,
     ) -> Result<Option<Label>, UnknownMarking> {
-        #[derive(Default)]
-        struct Join {
-            mark: Option<Mark>,
-            unknown: Option<String>,
-        }
-        impl Sink for Join {
-            fn mark(&mut self, mark: Mark, _: usize) {
-                self.mark = Some(self.mark.map_or(mark, |m| m.join(mark)));
-            }
-            fn unknown(&mut self, word: &dyn Fn() -> String, _: usize) {
-                if self.unknown.is_none() {
-                    self.unknown = Some(word());
-                }
-            }
-        }
         let mut j = Join::default();
         for text in texts {
             self.scan_folded(&fold(text), &mut j);
+            if let Some(word) = j.unknown {
+                return Err(UnknownMarking { word });
+            }
+        }
+        Ok(j.mark.map(|m| self.label(m)))
+    }
+
+    /// [`Detector::label_of`] over texts already folded.
+    pub fn label_of_folded<'a>(
+        &self,
+        texts: impl IntoIterator<Item = &'a crate::Folded>,
+    ) -> Result<Option<Label>, UnknownMarking> {
+        let mut j = Join::default();
+        for text in texts {
+            self.scan_folded(text.bytes(), &mut j);
             if let Some(word) = j.unknown {
                 return Err(UnknownMarking { word });
             }
@@ -486,9 +554,14 @@ impl Detector {
                 // `TOP SECRET`, `TOP\nSECRET`: the rest of the name, one word at a time.
                 let mut p = e;
                 let whole = sp.rest.iter().all(|w| {
-                    if p < t.len() && (t[p] == b' ' || t[p] == b'\n') {
-                        let q = word_end(t, p + 1);
-                        if Upper::of(&t[p + 1..q]).is_some_and(|u| u.bytes() == w.as_slice()) {
+                    // One to three joining bytes, then the next word of the name.
+                    let mut k = p;
+                    while k < t.len() && k - p < 3 && is_joiner(t[k]) {
+                        k += 1;
+                    }
+                    if k > p && k < t.len() && is_word(t[k]) {
+                        let q = word_end(t, k);
+                        if Upper::of(&t[k..q]).is_some_and(|u| u.bytes() == w.as_slice()) {
                             p = q;
                             return true;
                         }
@@ -514,9 +587,8 @@ impl Detector {
     /// A marking starting at the word `t[s..e]`, if there is one: records it and returns
     /// where it ends.
     fn candidate(&self, t: &[u8], s: usize, e: usize, sink: &mut dyn Sink) -> Option<usize> {
-        // Only a separator, a parenthesis or the end of a line can follow a level: most words
-        // are turned away here, before any lookup.
-        if e < t.len() && !matches!(t[e], b' ' | b'\n' | b'/' | b')') {
+        // Bytes no rule lets follow a level: most words are turned away before any lookup.
+        if e < t.len() && matches!(t[e], b'(' | b'{' | b'<' | b'@' | b'&' | b'%' | b'$' | b'^') {
             return None;
         }
         let at = self.level_at(t, s, e)?;
@@ -524,51 +596,54 @@ impl Detector {
             level: at.level,
             ..Mark::default()
         };
-        let j = skip_space(t, at.end);
-        if t[j..].starts_with(b"//") {
-            let end = self.controls(t, j + 2, s, &mut mark, sink);
+        // The separators after the level: `//` (spaced, wrapped, or with invisible characters
+        // between) starts a marking; one `/` does when a known control word follows it (so
+        // `C/C++` and `S/MIME` stay prose).
+        let mut r = at.end;
+        let mut slashes = 0;
+        while r < t.len() && r - at.end < MAX_MARKING && (is_space(t[r]) || t[r] == b'/') {
+            slashes += usize::from(t[r] == b'/');
+            r += 1;
+        }
+        let known_next = || {
+            let q = word_end(t, r);
+            q > r && Upper::of(&t[r..q]).is_some_and(|u| self.control(&u, &mut { mark }))
+        };
+        if slashes >= 2 || (slashes == 1 && known_next()) {
+            let end = self.controls(t, at.end, s, &mut mark, sink);
             sink.mark(mark, s);
             return Some(end);
         }
-        // `S/NF`: a single slash counts when a known control word follows it (so `C/C++`
-        // and `S/MIME` stay prose).
-        if t.get(j) == Some(&b'/') {
-            let w = skip_space(t, j + 1);
-            let q = word_end(t, w);
-            let known =
-                q > w && Upper::of(&t[w..q]).is_some_and(|u| self.control(&u, &mut { mark }));
-            if known {
-                let end = self.controls(t, j + 1, s, &mut mark, sink);
-                sink.mark(mark, s);
-                return Some(end);
-            }
-        }
+        let j = skip_space(t, at.end);
         // `(S)`, `(TS)`, `(CUI)`: a bare portion mark.
         let mut p = s;
-        while p > 0 && t[p - 1] == b' ' {
+        while p > 0 && is_space(t[p - 1]) && t[p - 1] != b'\n' {
             p -= 1;
         }
         let opened = p > 0 && t[p - 1] == b'(' && (p < 2 || !is_word(t[p - 2]));
         if opened && t.get(j) == Some(&b')') {
             // `(c)`, `(s)` and `(u)` are everyday text (copyright, plurals, list items): a mark
-            // that is only a one-letter level counts only in capitals at a paragraph's start.
+            // that is only a one-letter level counts only in capitals opening a paragraph, a
+            // list item or what follows a colon.
             let one_letter = at.abbreviated && at.end - s == 1;
-            if one_letter && !(at_line_start(t, p - 1) && t[s].is_ascii_uppercase()) {
+            if one_letter && !(t[s].is_ascii_uppercase() && opens_paragraph(t, p - 1)) {
                 return None;
             }
             sink.mark(mark, s);
             return Some(j + 1);
         }
-        // A line that is nothing but a spelled-out level is a banner line.
-        if !at.abbreviated && at_line_start(t, s) && (at.end == t.len() || t[at.end] == b'\n') {
+        // A line that is nothing but a spelled-out level (decorated or not: `**SECRET**`,
+        // `# TOP SECRET`, `Classification: SECRET`) is a banner line.
+        if !at.abbreviated && banner_line(t, s, at.end) {
             sink.mark(mark, s);
             return Some(at.end);
         }
         None
     }
 
-    /// Reads the control words of a marking from `p` (just past its first separator) into
-    /// `mark`; returns the end of the last one read.
+    /// Reads the control words of a marking from `p` (at the separators after its level)
+    /// into `mark`; returns the end of the last one read. A word the encodings do not know,
+    /// or a character a marking cannot hold after a separator, is reported unknown.
     fn controls(
         &self,
         t: &[u8],
@@ -587,25 +662,29 @@ impl Detector {
                 return p;
             }
             // Separators: slashes, and the spaces and line breaks of wrapped markings.
-            while p < t.len() && matches!(t[p], b' ' | b'\n' | b'/') {
+            let mut slash = false;
+            while p < t.len() && (is_space(t[p]) || t[p] == b'/') {
+                slash |= t[p] == b'/';
                 p += 1;
             }
-            if p >= t.len() || !is_word(t[p]) {
+            if p >= t.len() {
+                return end;
+            }
+            if !is_word(t[p]) {
+                if slash {
+                    // `SECRET//)` or `//` then punctuation: not a marking's end, a hidden word.
+                    sink.unknown(&|| "<a character a marking cannot hold>".to_owned(), p);
+                }
                 return end;
             }
             let q = word_end(t, p);
             let word = Upper::of(&t[p..q]);
-            let is_rel = word.as_ref().is_some_and(|w| {
-                self.words
-                    .get(w.bytes())
-                    .is_some_and(|ms| ms.iter().any(|m| matches!(m, Meaning::Rel)))
-            });
             end = q;
-            if is_rel {
+            if word.as_ref().is_some_and(|w| self.is_rel(w)) {
                 let r = skip_space(t, q);
                 let s = word_end(t, r);
                 if Upper::of(&t[r..s]).is_some_and(|u| u.bytes() == b"TO") {
-                    let (e, set) = self.rel_to(t, s);
+                    let (e, set) = self.rel_to(t, s, sink);
                     end = e;
                     mark.restrict(set);
                 } else {
@@ -614,21 +693,39 @@ impl Detector {
             } else if !word.is_some_and(|w| self.control(&w, mark)) {
                 sink.unknown(&|| unknown_word(t, p, q), p);
             }
-            // Another control follows only after a slash.
-            let r = skip_space(t, end);
+            // Another control follows, on the same line, after a slash, or after a space when
+            // it is a known control word or is followed by `//` (`TOP SECRET//SI TK//NOFORN`).
+            // (A marking wraps to the next line only after a separator.)
+            let r = skip_inline(t, end);
             if t.get(r) == Some(&b'/') {
                 p = r;
-            } else {
-                return end;
+                continue;
             }
+            if r > end && r < t.len() && is_word(t[r]) {
+                let q = word_end(t, r);
+                let known = Upper::of(&t[r..q])
+                    .is_some_and(|u| self.is_rel(&u) || self.control(&u, &mut { *mark }));
+                let k = skip_inline(t, q);
+                if known || t[k..].starts_with(b"//") {
+                    p = r;
+                    continue;
+                }
+            }
+            return end;
         }
     }
 
+    fn is_rel(&self, w: &Upper) -> bool {
+        self.words
+            .get(w.bytes())
+            .is_some_and(|ms| ms.iter().any(|m| matches!(m, Meaning::Rel)))
+    }
+
     /// A `REL TO` list from `p` (just past `TO`): countries and tetragraphs separated by
-    /// commas. USA is always in it; a country the encodings do not know is left out, which
-    /// only narrows the list (fewer countries is more restrictive). Returns its end and its
-    /// countries.
-    fn rel_to(&self, t: &[u8], mut p: usize) -> (usize, Bits) {
+    /// commas. USA is always in it. A word that is neither is unknown (reported), except a
+    /// level, which starts the next marking and is left to it. Returns the list's end and
+    /// its countries.
+    fn rel_to(&self, t: &[u8], mut p: usize, sink: &mut dyn Sink) -> (usize, Bits) {
         let mut countries = Bits::default();
         countries.insert(self.home);
         let mut end = p;
@@ -638,17 +735,31 @@ impl Detector {
                 break;
             }
             let q = word_end(t, r);
+            if self.level_at(t, r, q).is_some() {
+                break;
+            }
+            let mut known = false;
             if let Some(u) = Upper::of(&t[r..q]) {
                 for m in self.words.get(u.bytes()).into_iter().flatten() {
                     match m {
-                        Meaning::Tetragraph(members) => countries = countries.union(*members),
-                        Meaning::Country(c) => countries.insert(*c),
+                        Meaning::Tetragraph(members) => {
+                            countries = countries.union(*members);
+                            known = true;
+                        }
+                        Meaning::Country(c) => {
+                            countries.insert(*c);
+                            known = true;
+                        }
                         _ => {}
                     }
                 }
             }
+            if !known {
+                sink.unknown(&|| unknown_word(t, r, q), r);
+            }
             end = q;
-            let c = skip_space(t, q);
+            // The list wraps to the next line only after a comma.
+            let c = skip_inline(t, q);
             if t.get(c) == Some(&b',') {
                 p = c + 1;
             } else {
@@ -657,6 +768,67 @@ impl Detector {
         }
         (end, countries)
     }
+}
+
+/// Whether the `(` at `i` opens a paragraph, a list item (`1. (S)`, `- (S)`, `> (S)`) or what
+/// follows a colon (`Summary: (S)`).
+fn opens_paragraph(t: &[u8], i: usize) -> bool {
+    let mut k = i;
+    while k > 0 && i - k < 8 && matches!(t[k - 1], b' ' | OPAQUE) {
+        k -= 1;
+    }
+    if k == 0 || t[k - 1] == b'\n' || t[k - 1] == b':' {
+        return true;
+    }
+    // A list marker at the start of the line: digits or one letter, then `.` or `)`; or
+    // bullets and quotes.
+    let mut m = k;
+    while m > 0
+        && k - m < 6
+        && (t[m - 1].is_ascii_digit()
+            || matches!(
+                t[m - 1],
+                b'.' | b')' | b'-' | b'*' | b'#' | b'>' | b'"' | b'\'' | b'+' | OPAQUE
+            ))
+    {
+        m -= 1;
+    }
+    if m > 0 && t[m - 1].is_ascii_alphabetic() && m < k && matches!(t[m], b'.' | b')') {
+        m -= 1;
+    }
+    m < k && (m == 0 || t[m - 1] == b'\n')
+}
+
+/// Whether the level at `t[s..e]` is all its line holds, but for decoration and an optional
+/// `CLASSIFICATION:` before it. A double quote counts as a line's edge: a string literal (a
+/// JSON value) that is nothing but a level is a banner too.
+fn banner_line(t: &[u8], s: usize, e: usize) -> bool {
+    let mut a = s;
+    while a > 0 && s - a < MAX_DECORATION && t[a - 1] != b'\n' && is_decoration(t[a - 1]) {
+        a -= 1;
+    }
+    // Only in capitals: `"SECRET"` in a JSON document, not `the "secret" sauce`.
+    let capitals = t[s..e].iter().all(|b| !b.is_ascii_lowercase());
+    let quoted = |r: &[u8]| capitals && r.contains(&b'"');
+    let before_ok = a == 0 || t[a - 1] == b'\n' || quoted(&t[a..s]) || {
+        // `Classification: TOP SECRET`, `CLASSIFIED BY ...` excepted.
+        let w = {
+            let mut w = a;
+            while w > 0 && is_word(t[w - 1]) {
+                w -= 1;
+            }
+            w
+        };
+        let prefix = Upper::of(&t[w..a.min(w + MAX_WORD)]);
+        t[a..s].contains(&b':')
+            && prefix.is_some_and(|u| u.bytes().starts_with(b"CIASSIFICATION"))
+            && (w == 0 || t[w - 1] == b'\n')
+    };
+    let mut z = e;
+    while z < t.len() && z - e < MAX_DECORATION && is_decoration(t[z]) {
+        z += 1;
+    }
+    before_ok && (z == t.len() || t[z] == b'\n' || quoted(&t[e..z]))
 }
 
 // `OPAQUE` is neither a word byte nor a separator, so it ends words and markings.
@@ -773,6 +945,65 @@ mod tests {
     }
 
     #[test]
+    fn nothing_between_or_after_the_words_of_a_marking_hides_them() {
+        for (text, want) in [
+            // Characters that render blank, or not at all.
+            (
+                "TOP SECRET//\u{2800}SI/TK//NOFORN",
+                "TOP SECRET//SI/TK//NOFORN",
+            ),
+            ("SECRET\u{2800}//NOFORN", "SECRET//NOFORN"),
+            (
+                "TOP SECRET//SI/\u{2800}TK//NOFORN",
+                "TOP SECRET//SI/TK//NOFORN",
+            ),
+            (
+                "TOP SECRET//\u{e000}SI//\u{fffd}NOFORN",
+                "TOP SECRET//SI//NOFORN",
+            ),
+            // A space where a slash belongs, spaced slashes.
+            ("TOP SECRET//SI TK//NOFORN", "TOP SECRET//SI/TK//NOFORN"),
+            ("SECRET/ /NOFORN", "SECRET//NOFORN"),
+            // Other joiners between level words.
+            ("TOP_SECRET//SI", "TOP SECRET//SI"),
+            ("TOP.SECRET//SI", "TOP SECRET//SI"),
+            ("TOP\u{2014}SECRET//SI", "TOP SECRET//SI"),
+            // Escapes, as text copied out of JSON or code holds them.
+            (r#"Result: {"doc":"TOP SECRET\nThe plan"}"#, "TOP SECRET"),
+            (r"\u0054OP \u0053ECRET//\u0053I", "TOP SECRET//SI"),
+            // Decorated banner lines.
+            ("**TOP SECRET**\nbody", "TOP SECRET"),
+            ("# SECRET\nbody", "SECRET"),
+            ("> SECRET", "SECRET"),
+            ("Classification: TOP SECRET\nbody", "TOP SECRET"),
+            ("body\nSECRET.", "SECRET"),
+            // One-letter portion marks opening list items or after a colon.
+            ("Summary: (S) the plan", "SECRET"),
+            ("1. (S) first item", "SECRET"),
+            ("- (S) a point", "SECRET"),
+        ] {
+            let e = Encodings::builtin();
+            let d = Detector::new(&e);
+            let got = d.label_of([text]).map(|l| l.map(|l| e.banner(&l)));
+            assert_eq!(got, Ok(Some(want.to_owned())), "{text:?}");
+        }
+        // A REL TO list does not swallow the next marking's level.
+        let e = Encodings::builtin();
+        let d = Detector::new(&e);
+        let l = d
+            .label_of(["SECRET//REL TO USA, TOP SECRET//SI//NOFORN"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.banner(&l), "TOP SECRET//SI//NOFORN");
+        // After a separator, a character a marking cannot hold denies.
+        assert!(!unknown("SECRET//) x").is_empty());
+        assert_eq!(unknown("S//REL TO USA, GBR, TK"), ["TK"]);
+        // A marking continues on the next line only after a separator.
+        assert!(unknown("SECRET//NOFORN\n/usr/bin/env").is_empty());
+        assert_eq!(banners("SECRET//NOFORN\n/usr/bin/env"), ["SECRET//NOFORN"]);
+    }
+
+    #[test]
     fn everyday_text_is_not_a_marking() {
         for text in [
             "the secret to good bread",
@@ -785,6 +1016,12 @@ mod tests {
             "top secretive",
             "a top-secret-style font",
             "U.S. policy (U.S.)",
+            "Items (S) and (M) are sizes.",
+            "Keep it secret.",
+            "# Secret Santa",
+            r"C:\Users\secret\notes",
+            "He said \"Secret\" and left.",
+            "the \"secret\" sauce",
         ] {
             assert!(banners(text).is_empty(), "{text} -> {:?}", banners(text));
             assert!(unknown(text).is_empty(), "{text}");

@@ -4,15 +4,20 @@
 //! fold drops every default-ignorable code point (zero-width spaces and joiners, soft hyphens,
 //! bidirectional controls, variation selectors, tags), ASCII and C1 control characters and
 //! combining marks; it maps compatibility forms (fullwidth letters, mathematical alphanumerics,
-//! ligatures) by NFKD and look-alike letters of other scripts (Cyrillic `С`, Greek `Τ`) by the
-//! Unicode confusables table (UTS #39 skeletons); and it collapses every whitespace run into
-//! one space, or one newline when the run held a line break. A character with no ASCII
-//! reading becomes [`OPAQUE`], which ends a word. Folding only ever makes more text look like a
-//! marking, never less, and it is one pass: linear in the input.
+//! ligatures) by NFKD and look-alike characters of other scripts (Cyrillic `С`, Greek `Τ`, a
+//! braille blank that looks like a space) by the Unicode confusables table (UTS #39
+//! skeletons); it reads escapes as what they stand for (`\n`, `\t`, `\u0054`: text copied out
+//! of JSON or source code); and it collapses every whitespace run into one space, or one
+//! newline when the run held a line break. A character with no ASCII reading becomes
+//! [`OPAQUE`], which ends a word. Folding only ever makes more text look like a marking, never
+//! less, and it is one pass: linear in the input, a table lookup per character.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 
-/// Stands for a character with no ASCII reading: not part of any word or marking.
+/// Stands for a character with no ASCII reading: not part of any word.
 pub(crate) const OPAQUE: u8 = 0x1A;
 
 /// Whether `c` is dropped by the fold wherever it appears (for tests and fuzzing).
@@ -64,7 +69,8 @@ fn fold_char(ch: char, out: &mut Vec<u8>) {
             if is_combining_mark(p) {
                 continue;
             }
-            if p.is_ascii_graphic() {
+            // A prototype that is a space (U+2800, which renders blank) reads as one.
+            if p.is_ascii_graphic() || p == ' ' {
                 out.push(p as u8);
             } else {
                 readable = false;
@@ -76,47 +82,88 @@ fn fold_char(ch: char, out: &mut Vec<u8>) {
         }
         if !readable || out.len() == start {
             out.truncate(start);
-            out.push(OPAQUE);
+            // A run of unreadable characters reads as one (a ligature that decomposes into
+            // eighteen Arabic letters is one opaque byte, not eighteen).
+            if out.last() != Some(&OPAQUE) {
+                out.push(OPAQUE);
+            }
         }
     });
 }
 
-/// A packed fold of one BMP character: byte 0 is how many bytes follow (at most 7), or
-/// [`SLOW`] when the fold is longer and must be computed.
-const SLOW: u8 = 0xFF;
+/// A packed fold of one character: byte 0 is how many bytes follow (at most 7), or [`LONG`]
+/// when the fold is longer (kept in [`Tables::long`]).
+const LONG: u8 = 0xFF;
 
-/// The fold of every non-ASCII character of the Basic Multilingual Plane, computed once:
-/// folding is a table lookup per character for nearly all text.
-fn bmp() -> &'static [u64] {
-    static TABLE: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
+/// The fold of every character of the planes that hold assigned characters (0 to 3, and 14
+/// for tags and variation selectors), computed once. Other planes hold only unassigned and
+/// private-use code points, which read as nothing ASCII.
+struct Tables {
+    /// Planes 0 to 3, by code point.
+    low: Vec<u64>,
+    /// Plane 14, by code point minus 0xE0000.
+    tags: Vec<u64>,
+    /// Folds longer than 7 bytes.
+    long: HashMap<u32, Vec<u8>>,
+}
+
+fn tables() -> &'static Tables {
+    static TABLES: OnceLock<Tables> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        let mut long = HashMap::new();
         let mut out = Vec::with_capacity(8);
-        (0..=0xFFFFu32)
-            .map(|cp| {
-                let Some(ch) = char::from_u32(cp).filter(|c| !c.is_ascii()) else {
-                    return 0;
-                };
-                out.clear();
-                fold_char(ch, &mut out);
-                if out.len() > 7 {
-                    return u64::from(SLOW);
-                }
-                let mut packed = out.len() as u64;
-                for (i, &b) in out.iter().enumerate() {
-                    packed |= u64::from(b) << (8 * (i + 1));
-                }
-                packed
-            })
-            .collect()
+        let mut pack = |cp: u32| -> u64 {
+            let Some(ch) = char::from_u32(cp).filter(|c| !c.is_ascii()) else {
+                return 0;
+            };
+            out.clear();
+            fold_char(ch, &mut out);
+            if out.len() > 7 {
+                long.insert(cp, out.clone());
+                return u64::from(LONG);
+            }
+            let mut packed = out.len() as u64;
+            for (i, &b) in out.iter().enumerate() {
+                packed |= u64::from(b) << (8 * (i + 1));
+            }
+            packed
+        };
+        let low = (0..0x40000u32).map(&mut pack).collect();
+        let tags = (0xE0000..0xF0000u32).map(&mut pack).collect();
+        Tables { low, tags, long }
     })
 }
 
-/// The folded text: ASCII bytes only.
-/// `text` folded as detection reads it (ASCII only), for other detectors that must see through
-/// the same disguises (personal data).
+/// Builds the fold tables now rather than on the first non-ASCII text.
+pub(crate) fn warm() {
+    tables();
+}
+
+/// A text folded as detection reads it (ASCII only): folded once, then read by the marking
+/// detector and by other detectors that must see through the same disguises (personal data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folded(Vec<u8>);
+
+impl Folded {
+    /// Folds `text`.
+    pub fn new(text: &str) -> Self {
+        Self(fold(text))
+    }
+
+    /// The folded text.
+    pub fn as_str(&self) -> &str {
+        // The fold writes ASCII bytes only.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// `text` folded as detection reads it (see [`Folded`]).
 pub fn fold_text(text: &str) -> String {
-    // The fold writes ASCII bytes only.
-    String::from_utf8(fold(text)).unwrap_or_default()
+    Folded::new(text).as_str().to_owned()
 }
 
 /// The folded text: ASCII bytes only.
@@ -124,12 +171,16 @@ pub(crate) fn fold(text: &str) -> Vec<u8> {
     let mut f = Folder {
         out: Vec::with_capacity(text.len()),
         space: None,
+        tables: None,
     };
     let bytes = text.as_bytes();
-    let table = if bytes.is_ascii() { &[][..] } else { bmp() };
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        if b == b'\\' {
+            i = f.escape(text, i);
+            continue;
+        }
         if b.is_ascii() {
             f.ascii(b);
             i += 1;
@@ -137,7 +188,7 @@ pub(crate) fn fold(text: &str) -> Vec<u8> {
         }
         // `text` is valid UTF-8, so a non-ASCII byte starts a character here.
         let ch = text[i..].chars().next().unwrap_or('\u{FFFD}');
-        f.other(ch, table);
+        f.other(ch);
         i += ch.len_utf8();
     }
     f.out
@@ -147,10 +198,22 @@ struct Folder {
     out: Vec<u8>,
     /// A whitespace run not yet written: `b' '`, or `b'\n'` once it held a line break.
     space: Option<u8>,
+    tables: Option<&'static Tables>,
+}
+
+fn hex4(s: &[u8]) -> Option<u32> {
+    let s = s.get(..4)?;
+    let s = std::str::from_utf8(s).ok()?;
+    u32::from_str_radix(s, 16).ok()
 }
 
 impl Folder {
     fn push(&mut self, b: u8) {
+        // Runs of unreadable characters read as one: nothing is lost, and a flood of them
+        // costs the passes after the fold nothing.
+        if b == OPAQUE && self.space.is_none() && self.out.last() == Some(&OPAQUE) {
+            return;
+        }
         if let Some(s) = self.space.take() {
             // Leading whitespace is dropped; a run before text becomes one byte.
             if !self.out.is_empty() {
@@ -178,18 +241,82 @@ impl Folder {
         }
     }
 
-    fn other(&mut self, ch: char, table: &[u64]) {
-        let packed = table.get(ch as usize).copied().unwrap_or(u64::from(SLOW));
-        if packed as u8 != SLOW {
-            for i in 0..(packed & 0xFF) as usize {
-                self.byte((packed >> (8 * (i + 1))) as u8);
+    /// A run of backslashes at `i`: an escape read as what it stands for (any number of
+    /// backslashes, so text escaped twice reads the same), or the backslashes themselves.
+    /// Returns where to go on.
+    fn escape(&mut self, text: &str, i: usize) -> usize {
+        let bytes = text.as_bytes();
+        let mut j = i;
+        while j < bytes.len() && bytes[j] == b'\\' {
+            j += 1;
+        }
+        match bytes.get(j) {
+            Some(b'n' | b'r') => self.whitespace(true),
+            Some(b't') => self.whitespace(false),
+            Some(b'"' | b'\'' | b'/') => self.push(bytes[j]),
+            Some(b'u') => match hex4(&bytes[j + 1..]) {
+                Some(cp) => {
+                    // A surrogate pair, or a lone half (read as nothing ASCII).
+                    let low = (0xD800..0xDC00)
+                        .contains(&cp)
+                        .then(|| {
+                            let k = j + 5;
+                            (bytes.get(k..k + 2) == Some(b"\\u"))
+                                .then(|| hex4(&bytes[k + 2..]))
+                                .flatten()
+                                .filter(|lo| (0xDC00..0xE000).contains(lo))
+                        })
+                        .flatten();
+                    let (ch, end) = match low {
+                        Some(lo) => (
+                            char::from_u32(0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)),
+                            j + 11,
+                        ),
+                        None => (char::from_u32(cp), j + 5),
+                    };
+                    match ch {
+                        Some(c) if c.is_ascii() => self.ascii(c as u8),
+                        Some(c) => self.other(c),
+                        None => self.push(OPAQUE),
+                    }
+                    return end;
+                }
+                None => {
+                    for _ in i..j {
+                        self.push(b'\\');
+                    }
+                    return j;
+                }
+            },
+            _ => {
+                for _ in i..j {
+                    self.push(b'\\');
+                }
+                return j;
+            }
+        }
+        j + 1
+    }
+
+    fn other(&mut self, ch: char) {
+        // The tables hold whitespace too (as ` ` or `\n`).
+        let t = *self.tables.get_or_insert_with(tables);
+        let cp = ch as u32;
+        let packed = match cp {
+            0..0x40000 => t.low[cp as usize],
+            0xE0000..0xF0000 => t.tags[(cp - 0xE0000) as usize],
+            // Unassigned and private-use planes.
+            _ => (u64::from(OPAQUE) << 8) | 1,
+        };
+        if packed as u8 == LONG {
+            let long = t.long.get(&cp).map_or(&[][..], Vec::as_slice);
+            for &b in long {
+                self.byte(b);
             }
             return;
         }
-        let mut out = Vec::new();
-        fold_char(ch, &mut out);
-        for b in out {
-            self.byte(b);
+        for i in 0..(packed & 0xFF) as usize {
+            self.byte((packed >> (8 * (i + 1))) as u8);
         }
     }
 
@@ -215,7 +342,7 @@ mod tests {
     #[test]
     fn whitespace_runs_become_one_byte() {
         assert_eq!(f("  a \t b\n\n  c  "), "a b\nc");
-        assert_eq!(f("a\u{2028}b\u{a0}c\u{3000}d"), "a\nb c d");
+        assert_eq!(f("a\u{2028}b\u{a0}c\u{3000}d\u{2800}e"), "a\nb c d e");
     }
 
     #[test]
@@ -230,8 +357,29 @@ mod tests {
     }
 
     #[test]
-    fn other_scripts_are_opaque() {
+    fn escapes_read_as_what_they_stand_for() {
+        assert_eq!(
+            f(r#"{"doc": "TOP SECRET\nThe plan"}"#),
+            "{\"doc\": \"TOP SECRET\nThe plan\"}"
+        );
+        assert_eq!(f(r"\u0054OP \u0053ECRET"), "TOP SECRET");
+        assert_eq!(f(r"a\\nb"), "a\nb", "escaped twice");
+        assert_eq!(
+            f(r"\ud83d\ude00x"),
+            "\u{1a}x",
+            "a surrogate pair is one character"
+        );
+        assert_eq!(f(r"C:\Users\q"), r"C:\Users\q");
+        assert_eq!(f(r"\u00zz"), r"\u00zz");
+    }
+
+    #[test]
+    fn other_scripts_and_private_use_are_opaque() {
         assert_eq!(fold("a漢b"), [b'a', OPAQUE, b'b']);
+        assert_eq!(
+            fold("a\u{e000}b\u{10ffff}c"),
+            [b'a', OPAQUE, b'b', OPAQUE, b'c']
+        );
     }
 
     #[test]

@@ -17,6 +17,6 @@ mod parse;
 
 pub use detect::{Detector, Found, Scan, Unknown, UnknownMarking};
 pub use encodings::{Encodings, EncodingsError};
-pub use fold::{fold_text, is_ignorable};
+pub use fold::{fold_text, is_ignorable, Folded};
 pub use label::{Label, Releasability};
 pub use parse::LabelError;

@@ -204,6 +204,14 @@ impl Monitor {
     /// The request label alone: the join of the declared markings and every detected one.
     /// A declared marking that does not parse is an error (which denies).
     pub fn label(&self, declared: &[&str], texts: &[&str]) -> Result<RequestLabel, Reason> {
+        self.label_with(declared, |d| d.label_of(texts.iter().copied()))
+    }
+
+    fn label_with(
+        &self,
+        declared: &[&str],
+        detect: impl FnOnce(&Detector) -> Result<Option<Label>, UnknownMarking>,
+    ) -> Result<RequestLabel, Reason> {
         let mut declared_label = self.encodings.lowest();
         for d in declared {
             let l = self.encodings.parse(d).map_err(|e| {
@@ -214,15 +222,12 @@ impl Monitor {
             })?;
             declared_label = declared_label.join(&l);
         }
-        let found = self
-            .detector
-            .label_of(texts.iter().copied())
-            .map_err(|UnknownMarking { word }| {
-                Reason::new(
-                    Rule::UnknownMarking,
-                    format!("a marking in the request contains '{word}', which is not a word of this enclave's label encodings, so the request cannot be labelled; correct the marking"),
-                )
-            })?;
+        let found = detect(&self.detector).map_err(|UnknownMarking { word }| {
+            Reason::new(
+                Rule::UnknownMarking,
+                format!("a marking in the request contains '{word}', which is not a word of this enclave's label encodings, so the request cannot be labelled; correct the marking"),
+            )
+        })?;
         let label = match &found {
             Some(d) => declared_label.join(d),
             None => declared_label.clone(),
@@ -244,21 +249,29 @@ impl Monitor {
     /// in them. Detection is the expensive part of a decision, so a request judged against
     /// several models (a route's deployments) is read once.
     pub fn read(&self, declared: &[&str], texts: &[&str], pii: PiiAction) -> Reading {
-        let label = self.label(declared, texts);
-        let pii = if pii == PiiAction::Off || label.is_err() {
-            Vec::new()
-        } else {
-            let mut kinds: Vec<&'static str> = Vec::new();
-            for t in texts {
-                for k in self.pii.find(t) {
+        if pii == PiiAction::Off {
+            return Reading {
+                label: self.label(declared, texts),
+                pii: Vec::new(),
+            };
+        }
+        // Both detectors read the same folded texts: each text is folded once.
+        let folded: Vec<highside_label::Folded> = texts
+            .iter()
+            .map(|t| highside_label::Folded::new(t))
+            .collect();
+        let label = self.label_with(declared, |d| d.label_of_folded(&folded));
+        let mut kinds: Vec<&'static str> = Vec::new();
+        if label.is_ok() {
+            for f in &folded {
+                for k in self.pii.find_folded(f) {
                     if !kinds.contains(&k) {
                         kinds.push(k);
                     }
                 }
             }
-            kinds
-        };
-        Reading { label, pii }
+        }
+        Reading { label, pii: kinds }
     }
 
     /// Decides one request from its [`Reading`] (the input's `declared` and `texts` are not

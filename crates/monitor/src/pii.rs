@@ -91,7 +91,11 @@ impl PiiDetector {
 
     /// The kinds of personal data in `text`: any of `ssn`, `phone`, `email`, in that order.
     pub fn find(&self, text: &str) -> Vec<&'static str> {
-        let folded = highside_label::fold_text(text);
+        self.find_folded(&highside_label::Folded::new(text))
+    }
+
+    /// [`PiiDetector::find`] on a text already folded.
+    pub fn find_folded(&self, folded: &highside_label::Folded) -> Vec<&'static str> {
         let text = folded.as_str();
         let mut kinds = Vec::new();
         let ssn = self.ssn.captures_iter(text).any(|c| {

@@ -20,36 +20,58 @@ use crate::AppState;
 
 /// Bodies of signed requests read before their signature is verified, at most, at once.
 static UNVERIFIED_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
-/// Of those, at most this many from one client address, so slow clients from a few addresses
-/// cannot hold them all (each is held for `body_timeout` at most).
-const UNVERIFIED_PER_CLIENT: u32 = 4;
+/// Of those, at most this many from one client address, and as many for one access key, so
+/// slow clients from a few addresses, or with one leaked key ID, cannot hold them all (each
+/// is held for `body_timeout` at most).
+const UNVERIFIED_PER_HOLDER: u32 = 4;
 
-/// Unverified bodies being read, per client address.
-fn unverified_by_client() -> &'static Mutex<HashMap<Option<IpAddr>, u32>> {
-    static M: OnceLock<Mutex<HashMap<Option<IpAddr>, u32>>> = OnceLock::new();
+/// The address a client is counted under: an IPv4 address, or an IPv6 /64 (one host's
+/// allocation; its 2^64 addresses are one client).
+pub(crate) fn client_key(ip: Option<IpAddr>) -> Option<IpAddr> {
+    ip.map(|ip| match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+    })
+}
+
+/// Who holds unverified-body permits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Holder {
+    Client(Option<IpAddr>),
+    Key(String),
+}
+
+/// Unverified bodies being read, per holder.
+fn unverified_by_holder() -> &'static Mutex<HashMap<Holder, u32>> {
+    static M: OnceLock<Mutex<HashMap<Holder, u32>>> = OnceLock::new();
     M.get_or_init(Mutex::default)
 }
 
-/// One client address's share of the unverified-body permits; given back on drop.
-struct ClientPermit(Option<IpAddr>);
+/// One holder's share of the unverified-body permits; given back on drop.
+struct HolderPermit(Holder);
 
-impl ClientPermit {
-    fn take(ip: Option<IpAddr>) -> Option<Self> {
-        let mut m = unverified_by_client()
+impl HolderPermit {
+    fn take(holder: Holder) -> Option<Self> {
+        let mut m = unverified_by_holder()
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(ip).or_insert(0);
-        if *n >= UNVERIFIED_PER_CLIENT {
+        let n = m.entry(holder.clone()).or_insert(0);
+        if *n >= UNVERIFIED_PER_HOLDER {
             return None;
         }
         *n += 1;
-        Some(Self(ip))
+        Some(Self(holder))
     }
 }
 
-impl Drop for ClientPermit {
+impl Drop for HolderPermit {
     fn drop(&mut self) {
-        let mut m = unverified_by_client()
+        let mut m = unverified_by_holder()
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(&self.0) {
@@ -61,15 +83,24 @@ impl Drop for ClientPermit {
     }
 }
 
-/// The per-address throttle of failed authentications: every failure costs one of a burst
-/// of `per_minute`, refilled at `per_minute` a minute. A failure within the allowance is
-/// recorded on its own and answered 401; beyond it, the answer is 429 and the failures are
-/// counted, then recorded as one record per address per report interval, so nobody who can
-/// reach the port can fill the audit log's disk. Valid credentials are never throttled.
+/// The throttle of failed authentications: every failure costs one of a burst of
+/// `per_minute` for its client address, refilled at `per_minute` a minute, and one of the
+/// node's allowance (fifty addresses' worth), so many addresses cannot make many records
+/// either. A failure within both is recorded on its own and answered 401; beyond, the answer is
+/// 429 and the failures are counted, then recorded as one record per address per report
+/// interval, so nobody who can reach the port can fill the audit log's disk. Valid credentials
+/// are never throttled.
 #[derive(Debug)]
 pub(crate) struct AuthThrottle {
     per_minute: f64,
-    buckets: Mutex<HashMap<Option<IpAddr>, Bucket>>,
+    state: Mutex<Throttled>,
+}
+
+#[derive(Debug, Default)]
+struct Throttled {
+    buckets: HashMap<Option<IpAddr>, Bucket>,
+    /// The node's allowance.
+    global: Option<Bucket>,
 }
 
 #[derive(Debug)]
@@ -80,57 +111,88 @@ struct Bucket {
     refused: u64,
 }
 
-/// Addresses tracked at most; beyond it, addresses with a full allowance are forgotten.
+impl Bucket {
+    fn full(burst: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            at: now,
+            refused: 0,
+        }
+    }
+
+    /// Refills, then takes one if there is one.
+    fn take(&mut self, burst: f64, now: Instant) -> bool {
+        let refill = now.duration_since(self.at).as_secs_f64() * burst / 60.0;
+        self.tokens = (self.tokens + refill).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn is_full(&self, burst: f64) -> bool {
+        self.tokens + self.at.elapsed().as_secs_f64() * burst / 60.0 >= burst
+    }
+}
+
+/// Addresses tracked at most; beyond it, addresses with nothing to report are forgotten.
 const MAX_TRACKED: usize = 65_536;
+/// The node's allowance of failures recorded one by one, in addresses' allowances.
+const GLOBAL_ADDRESSES: f64 = 50.0;
 
 impl AuthThrottle {
     pub(crate) fn new(per_minute: u32) -> Self {
         Self {
             per_minute: f64::from(per_minute.max(1)),
-            buckets: Mutex::default(),
+            state: Mutex::default(),
         }
     }
 
     /// Whether one more failure from `ip` may be recorded on its own; otherwise the seconds
     /// until one may.
     fn failure(&self, ip: Option<IpAddr>) -> Result<(), u64> {
-        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if b.len() >= MAX_TRACKED {
-            let full = self.per_minute;
-            b.retain(|_, x| {
-                x.refused > 0 || x.tokens + x.at.elapsed().as_secs_f64() * full / 60.0 < full
-            });
+        let ip = client_key(ip);
+        let burst = self.per_minute;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.buckets.len() >= MAX_TRACKED {
+            st.buckets.retain(|_, x| x.refused > 0 || !x.is_full(burst));
+            // Still crowded (many addresses at once): keep only what must be reported, so the
+            // next clean-up is again MAX_TRACKED / 2 new addresses away (constant amortized).
+            if st.buckets.len() >= MAX_TRACKED / 2 {
+                st.buckets.retain(|_, x| x.refused > 0);
+            }
         }
         let now = Instant::now();
-        let bucket = b.entry(ip).or_insert(Bucket {
-            tokens: self.per_minute,
-            at: now,
-            refused: 0,
-        });
-        let refill = now.duration_since(bucket.at).as_secs_f64() * self.per_minute / 60.0;
-        bucket.tokens = (bucket.tokens + refill).min(self.per_minute);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        let global_burst = burst * GLOBAL_ADDRESSES;
+        let Throttled { buckets, global } = &mut *st;
+        let bucket = buckets
+            .entry(ip)
+            .or_insert_with(|| Bucket::full(burst, now));
+        let global = global.get_or_insert_with(|| Bucket::full(global_burst, now));
+        if bucket.take(burst, now) && global.take(global_burst, now) {
             return Ok(());
         }
         bucket.refused += 1;
-        Err(((1.0 - bucket.tokens) * 60.0 / self.per_minute)
+        Err(((1.0 - bucket.tokens.min(global.tokens)) * 60.0 / burst)
             .ceil()
             .max(1.0) as u64)
     }
 
     /// The failures refused since the last call, per address (the counts are reset).
     pub(crate) fn take_refused(&self) -> Vec<(Option<IpAddr>, u64)> {
-        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let out = b
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let out = st
+            .buckets
             .iter_mut()
             .filter(|(_, x)| x.refused > 0)
             .map(|(ip, x)| (*ip, std::mem::take(&mut x.refused)))
             .collect();
         // Addresses whose allowance is whole again are forgotten.
-        let full = self.per_minute;
-        b.retain(|_, x| x.tokens + x.at.elapsed().as_secs_f64() * full / 60.0 < full);
+        let burst = self.per_minute;
+        st.buckets.retain(|_, x| !x.is_full(burst));
         out
     }
 }
@@ -305,7 +367,40 @@ pub(crate) async fn require_principal(
                 HttpError(e).into_response()
             }
         };
-        let Some(_client_permit) = ClientPermit::take(addr.map(|a| a.ip())) else {
+        let Some(_client_permit) =
+            HolderPermit::take(Holder::Client(client_key(addr.map(|a| a.ip()))))
+        else {
+            return busy();
+        };
+        // The access key must exist before its body is read: an unknown key ID fails at once,
+        // like a wrong signature, and one key holds no more permits than one address.
+        let access_key = std::str::from_utf8(auth[0])
+            .ok()
+            .and_then(|h| highside_sigv4::parse_authorization(h).ok())
+            .map(|a| a.access_key)
+            .unwrap_or_default();
+        let st = Arc::clone(&state);
+        let probe = access_key.clone();
+        let known = tokio::task::spawn_blocking(move || st.auth.knows_access_key(&probe)).await;
+        match known {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                let answer = match answer {
+                    Answer::Aws(_) => Answer::Aws("InvalidSignatureException"),
+                    a => a,
+                };
+                let why = highside_sigv4::SigError::Mismatch.to_string();
+                return refuse(&state, route, addr, why, answer).await;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "identity store failed during authentication");
+                return HttpError(ApiError::internal("cannot check credentials")).into_response();
+            }
+            Err(_) => {
+                return HttpError(ApiError::internal("cannot check credentials")).into_response()
+            }
+        }
+        let Some(_key_permit) = HolderPermit::take(Holder::Key(access_key)) else {
             return busy();
         };
         let Ok(_permit) = UNVERIFIED_BODIES.try_acquire() else {

@@ -22,6 +22,10 @@ use tower::ServiceExt;
 
 use crate::ClientInfo;
 
+/// Connections served at once at most; beyond, new ones wait in the listen backlog (so a
+/// flood of idle connections cannot exhaust the node's file descriptors).
+const MAX_CONNECTIONS: usize = 1000;
+
 /// How long each stage of a connection may take.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadlines {
@@ -43,7 +47,15 @@ pub(crate) async fn run<L>(
 {
     // Each connection holds a receiver; `closed` resolves once every one is dropped.
     let (all_done, done) = watch::channel(());
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            s = std::sync::Arc::clone(&slots).acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            () = stopped(&mut stop) => break,
+        };
         let (io, client) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = stopped(&mut stop) => break,
@@ -77,6 +89,7 @@ pub(crate) async fn run<L>(
                 }
             }
             drop(done);
+            drop(slot);
         });
     }
     drop(done);

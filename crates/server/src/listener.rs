@@ -17,6 +17,9 @@ use tokio_rustls::TlsAcceptor;
 
 /// A handshake that has not finished in this time is dropped, so slow clients cannot pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at most; a connection beyond them is closed at once, so a flood of
+/// connections that never finish a handshake costs a bounded number of tasks.
+const MAX_HANDSHAKES: usize = 256;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
@@ -205,6 +208,7 @@ impl TlsListener {
         let local = listener.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
         let (tx, ready) = mpsc::channel(64);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
                 let (tcp, addr) = match listener.accept().await {
@@ -217,9 +221,14 @@ impl TlsListener {
                 if tx.is_closed() {
                     return;
                 }
+                let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
+                    tracing::warn!(client = %addr, "too many TLS handshakes in progress: connection closed");
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => {
                             let certificate = tls

@@ -22,6 +22,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Context kept from released text, for markings that wrap across the release point.
 const CONTEXT_BYTES: usize = 4096;
+/// Context kept at least when it is cut at a line break (a marking is at most 1,024 folded
+/// bytes, so its start stays in the context).
+const MIN_CONTEXT: usize = 2048;
 
 /// The finish reason a completion record gives a generation stopped by the output scan.
 pub(crate) const EXCEEDED: &str = "output_label_exceeded";
@@ -191,11 +194,14 @@ fn release_point(pending: &str) -> usize {
 impl Scanner {
     /// Adds generated text; returns what may leave now.
     fn push(&mut self, text: &str) -> Result<String, Box<Refused>> {
+        // What is pending holds no break (it was cut after the last one), so only the new text
+        // is searched: linear, however long a line without punctuation grows.
+        let before = self.pending.len();
         self.pending.push_str(text);
-        let cut = release_point(&self.pending);
-        if cut == 0 {
-            return Ok(String::new());
-        }
+        let cut = match release_point(&self.pending[before..]) {
+            0 => return Ok(String::new()),
+            at => before + at,
+        };
         let rest = self.pending.split_off(cut);
         let ready = std::mem::replace(&mut self.pending, rest);
         self.check(&ready)?;
@@ -212,7 +218,11 @@ impl Scanner {
         if let Some(calls) = &self.calls {
             let calls = calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
             for c in &calls {
-                let mut texts = vec![c.function.name.clone(), c.function.arguments.clone()];
+                let mut texts = vec![
+                    c.id.clone(),
+                    c.function.name.clone(),
+                    c.function.arguments.clone(),
+                ];
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&c.function.arguments) {
                     highside_openai::tools::json_strings(&v, &mut texts);
                 }
@@ -273,8 +283,12 @@ impl Scanner {
             while !self.tail.is_char_boundary(from) {
                 from += 1;
             }
-            // Cut after a line break when there is one, so the context starts a line.
-            match self.tail[from..].find('\n') {
+            // Cut after a line break when there is one and enough stays after it, so the context
+            // starts a line; else mid-line.
+            match self.tail[from..]
+                .find('\n')
+                .filter(|nl| self.tail.len() - (from + nl + 1) >= MIN_CONTEXT)
+            {
                 Some(nl) => {
                     self.tail.drain(..from + nl + 1);
                     self.tail_starts_line = true;
@@ -396,6 +410,23 @@ mod tests {
         let (sent, refused) = drain(&mut o).await;
         assert_eq!(sent, "ok\n");
         assert!(refused.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_marking_completed_after_a_long_line_keeps_its_start_in_context() {
+        let long = format!("{}\n", "prose ".repeat(900));
+        let mut o = output(
+            "TOP SECRET//SI",
+            vec![
+                tok(&long),
+                tok("TOP SECRET//SI//\n"),
+                tok("TK//NOFORN\n"),
+                done(),
+            ],
+        );
+        let (sent, refused) = drain(&mut o).await;
+        assert!(sent.ends_with("TOP SECRET//SI//\n"));
+        assert_eq!(refused.unwrap().label, "TOP SECRET//SI/TK//NOFORN");
     }
 
     #[test]

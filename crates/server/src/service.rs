@@ -796,6 +796,21 @@ impl Service {
         model: &crate::LoadedModel,
     ) -> Result<Decision, ApiError> {
         if let PromptInput::Tokens(ids) = &req.input {
+            // More ids than the context holds is a 400 anyway: refused before they are read
+            // back to text (each id may be many bytes).
+            let context = model.engine.info().context_length as usize;
+            if ids.len() > context {
+                return Err(ApiError {
+                    code: Some("context_length_exceeded"),
+                    ..ApiError::bad_request(
+                        format!(
+                            "the prompt has {} tokens; this model's context holds {context}",
+                            ids.len()
+                        ),
+                        Some("prompt"),
+                    )
+                });
+            }
             // Checked before anything reads them: llama.cpp aborts on an id out of range.
             let n_vocab = model.engine.info().n_vocab;
             if let Some(bad) = ids.iter().find(|&&t| t as u32 >= n_vocab) {

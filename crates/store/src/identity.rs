@@ -85,6 +85,9 @@ pub struct ApiKeyRecord {
     /// An AWS pair's salt (its secret is derived from it); `None` for bearer keys.
     #[serde(skip)]
     pub salt: Option<KeySalt>,
+    /// The key the request that created it authenticated with, if any.
+    #[serde(rename = "parent_key_id")]
+    pub parent: Option<KeyId>,
 }
 
 /// A client-certificate mapping.
@@ -179,6 +182,8 @@ pub trait IdentityStore: Send + Sync {
     ) -> Result<Vec<CertMappingRecord>, StoreError>;
     /// Deletes a mapping.
     fn delete_cert_mapping(&self, id: &CertMappingId) -> Result<(), StoreError>;
+    /// Whether a key has live (unrevoked) keys of its own user minted with it.
+    fn has_own_children(&self, key: &KeyId) -> Result<bool, StoreError>;
     /// Every mapping matching a certificate's subject or any of its subjectAltNames, in the
     /// order they were made (oldest first).
     fn match_certificate(

@@ -36,6 +36,10 @@ pub(crate) const SQLITE: &[(&str, &str)] = &[
         "0007_agency_nationality",
         include_str!("../migrations/sqlite/0007_agency_nationality.sql"),
     ),
+    (
+        "0008_key_parent",
+        include_str!("../migrations/sqlite/0008_key_parent.sql"),
+    ),
 ];
 
 pub(crate) fn run(conn: &mut Connection, migrations: &[(&str, &str)]) -> Result<(), StoreError> {

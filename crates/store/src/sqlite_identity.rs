@@ -17,7 +17,8 @@ const AGENCY: &str = "id, name, branch, status, created_at, updated_at, pii_acti
 const USER: &str =
     "id, agency_id, name, clearance, nationality, roles, status, created_at, updated_at";
 const KEY: &str = "k.id, k.prefix, k.secret_hash, k.user_id, k.name, k.scopes, k.expires_at, \
-                   k.created_at, k.created_by, k.last_used_at, k.revoked_at, k.kind, k.salt";
+                   k.created_at, k.created_by, k.last_used_at, k.revoked_at, k.kind, k.salt, \
+                   k.parent_key_id";
 const MAPPING: &str = "m.id, m.user_id, m.kind, m.value, m.created_at";
 
 /// A stored value that does not parse is corruption, reported as a conversion failure.
@@ -83,6 +84,10 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
         salt: match r.get::<_, Option<String>>(12)? {
             None => None,
             Some(_) => Some(parsed(r, 12, KeySalt::from_hex)?),
+        },
+        parent: match r.get::<_, Option<String>>(13)? {
+            None => None,
+            Some(_) => Some(parsed(r, 13, KeyId::parse)?),
         },
     })
     .and_then(|k| {
@@ -174,8 +179,8 @@ fn insert_user(c: &Connection, u: &UserRecord) -> Result<(), StoreError> {
 fn insert_key(c: &Connection, k: &ApiKeyRecord) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO api_keys (id, prefix, secret_hash, user_id, name, scopes, expires_at, \
-         created_at, created_by, last_used_at, revoked_at, kind, salt) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         created_at, created_by, last_used_at, revoked_at, kind, salt, parent_key_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         k.id.as_str(),
@@ -190,7 +195,8 @@ fn insert_key(c: &Connection, k: &ApiKeyRecord) -> Result<(), StoreError> {
         k.last_used_at,
         k.revoked_at,
         k.kind.as_str(),
-        k.salt.as_ref().map(KeySalt::to_hex)
+        k.salt.as_ref().map(KeySalt::to_hex),
+        k.parent.as_ref().map(KeyId::as_str)
     ])
     .map_err(unique("a key with this prefix"))?;
     Ok(())
@@ -435,6 +441,19 @@ impl IdentityStore for SqliteStore {
         changed(n, "certificate mapping")
     }
 
+    fn has_own_children(&self, key: &KeyId) -> Result<bool, StoreError> {
+        Ok(self
+            .read()
+            .prepare_cached(
+                "SELECT 1 FROM api_keys c JOIN api_keys p ON p.id = c.parent_key_id \
+                 WHERE c.parent_key_id = ?1 AND c.user_id = p.user_id AND c.revoked_at IS NULL \
+                 LIMIT 1",
+            )?
+            .query_row(params![key.as_str()], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     fn match_certificate(
         &self,
         subject: &str,
@@ -508,6 +527,7 @@ mod tests {
             revoked_at: None,
             kind: KeyKind::Bearer,
             salt: None,
+            parent: None,
         };
         (agency, user, key)
     }

@@ -491,6 +491,7 @@ impl Admin {
             revoked_at: None,
             kind,
             salt,
+            parent: p.key.clone(),
         })
     }
 
@@ -571,7 +572,16 @@ impl Admin {
                 let uid = UserId::parse(id).ok_or(AdminError::NotFound("user"))?;
                 self.visible_user(p, &uid)?
             }
-            LimitScope::Key => self.visible_key(p, id)?.1,
+            LimitScope::Key => {
+                let (key, owner) = self.visible_key(p, id)?;
+                // Keys it minted for its own user would not be bound by its limits.
+                if self.store.has_own_children(&key.id)? {
+                    return Err(AdminError::Conflict(
+                        "this key has minted keys of its own user, which its limits would not bind: revoke them first, or set the limits on the user".into(),
+                    ));
+                }
+                owner
+            }
         };
         p.may_administer(&agency)?;
         if user.id == p.user {
@@ -674,6 +684,14 @@ impl Admin {
             CertKind::San => name("value", &req.value, MAX_CERT_VALUE)?,
         };
         p.may_administer(&p.agency)?;
+        // A mapping is a credential that never expires and carries no key's limits: a key
+        // that has either makes none.
+        self.may_mint(p, None).map_err(|e| match e {
+            AdminError::Forbidden(_) => AdminError::Forbidden(Denied(
+                "a key that expires or carries limits maps no certificate (the mapping would outlive or escape them)".into(),
+            )),
+            e => e,
+        })?;
         let refused = || -> AdminError {
             Denied(
                 "this certificate mapping cannot be made: an administrator maps certificate values no other mapping uses, to users of their own agency who hold no more than they do; an operator resolves conflicts"
@@ -826,6 +844,7 @@ pub fn bootstrap(
         revoked_at: None,
         kind: KeyKind::Bearer,
         salt: None,
+        parent: None,
     };
     store.bootstrap(&agency, &user, &record)?;
     Ok((user, Created { record, secret }))

@@ -80,6 +80,23 @@ fn first_mapping(matches: &[CertMappingRecord]) -> Option<&CertMappingRecord> {
     Some(first)
 }
 
+/// Ancestors of a key checked at most (a deeper chain is refused).
+const MAX_ANCESTORS: usize = 32;
+
+/// Revocation and expiry of one key.
+fn live(k: &ApiKeyRecord, now: time::OffsetDateTime) -> Result<(), AuthError> {
+    if k.revoked_at.is_some() {
+        return Err(AuthError::Revoked);
+    }
+    if let Some(expiry) = &k.expires_at {
+        // An expiry that does not parse is treated as already past: deny on the unknown.
+        if crate::parse_time(expiry).is_none_or(|t| t <= now) {
+            return Err(AuthError::Expired);
+        }
+    }
+    Ok(())
+}
+
 /// Turns credentials into principals.
 pub struct Authenticator {
     store: Arc<dyn IdentityStore>,
@@ -109,6 +126,18 @@ impl Authenticator {
     pub fn with_aws_master(mut self, master: Arc<AwsKeyMaster>) -> Self {
         self.aws = Some(master);
         self
+    }
+
+    /// Whether `access_key` is the ID of an access key pair (of any state): checked before a
+    /// signed request's body is read, so unknown IDs cost no body.
+    pub fn knows_access_key(&self, access_key: &str) -> Result<bool, StoreError> {
+        let Some(prefix) = KeyPrefix::parse(access_key) else {
+            return Ok(false);
+        };
+        Ok(self
+            .store
+            .find_key(&prefix)?
+            .is_some_and(|k| k.kind == KeyKind::Aws))
     }
 
     /// Authenticates a request signed with AWS Signature Version 4 for `service` by a
@@ -193,23 +222,42 @@ impl Authenticator {
         certificate: Option<&PeerCertificate>,
         now: time::OffsetDateTime,
     ) -> Result<Principal, AuthError> {
-        if record.revoked_at.is_some() {
-            return Err(AuthError::Revoked);
-        }
-        if let Some(expiry) = &record.expires_at {
-            // An expiry that does not parse is treated as already past: deny on the unknown.
-            if crate::parse_time(expiry).is_none_or(|t| t <= now) {
-                return Err(AuthError::Expired);
+        live(&record, now)?;
+        // A key minted for its own user by a key dies with it: every such ancestor must be
+        // live too (bounded; parents are older than their children, so there is no cycle).
+        let mut parent = record.parent.clone();
+        let mut depth = 0;
+        while let Some(id) = parent {
+            let Some(p) = self.store.get_key(&id)? else {
+                return Err(AuthError::Revoked);
+            };
+            if p.user_id != record.user_id {
+                break;
             }
+            depth += 1;
+            if depth > MAX_ANCESTORS {
+                return Err(AuthError::Revoked);
+            }
+            live(&p, now)?;
+            parent = p.parent;
         }
         let user = self
             .store
             .get_user(&record.user_id)?
             .ok_or(AuthError::InvalidKey)?;
         if let Some(c) = certificate {
+            // The key decides who calls; a certificate mapped to someone else of the key's
+            // agency is refused. Another agency's mapping of one of its fields is ignored, so
+            // it cannot lock a key's user out.
             let mapped = self.store.match_certificate(&c.subject, &c.sans)?;
-            if first_mapping(&mapped).is_some_and(|m| m.user_id != user.id) {
-                return Err(AuthError::Mismatch);
+            for m in &mapped {
+                if m.user_id == user.id {
+                    continue;
+                }
+                let other = self.store.get_user(&m.user_id)?;
+                if other.is_none_or(|o| o.agency_id == user.agency_id) {
+                    return Err(AuthError::Mismatch);
+                }
             }
         }
         let principal = self.principal(user, Some(record.scopes), Some(record.id.clone()))?;

@@ -1200,3 +1200,114 @@ fn certificate_mappings_cannot_cross_agencies_or_reveal_them() {
         400
     );
 }
+
+#[test]
+fn a_key_minted_for_its_own_user_dies_with_its_parent() {
+    let w = world();
+    let a = w.agency("A");
+    let (alice, alice_secret) = w.user(&a, "alice", "user", "SECRET");
+    let child = key(&w, &alice, None).unwrap();
+    let grandchild = key(&w, &login(&w.auth, &child.secret).unwrap(), None).unwrap();
+    assert!(login(&w.auth, &grandchild.secret).is_ok());
+    // Revoking the key alice logged in with revokes every key made from it, for her.
+    w.admin
+        .revoke_key(&alice, alice.key.as_ref().unwrap().as_str())
+        .unwrap();
+    assert!(matches!(
+        login(&w.auth, &alice_secret),
+        Err(AuthError::Revoked)
+    ));
+    assert!(matches!(
+        login(&w.auth, &child.secret),
+        Err(AuthError::Revoked)
+    ));
+    assert!(matches!(
+        login(&w.auth, &grandchild.secret),
+        Err(AuthError::Revoked)
+    ));
+    // A key an administrator issued for another user is a grant of theirs, not a key
+    // derived from their own: it outlives the administrator's key.
+    let (adm, _) = w.user(&a, "adm", "agency-admin,user", "SECRET");
+    let (bob, _) = w.user(&a, "bob", "user", "SECRET");
+    let for_bob = w
+        .admin
+        .create_key(
+            &adm,
+            CreateKey {
+                user_id: Some(bob.user.clone()),
+                name: "from adm".into(),
+                scopes: None,
+                expires_at: None,
+                kind: None,
+            },
+        )
+        .unwrap();
+    w.admin
+        .revoke_key(&adm, adm.key.as_ref().unwrap().as_str())
+        .unwrap();
+    assert_eq!(login(&w.auth, &for_bob.secret).unwrap().user, bob.user);
+}
+
+#[test]
+fn a_key_with_children_takes_no_limits_and_a_bounded_key_maps_no_certificate() {
+    let w = world();
+    let a = w.agency("A");
+    let (alice, _) = w.user(&a, "alice", "user", "SECRET");
+    let parent = key(&w, &alice, None).unwrap();
+    let _child = key(&w, &login(&w.auth, &parent.secret).unwrap(), None).unwrap();
+    use highside_store::LimitScope;
+    assert_eq!(
+        status(
+            w.admin
+                .may_set_limits(&w.operator, LimitScope::Key, parent.record.id.as_str())
+        ),
+        409
+    );
+    // An administrator using an expiring key maps no certificate.
+    let (adm, _) = w.user(&a, "adm", "agency-admin,user", "SECRET");
+    let soon = now() + time::Duration::hours(1);
+    let expiring = key(
+        &w,
+        &adm,
+        Some(
+            soon.format(&time::format_description::well_known::Rfc3339)
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    let adm_expiring = login(&w.auth, &expiring.secret).unwrap();
+    let m = w.admin.create_cert_mapping(
+        &adm_expiring,
+        CreateCertMapping {
+            user_id: alice.user.clone(),
+            kind: highside_identity::CertKind::San,
+            value: "alice@a.example".into(),
+        },
+    );
+    assert_eq!(status(m), 403);
+}
+
+#[test]
+fn another_agencys_mapping_cannot_lock_out_a_key_user() {
+    let w = world();
+    let a = w.agency("A");
+    let b = w.agency("B");
+    let (_alice, alice_secret) = w.user(&a, "alice", "user", "SECRET");
+    let (mallory_puppet, _) = w.user(&b, "puppet", "user", "SECRET");
+    w.admin
+        .create_cert_mapping(
+            &w.operator,
+            CreateCertMapping {
+                user_id: mallory_puppet.user.clone(),
+                kind: highside_identity::CertKind::San,
+                value: "alice@a.example".into(),
+            },
+        )
+        .unwrap();
+    let cert = PeerCertificate {
+        subject: "CN=alice, O=A".into(),
+        sans: vec!["alice@a.example".into()],
+    };
+    let k = ParsedKey::parse(alice_secret.expose()).unwrap();
+    assert!(w.auth.authenticate(Some(&k), Some(&cert), now()).is_ok());
+}
