@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use crate::fold::{fold, OPAQUE};
+use crate::fold::Folded;
 use crate::label::{Releasability, HOME};
 use crate::{Encodings, Label};
 
@@ -242,10 +242,9 @@ fn word_end(t: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Spaces, line breaks and characters with no ASCII reading (which may be invisible: private
-/// use, unassigned) do not separate a marking from what follows it.
+/// Spaces and line breaks (characters with no ASCII reading fold to spaces).
 fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\n' | OPAQUE)
+    b == b' ' || b == b'\n'
 }
 
 fn skip_space(t: &[u8], mut i: usize) -> usize {
@@ -255,51 +254,68 @@ fn skip_space(t: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Skips spaces and invisible characters on the same line.
-fn skip_inline(t: &[u8], mut i: usize) -> usize {
-    while i < t.len() && matches!(t[i], b' ' | OPAQUE) {
+/// Markup that may sit around a marking's words and separators without being read
+/// (`**TOP SECRET**//NOFORN`, backticks, quotes).
+fn is_markup(b: u8) -> bool {
+    matches!(b, b'*' | b'_' | b'`' | b'~' | b'\'' | b'"')
+}
+
+/// What may stand, on one line, between a word and what follows it: spaces, markup and
+/// punctuation.
+fn is_soft(b: u8) -> bool {
+    b == b' '
+        || is_markup(b)
+        || matches!(
+            b,
+            b'.' | b'-'
+                | b','
+                | b';'
+                | b':'
+                | b'!'
+                | b'?'
+                | b'|'
+                | b'='
+                | b'+'
+                | b'#'
+                | b'>'
+                | b'['
+                | b']'
+                | b'{'
+                | b'}'
+        )
+}
+
+fn skip_soft(t: &[u8], mut i: usize) -> usize {
+    while i < t.len() && is_soft(t[i]) {
         i += 1;
     }
     i
 }
 
-/// What may join the words of a level name besides a space (`TOP_SECRET`, `TOP.SECRET`).
-fn is_joiner(b: u8) -> bool {
-    is_space(b)
-        || matches!(
-            b,
-            b'_' | b'.' | b'*' | b'-' | b'~' | b':' | b',' | b';' | b'+' | b'=' | b'|'
-        )
+/// Spaces and markup, on one line.
+fn skip_light(t: &[u8], mut i: usize) -> usize {
+    while i < t.len() && (t[i] == b' ' || is_markup(t[i])) {
+        i += 1;
+    }
+    i
 }
 
-/// What may decorate a banner line around its level (`**SECRET**`, `# SECRET`, `SECRET.`).
-fn is_decoration(b: u8) -> bool {
-    matches!(
-        b,
-        b' ' | OPAQUE
-            | b'#'
-            | b'>'
-            | b'*'
-            | b'_'
-            | b'='
-            | b'-'
-            | b'~'
-            | b'|'
-            | b'"'
-            | b'\''
-            | b'`'
-            | b'['
-            | b']'
-            | b'.'
-            | b'!'
-            | b':'
-            | b';'
-            | b','
-    )
+/// The separators after a level or a control word from `i`: spaces and markup, slashes, and,
+/// after a slash, line breaks (a wrapped marking) and punctuation. Returns where they end and
+/// how many slashes they hold.
+fn separators(t: &[u8], mut i: usize, limit: usize) -> (usize, usize) {
+    let mut slashes = 0;
+    while i < t.len() && i < limit {
+        let b = t[i];
+        if b == b'/' {
+            slashes += 1;
+        } else if !(b == b' ' || is_markup(b) || (slashes > 0 && (b == b'\n' || is_soft(b)))) {
+            break;
+        }
+        i += 1;
+    }
+    (i, slashes)
 }
-
-/// At most this many decoration bytes are looked through around a banner line's level.
-const MAX_DECORATION: usize = 16;
 
 /// The canonical form of a short word, on the stack.
 struct Upper {
@@ -489,7 +505,9 @@ impl Detector {
             }
         }
         let mut c = Collect(self, Scan::default());
-        self.scan_folded(&fold(text), &mut c);
+        for reading in Folded::new(text).readings() {
+            self.scan_folded(reading, &mut c);
+        }
         c.1
     }
 
@@ -501,7 +519,9 @@ impl Detector {
     ) -> Result<Option<Label>, UnknownMarking> {
         let mut j = Join::default();
         for text in texts {
-            self.scan_folded(&fold(text), &mut j);
+            for reading in Folded::new(text).readings() {
+                self.scan_folded(reading, &mut j);
+            }
             if let Some(word) = j.unknown {
                 return Err(UnknownMarking { word });
             }
@@ -509,14 +529,16 @@ impl Detector {
         Ok(j.mark.map(|m| self.label(m)))
     }
 
-    /// [`Detector::label_of`] over texts already folded.
+    /// [`Detector::label_of`] over texts already folded (both readings of each).
     pub fn label_of_folded<'a>(
         &self,
         texts: impl IntoIterator<Item = &'a crate::Folded>,
     ) -> Result<Option<Label>, UnknownMarking> {
         let mut j = Join::default();
         for text in texts {
-            self.scan_folded(text.bytes(), &mut j);
+            for reading in text.readings() {
+                self.scan_folded(reading, &mut j);
+            }
             if let Some(word) = j.unknown {
                 return Err(UnknownMarking { word });
             }
@@ -536,8 +558,12 @@ impl Detector {
             let end = word_end(t, i);
             if self.starts[usize::from(canon(b))] {
                 if let Some(next) = self.candidate(t, i, end, sink) {
-                    // Resume at a word boundary, even after a marking cut at the length limit.
-                    i = word_end(t, next.max(end));
+                    // Resume where the marking ended (a word right after a portion mark's `)` is
+                    // read too), past the rest of a word a marking cut at the length limit.
+                    i = next.max(end);
+                    if i > 0 && i < t.len() && is_word(t[i - 1]) && is_word(t[i]) {
+                        i = word_end(t, i);
+                    }
                     continue;
                 }
             }
@@ -554,14 +580,16 @@ impl Detector {
                 // `TOP SECRET`, `TOP\nSECRET`: the rest of the name, one word at a time.
                 let mut p = e;
                 let whole = sp.rest.iter().all(|w| {
-                    // One to three joining bytes, then the next word of the name.
+                    // Joining bytes (spaces, a line break, punctuation), then the next word of
+                    // the name, hyphens aside (`TOP SE-CRET`).
                     let mut k = p;
-                    while k < t.len() && k - p < 3 && is_joiner(t[k]) {
+                    while k < t.len() && (is_soft(t[k]) || t[k] == b'\n') {
                         k += 1;
                     }
                     if k > p && k < t.len() && is_word(t[k]) {
                         let q = word_end(t, k);
-                        if Upper::of(&t[k..q]).is_some_and(|u| u.bytes() == w.as_slice()) {
+                        let next = Upper::of(&t[k..q]).map(|u| u.without_hyphens());
+                        if next.is_some_and(|u| u.bytes() == w.as_slice()) {
                             p = q;
                             return true;
                         }
@@ -584,11 +612,31 @@ impl Detector {
         best
     }
 
+    /// Whether a marking starts at the level at `t[s..e]`: `//` follows (spaced, wrapped or
+    /// dressed in markup), or one `/` and a known control word, or one `/` and a word that
+    /// another `/` follows (so `C/C++` and `S/MIME` stay prose).
+    fn opens_marking(&self, t: &[u8], at: &LevelAt) -> bool {
+        let (r, slashes) = separators(t, at.end, at.end + MAX_MARKING);
+        if slashes >= 2 {
+            return true;
+        }
+        if slashes == 0 || r >= t.len() || !is_word(t[r]) {
+            return false;
+        }
+        let q = word_end(t, r);
+        let mark = Mark {
+            level: at.level,
+            ..Mark::default()
+        };
+        Upper::of(&t[r..q]).is_some_and(|u| self.control(&u, &mut { mark }) || self.is_rel(&u))
+            || t.get(skip_light(t, q)) == Some(&b'/')
+    }
+
     /// A marking starting at the word `t[s..e]`, if there is one: records it and returns
     /// where it ends.
     fn candidate(&self, t: &[u8], s: usize, e: usize, sink: &mut dyn Sink) -> Option<usize> {
         // Bytes no rule lets follow a level: most words are turned away before any lookup.
-        if e < t.len() && matches!(t[e], b'(' | b'{' | b'<' | b'@' | b'&' | b'%' | b'$' | b'^') {
+        if e < t.len() && matches!(t[e], b'(' | b'@' | b'&' | b'%' | b'$' | b'^') {
             return None;
         }
         let at = self.level_at(t, s, e)?;
@@ -596,28 +644,15 @@ impl Detector {
             level: at.level,
             ..Mark::default()
         };
-        // The separators after the level: `//` (spaced, wrapped, or with invisible characters
-        // between) starts a marking; one `/` does when a known control word follows it (so
-        // `C/C++` and `S/MIME` stay prose).
-        let mut r = at.end;
-        let mut slashes = 0;
-        while r < t.len() && r - at.end < MAX_MARKING && (is_space(t[r]) || t[r] == b'/') {
-            slashes += usize::from(t[r] == b'/');
-            r += 1;
-        }
-        let known_next = || {
-            let q = word_end(t, r);
-            q > r && Upper::of(&t[r..q]).is_some_and(|u| self.control(&u, &mut { mark }))
-        };
-        if slashes >= 2 || (slashes == 1 && known_next()) {
+        if self.opens_marking(t, &at) {
             let end = self.controls(t, at.end, s, &mut mark, sink);
             sink.mark(mark, s);
             return Some(end);
         }
-        let j = skip_space(t, at.end);
+        let j = skip_light(t, at.end);
         // `(S)`, `(TS)`, `(CUI)`: a bare portion mark.
         let mut p = s;
-        while p > 0 && is_space(t[p - 1]) && t[p - 1] != b'\n' {
+        while p > 0 && (t[p - 1] == b' ' || is_markup(t[p - 1])) {
             p -= 1;
         }
         let opened = p > 0 && t[p - 1] == b'(' && (p < 2 || !is_word(t[p - 2]));
@@ -661,18 +696,14 @@ impl Detector {
                 );
                 return p;
             }
-            // Separators: slashes, and the spaces and line breaks of wrapped markings.
-            let mut slash = false;
-            while p < t.len() && (is_space(t[p]) || t[p] == b'/') {
-                slash |= t[p] == b'/';
-                p += 1;
-            }
+            let (r, slashes) = separators(t, p, start + MAX_MARKING + 1);
+            p = r;
             if p >= t.len() {
                 return end;
             }
             if !is_word(t[p]) {
-                if slash {
-                    // `SECRET//)` or `//` then punctuation: not a marking's end, a hidden word.
+                if slashes > 0 {
+                    // `SECRET//)`: after a separator, not a marking's end but a hidden word.
                     sink.unknown(&|| "<a character a marking cannot hold>".to_owned(), p);
                 }
                 return end;
@@ -693,20 +724,27 @@ impl Detector {
             } else if !word.is_some_and(|w| self.control(&w, mark)) {
                 sink.unknown(&|| unknown_word(t, p, q), p);
             }
-            // Another control follows, on the same line, after a slash, or after a space when
-            // it is a known control word or is followed by `//` (`TOP SECRET//SI TK//NOFORN`).
-            // (A marking wraps to the next line only after a separator.)
-            let r = skip_inline(t, end);
+            // Another control follows, on the same line: after a slash (behind punctuation,
+            // `SI./NOFORN`), or after a space when it is a known control word or a slash
+            // follows it (`TOP SECRET//SI TK//NOFORN`, `SI ZZ/NOFORN`). A marking wraps to the
+            // next line only after a separator.
+            let r = skip_soft(t, end);
             if t.get(r) == Some(&b'/') {
                 p = r;
                 continue;
             }
             if r > end && r < t.len() && is_word(t[r]) {
                 let q = word_end(t, r);
+                // A level that opens a marking starts the next one (`S//REL TO USA, S//NF`).
+                if self
+                    .level_at(t, r, q)
+                    .is_some_and(|at| self.opens_marking(t, &at))
+                {
+                    return end;
+                }
                 let known = Upper::of(&t[r..q])
                     .is_some_and(|u| self.is_rel(&u) || self.control(&u, &mut { *mark }));
-                let k = skip_inline(t, q);
-                if known || t[k..].starts_with(b"//") {
+                if known || t.get(skip_light(t, q)) == Some(&b'/') {
                     p = r;
                     continue;
                 }
@@ -735,7 +773,10 @@ impl Detector {
                 break;
             }
             let q = word_end(t, r);
-            if self.level_at(t, r, q).is_some() {
+            if self
+                .level_at(t, r, q)
+                .is_some_and(|at| self.opens_marking(t, &at))
+            {
                 break;
             }
             let mut known = false;
@@ -759,7 +800,7 @@ impl Detector {
             }
             end = q;
             // The list wraps to the next line only after a comma.
-            let c = skip_inline(t, q);
+            let c = skip_light(t, q);
             if t.get(c) == Some(&b',') {
                 p = c + 1;
             } else {
@@ -774,7 +815,7 @@ impl Detector {
 /// follows a colon (`Summary: (S)`).
 fn opens_paragraph(t: &[u8], i: usize) -> bool {
     let mut k = i;
-    while k > 0 && i - k < 8 && matches!(t[k - 1], b' ' | OPAQUE) {
+    while k > 0 && i - k < 8 && (t[k - 1] == b' ' || is_markup(t[k - 1])) {
         k -= 1;
     }
     if k == 0 || t[k - 1] == b'\n' || t[k - 1] == b':' {
@@ -788,7 +829,7 @@ fn opens_paragraph(t: &[u8], i: usize) -> bool {
         && (t[m - 1].is_ascii_digit()
             || matches!(
                 t[m - 1],
-                b'.' | b')' | b'-' | b'*' | b'#' | b'>' | b'"' | b'\'' | b'+' | OPAQUE
+                b'.' | b')' | b'-' | b'*' | b'#' | b'>' | b'"' | b'\'' | b'+'
             ))
     {
         m -= 1;
@@ -804,7 +845,7 @@ fn opens_paragraph(t: &[u8], i: usize) -> bool {
 /// JSON value) that is nothing but a level is a banner too.
 fn banner_line(t: &[u8], s: usize, e: usize) -> bool {
     let mut a = s;
-    while a > 0 && s - a < MAX_DECORATION && t[a - 1] != b'\n' && is_decoration(t[a - 1]) {
+    while a > 0 && is_soft(t[a - 1]) {
         a -= 1;
     }
     // Only in capitals: `"SECRET"` in a JSON document, not `the "secret" sauce`.
@@ -824,15 +865,9 @@ fn banner_line(t: &[u8], s: usize, e: usize) -> bool {
             && prefix.is_some_and(|u| u.bytes().starts_with(b"CIASSIFICATION"))
             && (w == 0 || t[w - 1] == b'\n')
     };
-    let mut z = e;
-    while z < t.len() && z - e < MAX_DECORATION && is_decoration(t[z]) {
-        z += 1;
-    }
+    let z = skip_soft(t, e);
     before_ok && (z == t.len() || t[z] == b'\n' || quoted(&t[e..z]))
 }
-
-// `OPAQUE` is neither a word byte nor a separator, so it ends words and markings.
-const _: () = assert!(!(OPAQUE.is_ascii_alphanumeric() || OPAQUE == b'-' || OPAQUE == b'/'));
 
 #[cfg(test)]
 mod tests {
@@ -971,6 +1006,12 @@ mod tests {
             // Escapes, as text copied out of JSON or code holds them.
             (r#"Result: {"doc":"TOP SECRET\nThe plan"}"#, "TOP SECRET"),
             (r"\u0054OP \u0053ECRET//\u0053I", "TOP SECRET//SI"),
+            // Character references and markup, as HTML holds them.
+            ("&#84;OP SECRET&#47;&#47;SI", "TOP SECRET//SI"),
+            ("S&#x2F;&#x2F;NF", "SECRET//NOFORN"),
+            ("<p><b>TOP SECRET</b>//SI</p>", "TOP SECRET//SI"),
+            ("TOP<!-- x -->SECRET//NOFORN", "TOP SECRET//NOFORN"),
+            ("<span>S</span>//<span>NF</span>", "SECRET//NOFORN"),
             // Decorated banner lines.
             ("**TOP SECRET**\nbody", "TOP SECRET"),
             ("# SECRET\nbody", "SECRET"),
@@ -995,6 +1036,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(e.banner(&l), "TOP SECRET//SI//NOFORN");
+        for n in [1, 2, 3, 100, 70_000] {
+            let many = "S//REL TO USA, ".repeat(n);
+            assert_eq!(unknown(&many), Vec::<String>::new(), "{n}");
+        }
         // After a separator, a character a marking cannot hold denies.
         assert!(!unknown("SECRET//) x").is_empty());
         assert_eq!(unknown("S//REL TO USA, GBR, TK"), ["TK"]);

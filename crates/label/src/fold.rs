@@ -6,19 +6,20 @@
 //! combining marks; it maps compatibility forms (fullwidth letters, mathematical alphanumerics,
 //! ligatures) by NFKD and look-alike characters of other scripts (Cyrillic `С`, Greek `Τ`, a
 //! braille blank that looks like a space) by the Unicode confusables table (UTS #39
-//! skeletons); it reads escapes as what they stand for (`\n`, `\t`, `\u0054`: text copied out
-//! of JSON or source code); and it collapses every whitespace run into one space, or one
-//! newline when the run held a line break. A character with no ASCII reading becomes
-//! [`OPAQUE`], which ends a word. Folding only ever makes more text look like a marking, never
-//! less, and it is one pass: linear in the input, a table lookup per character.
+//! skeletons); a character with no ASCII reading (another script, private use, unassigned)
+//! reads as a space; and every run of whitespace becomes one space, or one newline when the run
+//! held a line break.
+//!
+//! A text is read twice when it holds escapes or markup: as written ([`Folded`]'s plain
+//! reading), and decoded (`\n`, `\t`, `\u0054`; `&#84;`, `&amp;`; `<b>` and `<!-- -->` read as
+//! spaces), since either may be what a reader sees. Detection joins what both readings hold,
+//! so folding only ever makes more text look like a marking, never less. Each reading is one
+//! pass, a table lookup per character: linear in the input.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
-
-/// Stands for a character with no ASCII reading: not part of any word.
-pub(crate) const OPAQUE: u8 = 0x1A;
 
 /// Whether `c` is dropped by the fold wherever it appears (for tests and fuzzing).
 pub fn is_ignorable(c: char) -> bool {
@@ -38,7 +39,7 @@ pub fn is_ignorable(c: char) -> bool {
     empty
 }
 
-/// What one character folds to, as bytes: ASCII, [`OPAQUE`], or ` ` and `\n` for whitespace.
+/// What one character folds to, as bytes: ASCII, with ` ` and `\n` for whitespace.
 fn fold_char(ch: char, out: &mut Vec<u8>) {
     if ch.is_whitespace() {
         let newline = matches!(ch, '\u{85}' | '\u{2028}' | '\u{2029}');
@@ -81,11 +82,10 @@ fn fold_char(ch: char, out: &mut Vec<u8>) {
             return;
         }
         if !readable || out.len() == start {
+            // No ASCII reading: it separates words, and a run of such characters is one space.
             out.truncate(start);
-            // A run of unreadable characters reads as one (a ligature that decomposes into
-            // eighteen Arabic letters is one opaque byte, not eighteen).
-            if out.last() != Some(&OPAQUE) {
-                out.push(OPAQUE);
+            if out.last() != Some(&b' ') {
+                out.push(b' ');
             }
         }
     });
@@ -97,7 +97,7 @@ const LONG: u8 = 0xFF;
 
 /// The fold of every character of the planes that hold assigned characters (0 to 3, and 14
 /// for tags and variation selectors), computed once. Other planes hold only unassigned and
-/// private-use code points, which read as nothing ASCII.
+/// private-use code points, which read as a space.
 struct Tables {
     /// Planes 0 to 3, by code point.
     low: Vec<u64>,
@@ -105,6 +105,17 @@ struct Tables {
     tags: Vec<u64>,
     /// Folds longer than 7 bytes.
     long: HashMap<u32, Vec<u8>>,
+}
+
+impl std::fmt::Debug for Tables {
+    // The tables are megabytes of numbers; their sizes are what a reader wants.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tables")
+            .field("low", &self.low.len())
+            .field("tags", &self.tags.len())
+            .field("long", &self.long.len())
+            .finish()
+    }
 }
 
 fn tables() -> &'static Tables {
@@ -139,66 +150,192 @@ pub(crate) fn warm() {
     tables();
 }
 
-/// A text folded as detection reads it (ASCII only): folded once, then read by the marking
-/// detector and by other detectors that must see through the same disguises (personal data).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Folded(Vec<u8>);
+/// Whether a text needs its decoded reading (it holds an escape, a character reference or
+/// markup).
+fn has_codes(text: &str) -> bool {
+    text.bytes().any(|b| matches!(b, b'\\' | b'&' | b'<'))
+}
+
+/// A text folded as detection reads it (ASCII only), in both readings: folded once, then read
+/// by the marking detector and by other detectors that must see through the same disguises
+/// (personal data). More text can be appended (streamed output).
+#[derive(Debug, Clone)]
+pub struct Folded {
+    plain: Folder,
+    /// `None` while the text holds nothing to decode (the decoded reading is the plain one).
+    decoded: Option<Folder>,
+}
 
 impl Folded {
     /// Folds `text`.
     pub fn new(text: &str) -> Self {
-        Self(fold(text))
+        let mut f = Self {
+            plain: Folder::new(text.len(), false),
+            decoded: None,
+        };
+        f.push_str(text);
+        f.flush();
+        f
     }
 
-    /// The folded text.
+    /// Nothing folded yet, for text that arrives in pieces ([`Folded::push_str`], then
+    /// [`Folded::flush`]).
+    pub fn empty() -> Self {
+        Self {
+            plain: Folder::new(0, false),
+            decoded: None,
+        }
+    }
+
+    /// Appends `text`, folded; pieces fold as their concatenation does.
+    pub fn push_str(&mut self, text: &str) {
+        if self.decoded.is_none() && has_codes(text) {
+            let mut d = self.plain.clone();
+            d.decode = true;
+            self.decoded = Some(d);
+        }
+        self.plain.fold(text);
+        if let Some(d) = &mut self.decoded {
+            d.fold(text);
+        }
+    }
+
+    /// Ends the text: an escape, reference or markup it ended inside of is read as written.
+    /// Until then the decoded reading lacks it (the plain reading holds it as written).
+    pub fn flush(&mut self) {
+        if let Some(d) = &mut self.decoded {
+            d.flush();
+        }
+    }
+
+    /// Both readings (one when they are the same).
+    pub(crate) fn readings(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(self.plain.out.as_slice())
+            .chain(self.decoded.as_ref().map(|d| d.out.as_slice()))
+    }
+
+    /// The plain reading, as text (for detectors of other things than markings).
     pub fn as_str(&self) -> &str {
         // The fold writes ASCII bytes only.
-        std::str::from_utf8(&self.0).unwrap_or("")
+        std::str::from_utf8(&self.plain.out).unwrap_or("")
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.0
+    /// The decoded reading, when it differs from the plain one.
+    pub fn decoded_str(&self) -> Option<&str> {
+        self.decoded
+            .as_ref()
+            .map(|d| std::str::from_utf8(&d.out).unwrap_or(""))
+    }
+
+    /// Length of the longer reading, in folded bytes.
+    pub fn len(&self) -> usize {
+        self.readings().map(<[u8]>::len).max().unwrap_or(0)
+    }
+
+    /// Whether nothing was folded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps only the end of each reading: at least `keep` folded bytes, starting after a line
+    /// break when one leaves at least that much, else mid-line behind a byte that is no part
+    /// of any marking (so its first word reads as neither a line start nor a marking's end).
+    pub fn keep_end(&mut self, keep: usize) {
+        self.plain.keep_end(keep);
+        if let Some(d) = &mut self.decoded {
+            d.keep_end(keep);
+        }
     }
 }
 
-/// `text` folded as detection reads it (see [`Folded`]).
+/// `text` folded as detection reads it (the plain reading; see [`Folded`]).
 pub fn fold_text(text: &str) -> String {
     Folded::new(text).as_str().to_owned()
 }
 
-/// The folded text: ASCII bytes only.
-pub(crate) fn fold(text: &str) -> Vec<u8> {
-    let mut f = Folder {
-        out: Vec::with_capacity(text.len()),
-        space: None,
-        tables: None,
-    };
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'\\' {
-            i = f.escape(text, i);
-            continue;
-        }
-        if b.is_ascii() {
-            f.ascii(b);
-            i += 1;
-            continue;
-        }
-        // `text` is valid UTF-8, so a non-ASCII byte starts a character here.
-        let ch = text[i..].chars().next().unwrap_or('\u{FFFD}');
-        f.other(ch);
-        i += ch.len_utf8();
-    }
-    f.out
-}
+/// Stands at the start of a context cut mid-line: no word, no space, no decoration.
+const CUT: u8 = b'\\';
 
+#[derive(Debug, Clone)]
 struct Folder {
     out: Vec<u8>,
     /// A whitespace run not yet written: `b' '`, or `b'\n'` once it held a line break.
     space: Option<u8>,
+    /// Read escapes, character references and markup as what they stand for.
+    decode: bool,
+    /// An escape, reference or markup the text so far ended inside of: read once more text
+    /// completes it (or, at [`Folder::flush`], as written), so text folded in pieces reads
+    /// as the whole does.
+    carry: String,
     tables: Option<&'static Tables>,
+}
+
+/// The most bytes an unfinished HTML comment is searched for its end.
+const COMMENT_WINDOW: usize = 4096;
+/// The most bytes an unfinished tag is searched for its `>`.
+const TAG_WINDOW: usize = 256;
+/// The most bytes of a character reference's name.
+const REFERENCE_WINDOW: usize = 12;
+/// The longest run of backslashes an unfinished escape may start with.
+const MAX_RUN: usize = 64;
+
+/// Whether the escape, reference or markup starting at `i` runs to the end of `bytes`
+/// unfinished, so more text could still make it one.
+fn unfinished(bytes: &[u8], i: usize) -> bool {
+    let rest = &bytes[i..];
+    match rest[0] {
+        b'\\' => {
+            // A run this long is not waited for: text must not be held back without bound.
+            let run = rest
+                .iter()
+                .take(MAX_RUN)
+                .take_while(|&&b| b == b'\\')
+                .count();
+            if run == MAX_RUN {
+                return false;
+            }
+            let after = &rest[run..];
+            match after.first() {
+                None => true,
+                Some(b'u') => {
+                    let hex = &after[1..];
+                    if hex.len() < 4 {
+                        return hex.iter().all(u8::is_ascii_hexdigit);
+                    }
+                    // A high surrogate waits for its low half.
+                    let high = hex4(hex).is_some_and(|cp| (0xD800..0xDC00).contains(&cp));
+                    let low = &hex[4..];
+                    high && low.len() < 6
+                        && low.iter().zip(b"\\u").all(|(a, b)| a == b)
+                        && low.iter().skip(2).all(u8::is_ascii_hexdigit)
+                }
+                Some(_) => false,
+            }
+        }
+        b'&' => {
+            let name = &rest[1..];
+            name.len() < REFERENCE_WINDOW
+                && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'#')
+        }
+        b'<' => {
+            if b"<!--".starts_with(&rest[..rest.len().min(4)]) && rest.len() < 4 {
+                return true;
+            }
+            if rest.starts_with(b"<!--") {
+                return rest.len() < 4 + COMMENT_WINDOW + 2
+                    && !rest[4..].windows(3).any(|w| w == b"-->");
+            }
+            match rest.get(1) {
+                None => true,
+                Some(&f) if f.is_ascii_alphabetic() || f == b'/' || f == b'!' => {
+                    rest.len() < 1 + TAG_WINDOW
+                        && !rest[1..].iter().any(|&b| matches!(b, b'>' | b'\n' | b'<'))
+                }
+                Some(_) => false,
+            }
+        }
+        _ => false,
+    }
 }
 
 fn hex4(s: &[u8]) -> Option<u32> {
@@ -208,12 +345,68 @@ fn hex4(s: &[u8]) -> Option<u32> {
 }
 
 impl Folder {
-    fn push(&mut self, b: u8) {
-        // Runs of unreadable characters read as one: nothing is lost, and a flood of them
-        // costs the passes after the fold nothing.
-        if b == OPAQUE && self.space.is_none() && self.out.last() == Some(&OPAQUE) {
-            return;
+    fn new(capacity: usize, decode: bool) -> Self {
+        Self {
+            out: Vec::with_capacity(capacity),
+            space: None,
+            decode,
+            carry: String::new(),
+            tables: None,
         }
+    }
+
+    /// Folds `text`, holding back an escape, reference or markup it ends inside of.
+    fn fold(&mut self, text: &str) {
+        if self.carry.is_empty() {
+            self.fold_from(text, false);
+        } else {
+            let mut joined = std::mem::take(&mut self.carry);
+            joined.push_str(text);
+            self.fold_from(&joined, false);
+        }
+    }
+
+    /// Reads what was held back as written: the text has ended.
+    fn flush(&mut self) {
+        let carry = std::mem::take(&mut self.carry);
+        self.fold_from(&carry, true);
+    }
+
+    fn fold_from(&mut self, text: &str, last: bool) {
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if self.decode {
+                if !last && matches!(b, b'\\' | b'&' | b'<') && unfinished(bytes, i) {
+                    // `b` is ASCII, so `i` is a character boundary.
+                    self.carry = text[i..].to_owned();
+                    return;
+                }
+                let next = match b {
+                    b'\\' => self.escape(bytes, i),
+                    b'&' => self.reference(bytes, i),
+                    b'<' => self.markup(bytes, i),
+                    _ => None,
+                };
+                if let Some(next) = next {
+                    i = next;
+                    continue;
+                }
+            }
+            if b.is_ascii() {
+                self.ascii(b);
+                i += 1;
+                continue;
+            }
+            // `text` is valid UTF-8, so a non-ASCII byte starts a character here.
+            let ch = text[i..].chars().next().unwrap_or('\u{FFFD}');
+            self.other(ch);
+            i += ch.len_utf8();
+        }
+    }
+
+    fn push(&mut self, b: u8) {
         if let Some(s) = self.space.take() {
             // Leading whitespace is dropped; a run before text becomes one byte.
             if !self.out.is_empty() {
@@ -241,61 +434,127 @@ impl Folder {
         }
     }
 
-    /// A run of backslashes at `i`: an escape read as what it stands for (any number of
-    /// backslashes, so text escaped twice reads the same), or the backslashes themselves.
-    /// Returns where to go on.
-    fn escape(&mut self, text: &str, i: usize) -> usize {
-        let bytes = text.as_bytes();
+    /// A character decoded from an escape or a reference.
+    fn char(&mut self, c: char) {
+        if c.is_ascii() {
+            self.ascii(c as u8);
+        } else {
+            self.other(c);
+        }
+    }
+
+    /// An escape at `i` (a run of backslashes, so text escaped twice reads the same), read
+    /// as what it stands for; `None` when it stands for nothing.
+    fn escape(&mut self, bytes: &[u8], i: usize) -> Option<usize> {
         let mut j = i;
         while j < bytes.len() && bytes[j] == b'\\' {
             j += 1;
         }
-        match bytes.get(j) {
-            Some(b'n' | b'r') => self.whitespace(true),
-            Some(b't') => self.whitespace(false),
-            Some(b'"' | b'\'' | b'/') => self.push(bytes[j]),
-            Some(b'u') => match hex4(&bytes[j + 1..]) {
-                Some(cp) => {
-                    // A surrogate pair, or a lone half (read as nothing ASCII).
-                    let low = (0xD800..0xDC00)
-                        .contains(&cp)
-                        .then(|| {
-                            let k = j + 5;
-                            (bytes.get(k..k + 2) == Some(b"\\u"))
-                                .then(|| hex4(&bytes[k + 2..]))
-                                .flatten()
-                                .filter(|lo| (0xDC00..0xE000).contains(lo))
-                        })
-                        .flatten();
-                    let (ch, end) = match low {
-                        Some(lo) => (
-                            char::from_u32(0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)),
-                            j + 11,
-                        ),
-                        None => (char::from_u32(cp), j + 5),
-                    };
-                    match ch {
-                        Some(c) if c.is_ascii() => self.ascii(c as u8),
-                        Some(c) => self.other(c),
-                        None => self.push(OPAQUE),
-                    }
-                    return end;
-                }
-                None => {
-                    for _ in i..j {
-                        self.push(b'\\');
-                    }
-                    return j;
-                }
-            },
-            _ => {
-                for _ in i..j {
-                    self.push(b'\\');
-                }
-                return j;
+        let Some(end) = self.escaped(bytes, j) else {
+            // Not an escape: the run reads as written, once (so a long run stays linear).
+            for _ in i..j {
+                self.ascii(b'\\');
             }
+            return Some(j);
+        };
+        Some(end)
+    }
+
+    /// What the escape letter at `j` (after its backslashes) stands for, and where it ends.
+    fn escaped(&mut self, bytes: &[u8], j: usize) -> Option<usize> {
+        match bytes.get(j)? {
+            b'n' | b'r' => self.whitespace(true),
+            b't' => self.whitespace(false),
+            b'"' | b'\'' | b'/' => self.push(bytes[j]),
+            b'u' => {
+                let cp = hex4(bytes.get(j + 1..)?)?;
+                // A surrogate pair, or a lone half (read as a space).
+                let k = j + 5;
+                let low = (0xD800..0xDC00)
+                    .contains(&cp)
+                    .then(|| {
+                        (bytes.get(k..k + 2) == Some(b"\\u"))
+                            .then(|| bytes.get(k + 2..).and_then(hex4))
+                            .flatten()
+                            .filter(|lo| (0xDC00..0xE000).contains(lo))
+                    })
+                    .flatten();
+                let (ch, end) = match low {
+                    Some(lo) => (
+                        char::from_u32(0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)),
+                        k + 6,
+                    ),
+                    None => (char::from_u32(cp), k),
+                };
+                match ch {
+                    Some(c) => self.char(c),
+                    None => self.whitespace(false),
+                }
+                return Some(end);
+            }
+            _ => return None,
         }
-        j + 1
+        Some(j + 1)
+    }
+
+    /// A character reference at `i` (`&#84;`, `&#x54;`, `&amp;` and the other XML ones,
+    /// `&nbsp;`); `None` when it is none.
+    fn reference(&mut self, bytes: &[u8], i: usize) -> Option<usize> {
+        let end = i
+            + 1
+            + bytes
+                .get(i + 1..)?
+                .iter()
+                .take(12)
+                .position(|&b| b == b';')?;
+        let name = std::str::from_utf8(&bytes[i + 1..end]).ok()?;
+        let c = if let Some(num) = name.strip_prefix('#') {
+            let cp = match num.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => num.parse().ok()?,
+            };
+            char::from_u32(cp).unwrap_or(' ')
+        } else {
+            match name {
+                "amp" => '&',
+                "lt" => '<',
+                "gt" => '>',
+                "quot" => '"',
+                "apos" => '\'',
+                "sol" => '/',
+                "nbsp" => ' ',
+                "lpar" => '(',
+                "rpar" => ')',
+                _ => return None,
+            }
+        };
+        self.char(c);
+        Some(end + 1)
+    }
+
+    /// Markup at `i`: an HTML comment or a tag (up to a line's end), read as a space.
+    fn markup(&mut self, bytes: &[u8], i: usize) -> Option<usize> {
+        if bytes.get(i..i + 4) == Some(b"<!--") {
+            let rest = bytes.get(i + 4..)?;
+            let close = rest
+                .windows(3)
+                .take(COMMENT_WINDOW)
+                .position(|w| w == b"-->")?;
+            self.whitespace(false);
+            return Some(i + 4 + close + 3);
+        }
+        let first = *bytes.get(i + 1)?;
+        if !(first.is_ascii_alphabetic() || first == b'/' || first == b'!') {
+            return None;
+        }
+        let rest = &bytes[i + 1..];
+        let close = rest
+            .iter()
+            .take(TAG_WINDOW)
+            .take_while(|&&b| b != b'\n' && b != b'<')
+            .position(|&b| b == b'>')?;
+        self.whitespace(false);
+        Some(i + 1 + close + 1)
     }
 
     fn other(&mut self, ch: char) {
@@ -305,8 +564,8 @@ impl Folder {
         let packed = match cp {
             0..0x40000 => t.low[cp as usize],
             0xE0000..0xF0000 => t.tags[(cp - 0xE0000) as usize],
-            // Unassigned and private-use planes.
-            _ => (u64::from(OPAQUE) << 8) | 1,
+            // Unassigned and private-use planes: a space.
+            _ => (u64::from(b' ') << 8) | 1,
         };
         if packed as u8 == LONG {
             let long = t.long.get(&cp).map_or(&[][..], Vec::as_slice);
@@ -325,8 +584,28 @@ impl Folder {
         match b {
             b' ' => self.whitespace(false),
             b'\n' => self.whitespace(true),
-            OPAQUE => self.push(OPAQUE),
             b => self.ascii(b),
+        }
+    }
+
+    fn keep_end(&mut self, keep: usize) {
+        if self.out.len() <= 2 * keep {
+            return;
+        }
+        let from = self.out.len() - 2 * keep;
+        // After the first line break that leaves at least `keep` bytes, else mid-line.
+        let cut = self.out[from..self.out.len() - keep]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|nl| from + nl + 1);
+        match cut {
+            Some(c) => {
+                self.out.drain(..c);
+            }
+            None => {
+                self.out.drain(..from);
+                self.out.insert(0, CUT);
+            }
         }
     }
 }
@@ -336,7 +615,12 @@ mod tests {
     use super::*;
 
     fn f(s: &str) -> String {
-        String::from_utf8(fold(s)).unwrap()
+        Folded::new(s).as_str().to_owned()
+    }
+
+    fn d(s: &str) -> String {
+        let folded = Folded::new(s);
+        folded.decoded_str().unwrap_or(folded.as_str()).to_owned()
     }
 
     #[test]
@@ -357,29 +641,73 @@ mod tests {
     }
 
     #[test]
-    fn escapes_read_as_what_they_stand_for() {
+    fn escapes_and_markup_are_a_second_reading() {
+        let json = r#"{"doc": "TOP SECRET\nThe plan"}"#;
+        assert_eq!(f(json), json, "the plain reading keeps them");
+        assert_eq!(d(json), "{\"doc\": \"TOP SECRET\nThe plan\"}");
+        assert_eq!(d(r"\u0054OP \u0053ECRET"), "TOP SECRET");
+        assert_eq!(d(r"a\\nb"), "a\nb", "escaped twice");
         assert_eq!(
-            f(r#"{"doc": "TOP SECRET\nThe plan"}"#),
-            "{\"doc\": \"TOP SECRET\nThe plan\"}"
-        );
-        assert_eq!(f(r"\u0054OP \u0053ECRET"), "TOP SECRET");
-        assert_eq!(f(r"a\\nb"), "a\nb", "escaped twice");
-        assert_eq!(
-            f(r"\ud83d\ude00x"),
-            "\u{1a}x",
+            d(r"\ud83d\ude00x"),
+            "x",
             "a surrogate pair is one character"
         );
-        assert_eq!(f(r"C:\Users\q"), r"C:\Users\q");
-        assert_eq!(f(r"\u00zz"), r"\u00zz");
+        assert_eq!(d(r"C:\Users\q"), r"C:\Users\q");
+        assert_eq!(d(r"\u00zz"), r"\u00zz");
+        assert_eq!(
+            d("&#84;OP SECRET&#47;&#47;SI &amp; x"),
+            "TOP SECRET//SI & x"
+        );
+        assert_eq!(d("<h1>SECRET</h1><!-- x -->//NF"), "SECRET //NF");
+        assert_eq!(d("a < b and c > d"), "a < b and c > d");
     }
 
     #[test]
-    fn other_scripts_and_private_use_are_opaque() {
-        assert_eq!(fold("a漢b"), [b'a', OPAQUE, b'b']);
-        assert_eq!(
-            fold("a\u{e000}b\u{10ffff}c"),
-            [b'a', OPAQUE, b'b', OPAQUE, b'c']
-        );
+    fn other_scripts_and_private_use_read_as_spaces() {
+        assert_eq!(f("a漢字b"), "a b");
+        assert_eq!(f("a\u{e000}b\u{10ffff}c"), "a b c");
+    }
+
+    #[test]
+    fn appended_text_folds_as_if_it_were_one() {
+        let whole = Folded::new("TOP  \n SECRET\\nx");
+        let mut parts = Folded::new("TOP  ");
+        parts.push_str("\n SECRET");
+        parts.push_str("\\nx");
+        parts.flush();
+        assert_eq!(parts.as_str(), whole.as_str());
+        assert_eq!(parts.decoded_str(), whole.decoded_str());
+    }
+
+    #[test]
+    fn escapes_references_and_markup_cut_between_pieces_read_whole() {
+        let texts = [
+            r"TOP\u0020SECRET x",
+            r"a\\nb",
+            r"\ud83d\ude00 x",
+            "&#84;OP SECRET &amp; b",
+            "TOP<!-- a. b -->SECRET",
+            "<a href=\"x.y\">SECRET</a> z",
+            r"ends with \u00",
+            "ends with &#8",
+            "ends with <b",
+            "ends with \\",
+        ];
+        for text in texts {
+            let whole = Folded::new(text);
+            for cut in (0..=text.len()).filter(|&c| text.is_char_boundary(c)) {
+                let mut parts = Folded::empty();
+                parts.push_str(&text[..cut]);
+                parts.push_str(&text[cut..]);
+                parts.flush();
+                assert_eq!(parts.as_str(), whole.as_str(), "{text:?} at {cut}");
+                assert_eq!(
+                    parts.decoded_str(),
+                    whole.decoded_str(),
+                    "{text:?} at {cut}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -94,25 +94,30 @@ impl PiiDetector {
         self.find_folded(&highside_label::Folded::new(text))
     }
 
-    /// [`PiiDetector::find`] on a text already folded.
+    /// [`PiiDetector::find`] on a text already folded: in either of its readings (as
+    /// written, and with escapes and markup decoded).
     pub fn find_folded(&self, folded: &highside_label::Folded) -> Vec<&'static str> {
-        let text = folded.as_str();
+        let readings: Vec<&str> = std::iter::once(folded.as_str())
+            .chain(folded.decoded_str())
+            .collect();
         let mut kinds = Vec::new();
-        let ssn = self.ssn.captures_iter(text).any(|c| {
-            let (area, group, serial) = (&c[1], &c[2], &c[3]);
-            area != "000"
-                && area != "666"
-                && !area.starts_with('9')
-                && group != "00"
-                && serial != "0000"
+        let ssn = readings.iter().any(|text| {
+            self.ssn.captures_iter(text).any(|c| {
+                let (area, group, serial) = (&c[1], &c[2], &c[3]);
+                area != "000"
+                    && area != "666"
+                    && !area.starts_with('9')
+                    && group != "00"
+                    && serial != "0000"
+            })
         });
         if ssn {
             kinds.push("ssn");
         }
-        if self.phone.is_match(text) {
+        if readings.iter().any(|t| self.phone.is_match(t)) {
             kinds.push("phone");
         }
-        if self.email.is_match(text) {
+        if readings.iter().any(|t| self.email.is_match(t)) {
             kinds.push("email");
         }
         kinds
@@ -137,6 +142,9 @@ mod tests {
         // Disguised digits are read as the detector of markings reads text.
         assert_eq!(d.find("SSN \u{ff11}\u{ff12}\u{ff13}-45-6789"), ["ssn"]);
         assert_eq!(d.find("SSN 1\u{200b}23-45-6789"), ["ssn"]);
+        // And so are escapes and character references.
+        assert_eq!(d.find(r"SSN \u0031\u00323-45-6789"), ["ssn"]);
+        assert_eq!(d.find("mail j.doe&#64;agency.gov"), ["email"]);
     }
 
     #[test]
