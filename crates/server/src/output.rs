@@ -16,15 +16,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use highside_engine::Event;
-use highside_label::{Detector, Label};
+use highside_label::{Detector, Folded, Label};
 use highside_openai::ApiError;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-/// Context kept from released text, for markings that wrap across the release point.
-const CONTEXT_BYTES: usize = 4096;
-/// Context kept at least when it is cut at a line break (a marking is at most 1,024 folded
-/// bytes, so its start stays in the context).
-const MIN_CONTEXT: usize = 2048;
+/// Folded context kept from released text, for markings that wrap across the release point
+/// (a marking is at most 1,024 folded bytes, so its start stays in the context). Kept folded,
+/// so characters that fold to nothing cannot push a marking's start out of it.
+const CONTEXT: usize = 2048;
 
 /// The finish reason a completion record gives a generation stopped by the output scan.
 pub(crate) const EXCEEDED: &str = "output_label_exceeded";
@@ -56,10 +55,9 @@ struct Scanner {
     detector: Arc<Detector>,
     /// The request's label: everything released is dominated by it.
     label: Label,
-    /// The end of what was released (context for wrapped markings).
-    tail: String,
-    /// Whether `tail` starts a line (it is all that was released, or was cut after a break).
-    tail_starts_line: bool,
+    /// The end of what was released, folded (context for wrapped markings), then what is
+    /// being checked.
+    tail: Folded,
     /// Generated, not yet released.
     pending: String,
     /// A deployment's tool calls, scanned at the end.
@@ -80,8 +78,7 @@ impl Output {
             scan: Scanner {
                 detector,
                 label,
-                tail: String::new(),
-                tail_starts_line: true,
+                tail: Folded::empty(),
                 pending: String::new(),
                 calls,
             },
@@ -204,17 +201,14 @@ impl Scanner {
         };
         let rest = self.pending.split_off(cut);
         let ready = std::mem::replace(&mut self.pending, rest);
-        self.check(&ready)?;
-        self.keep(&ready);
+        self.check(&ready, false)?;
         Ok(ready)
     }
 
     /// The rest, at the end of the generation.
     fn finish(&mut self) -> Result<String, Box<Refused>> {
         let ready = std::mem::take(&mut self.pending);
-        if !ready.is_empty() {
-            self.check(&ready)?;
-        }
+        self.check(&ready, true)?;
         if let Some(calls) = &self.calls {
             let calls = calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
             for c in &calls {
@@ -234,72 +228,52 @@ impl Scanner {
         Ok(ready)
     }
 
-    /// Checks `ready` in the context of what was released before it.
-    fn check(&self, ready: &str) -> Result<(), Box<Refused>> {
-        // A context cut mid-line starts with a character that folds to no word, so its
-        // first word does not read as the start of a line.
-        let window = match (self.tail.is_empty(), self.tail_starts_line) {
-            (true, _) => ready.to_owned(),
-            (false, true) => format!("{}{ready}", self.tail),
-            (false, false) => format!("\u{FFFD}{}{ready}", self.tail),
-        };
-        self.check_alone(&window)
+    /// Checks `ready` in the context of what was released before it (`last`: nothing follows
+    /// it), and keeps it as context. A refusal ends the generation, so the context is only
+    /// read again once `ready` is released.
+    fn check(&mut self, ready: &str, last: bool) -> Result<(), Box<Refused>> {
+        self.tail.push_str(ready);
+        if last {
+            self.tail.flush();
+        }
+        let found = self
+            .detector
+            .label_of_folded([&self.tail])
+            .map_err(|u| unknown_word(&u.word))?;
+        self.tail.keep_end(CONTEXT);
+        self.judge(found)
     }
 
     fn check_alone(&self, text: &str) -> Result<(), Box<Refused>> {
-        let scan = self.detector.scan(text);
-        if let Some(u) = scan.unknown.first() {
-            return Err(Box::new(Refused {
-                label: String::new(),
-                error: exceeded(format!(
-                    "the model's output contains a marking with '{}', which is not a word of this enclave's label encodings; the rest of the answer was withheld",
-                    u.word
-                )),
-            }));
-        }
-        let Some(found) = scan
-            .found
-            .into_iter()
-            .map(|f| f.label)
-            .reduce(|a, b| a.join(&b))
-        else {
-            return Ok(());
-        };
-        if self.label.dominates(&found) {
-            return Ok(());
-        }
-        Err(Box::new(Refused {
-            label: self.detector.encodings().banner(&found),
-            error: exceeded(
-                "the model's output carries a marking above this request's label; the rest of the answer was withheld".to_owned(),
-            ),
-        }))
+        let found = self
+            .detector
+            .label_of([text])
+            .map_err(|u| unknown_word(&u.word))?;
+        self.judge(found)
     }
 
-    fn keep(&mut self, released: &str) {
-        self.tail.push_str(released);
-        if self.tail.len() > CONTEXT_BYTES {
-            let mut from = self.tail.len() - CONTEXT_BYTES;
-            while !self.tail.is_char_boundary(from) {
-                from += 1;
-            }
-            // Cut after a line break when there is one and enough stays after it, so the context
-            // starts a line; else mid-line.
-            match self.tail[from..]
-                .find('\n')
-                .filter(|nl| self.tail.len() - (from + nl + 1) >= MIN_CONTEXT)
-            {
-                Some(nl) => {
-                    self.tail.drain(..from + nl + 1);
-                    self.tail_starts_line = true;
-                }
-                None => {
-                    self.tail.drain(..from);
-                    self.tail_starts_line = false;
-                }
-            }
+    /// Refuses a label of released text the request's label does not dominate.
+    fn judge(&self, found: Option<Label>) -> Result<(), Box<Refused>> {
+        match found {
+            Some(found) if !self.label.dominates(&found) => Err(Box::new(Refused {
+                label: self.detector.encodings().banner(&found),
+                error: exceeded(
+                    "the model's output carries a marking above this request's label; the rest of the answer was withheld".to_owned(),
+                ),
+            })),
+            _ => Ok(()),
         }
     }
+}
+
+/// The refusal of output holding a marking with a word the encodings do not know.
+fn unknown_word(word: &str) -> Box<Refused> {
+    Box::new(Refused {
+        label: String::new(),
+        error: exceeded(format!(
+            "the model's output contains a marking with '{word}', which is not a word of this enclave's label encodings; the rest of the answer was withheld"
+        )),
+    })
 }
 
 /// The client's error for withheld output: a denial by the reference monitor.
@@ -427,6 +401,31 @@ mod tests {
         let (sent, refused) = drain(&mut o).await;
         assert!(sent.ends_with("TOP SECRET//SI//\n"));
         assert_eq!(refused.unwrap().label, "TOP SECRET//SI/TK//NOFORN");
+    }
+
+    #[tokio::test]
+    async fn characters_that_fold_to_nothing_do_not_push_a_marking_out_of_context() {
+        // 3 bytes each, folded away: a raw-byte context would have lost the `TOP`.
+        let padded = format!("TOP{}\n", "\u{200b}".repeat(4000));
+        let mut o = output(
+            "SECRET//SI",
+            vec![tok(&padded), tok("SECRET//SI\n"), done()],
+        );
+        let (sent, refused) = drain(&mut o).await;
+        assert_eq!(sent, padded);
+        assert_eq!(refused.unwrap().label, "TOP SECRET//SI");
+    }
+
+    #[tokio::test]
+    async fn markup_cut_by_a_release_still_reads_whole() {
+        // The comment holds a sentence break, so its halves are released apart.
+        let mut o = output(
+            "SECRET",
+            vec![tok("TOP<!-- a. "), tok("b -->SECRET\n"), done()],
+        );
+        let (sent, refused) = drain(&mut o).await;
+        assert_eq!(sent, "TOP<!-- a.");
+        assert_eq!(refused.unwrap().label, "TOP SECRET");
     }
 
     #[test]
