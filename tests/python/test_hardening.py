@@ -380,6 +380,7 @@ def _signed(url, pair, path, body: bytes, extra=None):
 def test_07_listeners_have_header_body_and_idle_timeouts(w):
     t, op = bare_server(w.tmp, "timeouts", {"HIGHSIDE_HEADER_TIMEOUT_SECS": "2",
                                             "HIGHSIDE_BODY_TIMEOUT_SECS": "2",
+                                            "HIGHSIDE_CONNECTIONS_PER_ADDRESS": "100",
                                             "HIGHSIDE_AUTH_FAILURES_PER_MINUTE": "1000000"})
     try:
         # Headers that never end: the connection is closed.
@@ -428,6 +429,27 @@ def test_07_listeners_have_header_body_and_idle_timeouts(w):
         for x in slow:
             x.close()
         s.close()
+        # One address holds at most its share of the node's connections: the 101st is closed
+        # unanswered, while the ones it holds, and another address, are served.
+        held = [_connect(t.url, source="127.0.0.3") for _ in range(100)]
+        extra = _connect(t.url, source="127.0.0.3")
+        get = b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        try:
+            extra.sendall(get)
+        except OSError:
+            pass  # closed before the request went out: refused all the same
+        try:
+            refused = _closed_or_timed_out(extra)
+        except ConnectionResetError:
+            refused = b""  # closed with the request unread
+        assert refused == b"", "the connection beyond the share was served"
+        held[0].sendall(get)
+        assert _closed_or_timed_out(held[0]).startswith(b"HTTP/1.1 200")
+        elsewhere = _connect(t.url, source="127.0.0.4")
+        elsewhere.sendall(get)
+        assert _closed_or_timed_out(elsewhere).startswith(b"HTTP/1.1 200")
+        for x in held + [extra, elsewhere]:
+            x.close()
     finally:
         t.kill()
 

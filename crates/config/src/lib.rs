@@ -39,6 +39,9 @@ pub struct Config {
     /// Seconds an answer may wait for a client that does not read it before the connection
     /// is closed. Default 60.
     pub write_timeout_secs: u64,
+    /// Connections one client address (an IPv6 /64) may hold open at once; beyond, new ones
+    /// are closed (the node serves 1,000 at most). Default 128.
+    pub connections_per_address: u32,
     /// Failed authentications one client address may make in a burst; beyond it, 429 until
     /// the allowance refills at the same number per minute. Default 20.
     pub auth_failures_per_minute: u32,
@@ -170,6 +173,7 @@ impl Default for Config {
             header_timeout_secs: 10,
             body_timeout_secs: 30,
             write_timeout_secs: 60,
+            connections_per_address: 128,
             auth_failures_per_minute: 20,
             auth_failure_report_secs: 60,
             audit_min_free_bytes: 64 * 1024 * 1024,
@@ -325,6 +329,12 @@ impl Config {
             )?;
         }
         check(
+            (1..=1000).contains(&self.connections_per_address),
+            "connections_per_address",
+            self.connections_per_address,
+            "must be 1 to 1000",
+        )?;
+        check(
             (1..=1_000_000).contains(&self.auth_failures_per_minute),
             "auth_failures_per_minute",
             self.auth_failures_per_minute,
@@ -451,6 +461,9 @@ header_timeout_secs = {header}
 body_timeout_secs = {bodyt}
 # Seconds an answer waits for a client that does not read it before the connection closes.
 write_timeout_secs = {write}
+# Connections one client address may hold open at once; beyond, new ones are closed. A
+# reverse proxy in front makes every client one address: raise it there.
+connections_per_address = {conns}
 # Failed authentications per client address in a burst, refilled per minute (beyond: 429).
 auth_failures_per_minute = {authf}
 # Seconds between the audit records that count the failures refused with 429, per address.
@@ -496,6 +509,7 @@ audit_min_free_bytes = {free}
             header = d.header_timeout_secs,
             bodyt = d.body_timeout_secs,
             write = d.write_timeout_secs,
+            conns = d.connections_per_address,
             authf = d.auth_failures_per_minute,
             authr = d.auth_failure_report_secs,
             free = d.audit_min_free_bytes,

@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Seconds an answer waits for a client that does not read it.
     #[arg(long, env = "HIGHSIDE_WRITE_TIMEOUT_SECS")]
     write_timeout_secs: Option<u64>,
+    /// Connections one client address may hold open at once.
+    #[arg(long, env = "HIGHSIDE_CONNECTIONS_PER_ADDRESS")]
+    connections_per_address: Option<u32>,
     /// Failed authentications per client address in a burst, refilled per minute.
     #[arg(long, env = "HIGHSIDE_AUTH_FAILURES_PER_MINUTE")]
     auth_failures_per_minute: Option<u32>,
@@ -104,6 +107,7 @@ impl ServeArgs {
             header_timeout_secs,
             body_timeout_secs,
             write_timeout_secs,
+            connections_per_address,
             auth_failures_per_minute,
             auth_failure_report_secs,
             audit_min_free_bytes
@@ -255,6 +259,7 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
             header_timeout: Duration::from_secs(config.header_timeout_secs),
             body_timeout: Duration::from_secs(config.body_timeout_secs),
             write_timeout: Duration::from_secs(config.write_timeout_secs),
+            connections_per_address: config.connections_per_address as usize,
             auth_failures_per_minute: config.auth_failures_per_minute,
             auth_report_every: Duration::from_secs(config.auth_failure_report_secs),
             audit_min_free_bytes: config.audit_min_free_bytes,

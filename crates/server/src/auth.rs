@@ -20,10 +20,14 @@ use crate::AppState;
 
 /// Bodies of signed requests read before their signature is verified, at most, at once.
 static UNVERIFIED_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
-/// Of those, at most this many from one client address, and as many for one access key, so
-/// slow clients from a few addresses, or with one leaked key ID, cannot hold them all (each
-/// is held for `body_timeout` at most).
-const UNVERIFIED_PER_HOLDER: u32 = 4;
+/// Of those, at most this many from one client address (an IPv6 /64 is one), so slow clients
+/// from a few addresses cannot hold them all. They are not also counted per access key: a
+/// key ID is no secret, and whoever learned one could then hold its owner's share from
+/// elsewhere and lock the owner out.
+const UNVERIFIED_PER_CLIENT: u32 = 4;
+/// The most time an unverified body may take to arrive (less when `body_timeout` is less):
+/// shorter than a verified one's, since whoever sends it may be no one.
+const UNVERIFIED_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The address a client is counted under: an IPv4 address, or an IPv6 /64 (one host's
 /// allocation; its 2^64 addresses are one client).
@@ -39,29 +43,22 @@ pub(crate) fn client_key(ip: Option<IpAddr>) -> Option<IpAddr> {
     })
 }
 
-/// Who holds unverified-body permits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Holder {
-    Client(Option<IpAddr>),
-    Key(String),
-}
-
-/// Unverified bodies being read, per holder.
-fn unverified_by_holder() -> &'static Mutex<HashMap<Holder, u32>> {
-    static M: OnceLock<Mutex<HashMap<Holder, u32>>> = OnceLock::new();
+/// Unverified bodies being read, per client address.
+fn unverified_by_client() -> &'static Mutex<HashMap<Option<IpAddr>, u32>> {
+    static M: OnceLock<Mutex<HashMap<Option<IpAddr>, u32>>> = OnceLock::new();
     M.get_or_init(Mutex::default)
 }
 
-/// One holder's share of the unverified-body permits; given back on drop.
-struct HolderPermit(Holder);
+/// One client's share of the unverified-body permits; given back on drop.
+struct ClientPermit(Option<IpAddr>);
 
-impl HolderPermit {
-    fn take(holder: Holder) -> Option<Self> {
-        let mut m = unverified_by_holder()
+impl ClientPermit {
+    fn take(holder: Option<IpAddr>) -> Option<Self> {
+        let mut m = unverified_by_client()
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(holder.clone()).or_insert(0);
-        if *n >= UNVERIFIED_PER_HOLDER {
+        let n = m.entry(holder).or_insert(0);
+        if *n >= UNVERIFIED_PER_CLIENT {
             return None;
         }
         *n += 1;
@@ -69,9 +66,9 @@ impl HolderPermit {
     }
 }
 
-impl Drop for HolderPermit {
+impl Drop for ClientPermit {
     fn drop(&mut self) {
-        let mut m = unverified_by_holder()
+        let mut m = unverified_by_client()
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(&self.0) {
@@ -99,8 +96,22 @@ pub(crate) struct AuthThrottle {
 #[derive(Debug, Default)]
 struct Throttled {
     buckets: HashMap<Option<IpAddr>, Bucket>,
+    /// Addresses beyond the [`MAX_TRACKED`] that are tracked one by one share this one
+    /// address's allowance (and report), until a clean-up makes room.
+    others: Option<Bucket>,
     /// The node's allowance.
     global: Option<Bucket>,
+    /// When the tracked addresses were last cleaned up.
+    cleaned: Option<Instant>,
+}
+
+/// Whose allowance a failure is taken from, in [`AuthThrottle::take_refused`]'s report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counted {
+    /// One client address (an IPv6 /64), or an unknown one.
+    Address(Option<IpAddr>),
+    /// Every address beyond the ones tracked one by one.
+    Others,
 }
 
 #[derive(Debug)]
@@ -138,8 +149,11 @@ impl Bucket {
     }
 }
 
-/// Addresses tracked at most; beyond it, addresses with nothing to report are forgotten.
+/// Addresses tracked one by one at most; beyond it, addresses with nothing to report are
+/// forgotten, and new ones share one allowance until there is room.
 const MAX_TRACKED: usize = 65_536;
+/// How often the tracked addresses may be cleaned up when there are too many.
+const CLEAN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// The node's allowance of failures recorded one by one, in addresses' allowances.
 const GLOBAL_ADDRESSES: f64 = 50.0;
 
@@ -156,21 +170,33 @@ impl AuthThrottle {
     fn failure(&self, ip: Option<IpAddr>) -> Result<(), u64> {
         let ip = client_key(ip);
         let burst = self.per_minute;
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.buckets.len() >= MAX_TRACKED {
-            st.buckets.retain(|_, x| x.refused > 0 || !x.is_full(burst));
-            // Still crowded (many addresses at once): keep only what must be reported, so the
-            // next clean-up is again MAX_TRACKED / 2 new addresses away (constant amortized).
-            if st.buckets.len() >= MAX_TRACKED / 2 {
-                st.buckets.retain(|_, x| x.refused > 0);
-            }
-        }
         let now = Instant::now();
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // Cleaning up is linear in what is tracked, so it runs at most once a second however
+        // many new addresses arrive; in between, new ones beyond the limit share one bucket.
+        let crowded = !st.buckets.contains_key(&ip) && st.buckets.len() >= MAX_TRACKED;
+        if crowded
+            && st
+                .cleaned
+                .is_none_or(|t| now.duration_since(t) >= CLEAN_EVERY)
+        {
+            st.cleaned = Some(now);
+            st.buckets.retain(|_, x| x.refused > 0 || !x.is_full(burst));
+        }
         let global_burst = burst * GLOBAL_ADDRESSES;
-        let Throttled { buckets, global } = &mut *st;
-        let bucket = buckets
-            .entry(ip)
-            .or_insert_with(|| Bucket::full(burst, now));
+        let Throttled {
+            buckets,
+            others,
+            global,
+            ..
+        } = &mut *st;
+        let bucket = if buckets.len() < MAX_TRACKED || buckets.contains_key(&ip) {
+            buckets
+                .entry(ip)
+                .or_insert_with(|| Bucket::full(burst, now))
+        } else {
+            others.get_or_insert_with(|| Bucket::full(burst, now))
+        };
         let global = global.get_or_insert_with(|| Bucket::full(global_burst, now));
         if bucket.take(burst, now) && global.take(global_burst, now) {
             return Ok(());
@@ -182,14 +208,19 @@ impl AuthThrottle {
     }
 
     /// The failures refused since the last call, per address (the counts are reset).
-    pub(crate) fn take_refused(&self) -> Vec<(Option<IpAddr>, u64)> {
+    pub(crate) fn take_refused(&self) -> Vec<(Counted, u64)> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let out = st
+        let mut out: Vec<(Counted, u64)> = st
             .buckets
             .iter_mut()
             .filter(|(_, x)| x.refused > 0)
-            .map(|(ip, x)| (*ip, std::mem::take(&mut x.refused)))
+            .map(|(ip, x)| (Counted::Address(*ip), std::mem::take(&mut x.refused)))
             .collect();
+        if let Some(n) = st.others.as_mut().map(|o| std::mem::take(&mut o.refused)) {
+            if n > 0 {
+                out.push((Counted::Others, n));
+            }
+        }
         // Addresses whose allowance is whole again are forgotten.
         let burst = self.per_minute;
         st.buckets.retain(|_, x| !x.is_full(burst));
@@ -199,16 +230,25 @@ impl AuthThrottle {
 
 /// Records the failures the throttle refused, one record per address.
 pub(crate) async fn report_refused(state: &AppState) {
-    for (ip, n) in state.auth_throttle.take_refused() {
+    for (who, n) in state.auth_throttle.take_refused() {
+        let (client, whose) = match who {
+            Counted::Address(ip) => (ip.map(|i| i.to_string()), "one address".to_owned()),
+            Counted::Others => (
+                None,
+                format!(
+                    "addresses beyond the {MAX_TRACKED} tracked one by one, which share one address's allowance"
+                ),
+            ),
+        };
         let _ = state
             .service
             .auditor()
             .record(highside_audit::Event::AuthFailure {
                 request_id: format!("auth-{}", uuid::Uuid::new_v4().simple()),
-                client: ip.map(|i| i.to_string()),
+                client,
                 route: "*".into(),
                 reason: format!(
-                    "{n} failed authentications refused with 429 (more than the allowance of {} a minute for one address)",
+                    "{n} failed authentications refused with 429 (more than the allowance of {} a minute for {whose})",
                     state.config.auth_failures_per_minute
                 ),
                 count: Some(n),
@@ -367,21 +407,19 @@ pub(crate) async fn require_principal(
                 HttpError(e).into_response()
             }
         };
-        let Some(_client_permit) =
-            HolderPermit::take(Holder::Client(client_key(addr.map(|a| a.ip()))))
-        else {
+        let Some(_client_permit) = ClientPermit::take(client_key(addr.map(|a| a.ip()))) else {
             return busy();
         };
         // The access key must exist before its body is read: an unknown key ID fails at once,
-        // like a wrong signature, and one key holds no more permits than one address.
+        // like a wrong signature.
         let access_key = std::str::from_utf8(auth[0])
             .ok()
             .and_then(|h| highside_sigv4::parse_authorization(h).ok())
             .map(|a| a.access_key)
             .unwrap_or_default();
         let st = Arc::clone(&state);
-        let probe = access_key.clone();
-        let known = tokio::task::spawn_blocking(move || st.auth.knows_access_key(&probe)).await;
+        let known =
+            tokio::task::spawn_blocking(move || st.auth.knows_access_key(&access_key)).await;
         match known {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => {
@@ -400,21 +438,21 @@ pub(crate) async fn require_principal(
                 return HttpError(ApiError::internal("cannot check credentials")).into_response()
             }
         }
-        let Some(_key_permit) = HolderPermit::take(Holder::Key(access_key)) else {
-            return busy();
-        };
         let Ok(_permit) = UNVERIFIED_BODIES.try_acquire() else {
             return busy();
         };
         let (parts, body) = req.into_parts();
-        let bytes =
-            match crate::http::read_body(Request::from_parts(parts.clone(), body), &state.config)
-                .await
-            {
-                Ok(b) => b,
-                Err(e) if bedrock => return crate::bedrock::error_response(&e),
-                Err(e) => return HttpError(e).into_response(),
-            };
+        let bytes = match crate::http::read_body_within(
+            Request::from_parts(parts.clone(), body),
+            &state.config,
+            state.config.body_timeout.min(UNVERIFIED_BODY_TIMEOUT),
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(e) if bedrock => return crate::bedrock::error_response(&e),
+            Err(e) => return HttpError(e).into_response(),
+        };
         let st = Arc::clone(&state);
         let (p, b) = (parts.clone(), bytes.clone());
         let result = tokio::task::spawn_blocking(move || {
@@ -499,4 +537,65 @@ pub(crate) async fn require_principal(
     req.extensions_mut().insert(principal);
     req.extensions_mut().insert(ClientAddr(addr));
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(n: u32) -> Option<IpAddr> {
+        Some(IpAddr::V4(std::net::Ipv4Addr::from(0x0A00_0000 + n)))
+    }
+
+    #[test]
+    fn an_address_beyond_its_allowance_is_refused_and_counted() {
+        let t = AuthThrottle::new(2);
+        assert!(t.failure(v4(1)).is_ok());
+        assert!(t.failure(v4(1)).is_ok());
+        assert!(t.failure(v4(1)).is_err());
+        assert!(
+            t.failure(v4(2)).is_ok(),
+            "another address has its own allowance"
+        );
+        assert_eq!(t.take_refused(), [(Counted::Address(v4(1)), 1)]);
+        assert!(
+            t.take_refused().is_empty(),
+            "counts are reset once reported"
+        );
+    }
+
+    #[test]
+    fn addresses_beyond_the_tracked_ones_share_one_allowance() {
+        let t = AuthThrottle::new(1);
+        let n = u32::try_from(MAX_TRACKED).unwrap();
+        // Each address spends its allowance (or is refused once the node's is spent), so
+        // none may be forgotten yet.
+        for i in 0..n {
+            let _ = t.failure(v4(i));
+        }
+        // New addresses share one bucket rather than growing the map (or rescanning it on
+        // every failure).
+        for i in n..n + 100 {
+            assert!(t.failure(v4(i)).is_err());
+        }
+        assert_eq!(t.state.lock().unwrap().buckets.len(), MAX_TRACKED);
+        let refused = t.take_refused();
+        assert!(
+            refused.contains(&(Counted::Others, 100)),
+            "{:?}",
+            refused.last()
+        );
+        assert_eq!(refused.len(), MAX_TRACKED - 50 + 1);
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_client() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(Some(a)), client_key(Some(b)));
+        assert_ne!(client_key(Some(a)), client_key(Some(c)));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_key(Some(mapped)), v4(1));
+    }
 }

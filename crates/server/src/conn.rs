@@ -4,9 +4,12 @@
 //! what the answer holds) forever. Bodies have their own deadline where they are read
 //! (`http::read_body`).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,6 +29,49 @@ use crate::ClientInfo;
 /// flood of idle connections cannot exhaust the node's file descriptors).
 const MAX_CONNECTIONS: usize = 1000;
 
+/// Counts what each client address (an IPv6 /64 is one) holds at once, so that no one address
+/// takes all of a node-wide limit.
+#[derive(Debug, Default)]
+pub(crate) struct PerAddress {
+    held: Mutex<HashMap<Option<IpAddr>, usize>>,
+}
+
+/// One of an address's shares; given back on drop.
+#[derive(Debug)]
+pub(crate) struct AddressShare {
+    owner: Arc<PerAddress>,
+    key: Option<IpAddr>,
+}
+
+impl PerAddress {
+    /// One more share for `ip`, unless it holds `max` already.
+    pub(crate) fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressShare> {
+        let key = crate::auth::client_key(Some(ip));
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressShare {
+            owner: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressShare {
+    fn drop(&mut self) {
+        let mut held = self.owner.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// How long each stage of a connection may take.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadlines {
@@ -33,6 +79,8 @@ pub(crate) struct Deadlines {
     pub(crate) header: Duration,
     /// For a write to make progress (a client that does not read).
     pub(crate) write: Duration,
+    /// Connections one client address may hold open at once; beyond, new ones are closed.
+    pub(crate) per_address: usize,
 }
 
 /// Accepts connections on `listener` and serves `app` on each until `stop` turns true; then
@@ -47,10 +95,11 @@ pub(crate) async fn run<L>(
 {
     // Each connection holds a receiver; `closed` resolves once every one is dropped.
     let (all_done, done) = watch::channel(());
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let addresses = Arc::new(PerAddress::default());
     loop {
         let slot = tokio::select! {
-            s = std::sync::Arc::clone(&slots).acquire_owned() => match s {
+            s = Arc::clone(&slots).acquire_owned() => match s {
                 Ok(s) => s,
                 Err(_) => break,
             },
@@ -60,10 +109,16 @@ pub(crate) async fn run<L>(
             accepted = listener.accept() => accepted,
             () = stopped(&mut stop) => break,
         };
+        let Some(share) = addresses.take(client.addr.ip(), deadlines.per_address) else {
+            tracing::warn!(client = %client.addr, "too many connections from one address: connection closed");
+            metrics::counter!("highside_connections_refused_total").increment(1);
+            continue;
+        };
         let app = app.clone();
         let mut stop = stop.clone();
         let done = done.clone();
         tokio::spawn(async move {
+            let _share = share;
             let io = TokioIo::new(WriteDeadline::new(io, deadlines.write));
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(client.clone()));

@@ -114,6 +114,15 @@ pub(crate) async fn read_body(
     req: Request,
     config: &crate::ServerConfig,
 ) -> Result<Bytes, ApiError> {
+    read_body_within(req, config, config.body_timeout).await
+}
+
+/// [`read_body`] within `deadline` instead of `body_timeout`.
+pub(crate) async fn read_body_within(
+    req: Request,
+    config: &crate::ServerConfig,
+    deadline: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     let limit = config.max_body_bytes;
     let declared = req
         .headers()
@@ -127,7 +136,7 @@ pub(crate) async fn read_body(
         req.into_body(),
         usize::try_from(limit).unwrap_or(usize::MAX),
     );
-    let Ok(read) = tokio::time::timeout(config.body_timeout, read).await else {
+    let Ok(read) = tokio::time::timeout(deadline, read).await else {
         return Err(ApiError {
             status: 408,
             kind: "invalid_request_error",
@@ -135,7 +144,7 @@ pub(crate) async fn read_body(
             ..ApiError::bad_request(
                 format!(
                     "the request body did not arrive within {} s",
-                    config.body_timeout.as_secs()
+                    deadline.as_secs()
                 ),
                 None,
             )

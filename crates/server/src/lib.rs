@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Time an answer waits for a client that does not read it.
     pub write_timeout: Duration,
+    /// Connections one client address (an IPv6 /64) may hold open at once.
+    pub connections_per_address: usize,
     /// Failed authentications per client address in a burst, refilled per minute; beyond
     /// it, 429 and one aggregate audit record per address per `auth_report_every`.
     pub auth_failures_per_minute: u32,
@@ -77,6 +79,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(60),
+            connections_per_address: 128,
             auth_failures_per_minute: 20,
             auth_report_every: Duration::from_secs(60),
             audit_min_free_bytes: 64 * 1024 * 1024,
@@ -193,6 +196,7 @@ where
     let deadlines = conn::Deadlines {
         header: state.config.header_timeout,
         write: state.config.write_timeout,
+        per_address: state.config.connections_per_address,
     };
     let server = async move {
         conn::run(listener, app, deadlines, rx).await;

@@ -20,6 +20,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at most; a connection beyond them is closed at once, so a flood of
 /// connections that never finish a handshake costs a bounded number of tasks.
 const MAX_HANDSHAKES: usize = 256;
+/// Of those, at most this many from one client address, so a few addresses cannot hold
+/// them all.
+const HANDSHAKES_PER_ADDRESS: usize = 16;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
@@ -209,6 +212,7 @@ impl TlsListener {
         let acceptor = TlsAcceptor::from(config);
         let (tx, ready) = mpsc::channel(64);
         let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        let per_address = Arc::new(crate::conn::PerAddress::default());
         tokio::spawn(async move {
             loop {
                 let (tcp, addr) = match listener.accept().await {
@@ -221,6 +225,10 @@ impl TlsListener {
                 if tx.is_closed() {
                     return;
                 }
+                let Some(share) = per_address.take(addr.ip(), HANDSHAKES_PER_ADDRESS) else {
+                    tracing::warn!(client = %addr, "too many TLS handshakes from one address: connection closed");
+                    continue;
+                };
                 let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
                     tracing::warn!(client = %addr, "too many TLS handshakes in progress: connection closed");
                     continue;
@@ -228,7 +236,7 @@ impl TlsListener {
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let _permit = permit;
+                    let _permit = (permit, share);
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => {
                             let certificate = tls
@@ -237,7 +245,16 @@ impl TlsListener {
                                 .peer_certificates()
                                 .and_then(|c| c.first())
                                 .and_then(|c| peer_certificate(c.as_ref()));
-                            let _ = tx.send((tls, ClientInfo { addr, certificate })).await;
+                            // The server takes connections only as it has room for them: one
+                            // that waits longer is dropped, so waiting ones cannot hold the
+                            // handshake permits.
+                            let ready = (tls, ClientInfo { addr, certificate });
+                            if tokio::time::timeout(HANDSHAKE_TIMEOUT, tx.send(ready))
+                                .await
+                                .is_err()
+                            {
+                                tracing::warn!(client = %addr, "server busy: a connection waited too long and was closed");
+                            }
                         }
                         Ok(Err(e)) => {
                             tracing::info!(client = %addr, error = %e, "TLS handshake failed");
