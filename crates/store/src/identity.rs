@@ -182,7 +182,8 @@ pub trait IdentityStore: Send + Sync {
     ) -> Result<Vec<CertMappingRecord>, StoreError>;
     /// Deletes a mapping.
     fn delete_cert_mapping(&self, id: &CertMappingId) -> Result<(), StoreError>;
-    /// Whether a key has live (unrevoked) keys of its own user minted with it.
+    /// Whether a key has live (unrevoked) keys of its own user descended from it (minted with
+    /// it, or with a key minted with it, at any depth up to 33).
     fn has_own_children(&self, key: &KeyId) -> Result<bool, StoreError>;
     /// Every mapping matching a certificate's subject or any of its subjectAltNames, in the
     /// order they were made (oldest first).

@@ -445,9 +445,15 @@ impl IdentityStore for SqliteStore {
         Ok(self
             .read()
             .prepare_cached(
-                "SELECT 1 FROM api_keys c JOIN api_keys p ON p.id = c.parent_key_id \
-                 WHERE c.parent_key_id = ?1 AND c.user_id = p.user_id AND c.revoked_at IS NULL \
-                 LIMIT 1",
+                // Descendants at any depth (through other users' keys too), as deep as
+                // authentication walks ancestors.
+                "WITH RECURSIVE d (id, user_id, revoked_at, depth) AS ( \
+                   SELECT id, user_id, revoked_at, 1 FROM api_keys WHERE parent_key_id = ?1 \
+                   UNION ALL \
+                   SELECT c.id, c.user_id, c.revoked_at, d.depth + 1 \
+                   FROM api_keys c JOIN d ON c.parent_key_id = d.id WHERE d.depth < 33) \
+                 SELECT 1 FROM d JOIN api_keys p ON p.id = ?1 \
+                 WHERE d.user_id = p.user_id AND d.revoked_at IS NULL LIMIT 1",
             )?
             .query_row(params![key.as_str()], |_| Ok(()))
             .optional()?

@@ -223,22 +223,22 @@ impl Authenticator {
         now: time::OffsetDateTime,
     ) -> Result<Principal, AuthError> {
         live(&record, now)?;
-        // A key minted for its own user by a key dies with it: every such ancestor must be
-        // live too (bounded; parents are older than their children, so there is no cycle).
+        // A key minted for its own user by a key dies with it, even through keys of other
+        // users between them: every ancestor of the key's user must be live too (bounded;
+        // parents are older than their children, so there is no cycle).
         let mut parent = record.parent.clone();
         let mut depth = 0;
         while let Some(id) = parent {
-            let Some(p) = self.store.get_key(&id)? else {
-                return Err(AuthError::Revoked);
-            };
-            if p.user_id != record.user_id {
-                break;
-            }
             depth += 1;
             if depth > MAX_ANCESTORS {
                 return Err(AuthError::Revoked);
             }
-            live(&p, now)?;
+            let Some(p) = self.store.get_key(&id)? else {
+                return Err(AuthError::Revoked);
+            };
+            if p.user_id == record.user_id {
+                live(&p, now)?;
+            }
             parent = p.parent;
         }
         let user = self
@@ -246,18 +246,13 @@ impl Authenticator {
             .get_user(&record.user_id)?
             .ok_or(AuthError::InvalidKey)?;
         if let Some(c) = certificate {
-            // The key decides who calls; a certificate mapped to someone else of the key's
-            // agency is refused. Another agency's mapping of one of its fields is ignored, so
-            // it cannot lock a key's user out.
+            // A certificate sent with a key must be the key's user's, when it is anyone's: a
+            // mapping to the key's user admits it whatever other mappings say (so another
+            // agency's mapping of one of its fields cannot lock the user out), and one mapped
+            // only to others is refused, whichever agency they are in.
             let mapped = self.store.match_certificate(&c.subject, &c.sans)?;
-            for m in &mapped {
-                if m.user_id == user.id {
-                    continue;
-                }
-                let other = self.store.get_user(&m.user_id)?;
-                if other.is_none_or(|o| o.agency_id == user.agency_id) {
-                    return Err(AuthError::Mismatch);
-                }
+            if !mapped.is_empty() && !mapped.iter().any(|m| m.user_id == user.id) {
+                return Err(AuthError::Mismatch);
             }
         }
         let principal = self.principal(user, Some(record.scopes), Some(record.id.clone()))?;

@@ -1248,6 +1248,60 @@ fn a_key_minted_for_its_own_user_dies_with_its_parent() {
     assert_eq!(login(&w.auth, &for_bob.secret).unwrap().user, bob.user);
 }
 
+/// A key of `owner` minted with `parent`, written to the store as minting would.
+fn descendant(
+    w: &World,
+    owner: &Principal,
+    parent: &highside_store::ApiKeyRecord,
+) -> (highside_store::ApiKeyRecord, ApiKeySecret) {
+    let (prefix, secret) = ApiKeySecret::generate();
+    let record = highside_store::ApiKeyRecord {
+        id: highside_identity::KeyId::generate(),
+        prefix,
+        secret_hash: secret.hash(),
+        user_id: owner.user.clone(),
+        name: "descendant".into(),
+        scopes: parent.scopes,
+        expires_at: None,
+        created_at: parent.created_at.clone(),
+        created_by: parent.user_id.clone(),
+        last_used_at: None,
+        revoked_at: None,
+        kind: highside_identity::KeyKind::Bearer,
+        salt: None,
+        parent: Some(parent.id.clone()),
+    };
+    w.store.insert_key(&record).unwrap();
+    (record, secret)
+}
+
+#[test]
+fn a_key_dies_with_its_users_ancestors_even_through_other_users_keys() {
+    let w = world();
+    let a = w.agency("A");
+    let (alice, _) = w.user(&a, "alice", "user", "SECRET");
+    let (bob, _) = w.user(&a, "bob", "user", "SECRET");
+    let root = key(&w, &alice, None).unwrap();
+    // alice's key, then bob's made with it, then alice's made with bob's.
+    let (bobs, _) = descendant(&w, &bob, &root.record);
+    let (_, alices_secret) = descendant(&w, &alice, &bobs);
+    assert_eq!(login(&w.auth, &alices_secret).unwrap().user, alice.user);
+    use highside_store::LimitScope;
+    assert_eq!(
+        status(
+            w.admin
+                .may_set_limits(&w.operator, LimitScope::Key, root.record.id.as_str())
+        ),
+        409,
+        "alice's key deep below binds no limits set on its ancestor"
+    );
+    w.admin.revoke_key(&alice, root.record.id.as_str()).unwrap();
+    assert!(matches!(
+        login(&w.auth, &alices_secret),
+        Err(AuthError::Revoked)
+    ));
+}
+
 #[test]
 fn a_key_with_children_takes_no_limits_and_a_bounded_key_maps_no_certificate() {
     let w = world();
@@ -1288,26 +1342,62 @@ fn a_key_with_children_takes_no_limits_and_a_bounded_key_maps_no_certificate() {
 }
 
 #[test]
-fn another_agencys_mapping_cannot_lock_out_a_key_user() {
+fn a_certificate_sent_with_a_key_must_be_the_key_users_when_it_is_anyones() {
     let w = world();
     let a = w.agency("A");
     let b = w.agency("B");
-    let (_alice, alice_secret) = w.user(&a, "alice", "user", "SECRET");
-    let (mallory_puppet, _) = w.user(&b, "puppet", "user", "SECRET");
-    w.admin
-        .create_cert_mapping(
-            &w.operator,
-            CreateCertMapping {
-                user_id: mallory_puppet.user.clone(),
-                kind: highside_identity::CertKind::San,
-                value: "alice@a.example".into(),
-            },
-        )
-        .unwrap();
-    let cert = PeerCertificate {
-        subject: "CN=alice, O=A".into(),
-        sans: vec!["alice@a.example".into()],
+    let (alice, alice_secret) = w.user(&a, "alice", "user", "SECRET");
+    let (mallory, _) = w.user(&b, "mallory", "user", "SECRET");
+    let map = |user: &UserId, kind, value: &str| {
+        w.admin
+            .create_cert_mapping(
+                &w.operator,
+                CreateCertMapping {
+                    user_id: user.clone(),
+                    kind,
+                    value: value.into(),
+                },
+            )
+            .unwrap();
     };
+    map(
+        &mallory.user,
+        highside_identity::CertKind::San,
+        "mallory@b.example",
+    );
     let k = ParsedKey::parse(alice_secret.expose()).unwrap();
-    assert!(w.auth.authenticate(Some(&k), Some(&cert), now()).is_ok());
+    let auth = |subject: &str, sans: &[&str]| {
+        let cert = PeerCertificate {
+            subject: subject.into(),
+            sans: sans.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        w.auth.authenticate(Some(&k), Some(&cert), now())
+    };
+    // Another agency's user's certificate with alice's key: refused, whichever agency.
+    assert!(matches!(
+        auth("CN=mallory, O=B", &["mallory@b.example"]),
+        Err(AuthError::Mismatch)
+    ));
+    // A mapping to alice admits it, whatever other mappings of its fields say, so another
+    // agency's mapping of one of them cannot lock her out.
+    map(
+        &mallory.user,
+        highside_identity::CertKind::San,
+        "alice@a.example",
+    );
+    assert!(matches!(
+        auth("CN=alice, O=A", &["alice@a.example"]),
+        Err(AuthError::Mismatch)
+    ));
+    map(
+        &alice.user,
+        highside_identity::CertKind::Subject,
+        "CN=alice, O=A",
+    );
+    assert_eq!(
+        auth("CN=alice, O=A", &["alice@a.example"]).unwrap().user,
+        alice.user
+    );
+    // A certificate nobody mapped: the key decides.
+    assert!(auth("CN=gateway", &[]).is_ok());
 }
