@@ -1,6 +1,6 @@
 //! `highside bench monitor`: how fast the reference monitor reads a request's text, on prose
 //! and on input built to be slow (runs of `S//`, of `(`, of level words, disguised and
-//! non-Latin text). Detection must be linear with a small constant: at least 50 MB/s on every
+//! non-Latin text, escapes and markup). Detection must be linear with a small constant: at least 50 MB/s on every
 //! input. Each input is read `repeat` times and the median is reported, with the slowest
 //! input's rate against the target.
 
@@ -85,6 +85,13 @@ fn inputs(size: usize) -> Vec<(&'static str, String)> {
             "decorated banner lines",
             repeated("**SECRET**\n# TOP SECRET\n", size),
         ),
+        (
+            "HTML references and tags",
+            repeated("<p>&#84;OP SECRET&#47;&#47;<b>SI</b></p>&amp; ", size),
+        ),
+        ("unclosed comments: `<!--` repeated", repeated("<!--", size)),
+        ("unclosed tags: `<a ` repeated", repeated("<a ", size)),
+        ("backslashes: `\\` repeated", repeated("\\", size)),
     ]
 }
 

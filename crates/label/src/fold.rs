@@ -205,6 +205,10 @@ impl Folded {
     pub fn flush(&mut self) {
         if let Some(d) = &mut self.decoded {
             d.flush();
+            // Nothing was decoded (`<!--` that never ends, `C:\Users`): one reading is read.
+            if d.out == self.plain.out {
+                self.decoded = None;
+            }
         }
     }
 
@@ -276,8 +280,34 @@ const COMMENT_WINDOW: usize = 4096;
 const TAG_WINDOW: usize = 256;
 /// The most bytes of a character reference's name.
 const REFERENCE_WINDOW: usize = 12;
-/// The longest run of backslashes an unfinished escape may start with.
-const MAX_RUN: usize = 64;
+
+/// Where the next comment end (`-->`) of a text is, found by one forward scan over the whole
+/// text however many comments open before it (so `<!--` repeated without an end is linear).
+#[derive(Debug, Default)]
+struct Closes {
+    /// Searched from here on ...
+    from: usize,
+    /// ... and the first `-->` there (`None`: there is none).
+    at: Option<usize>,
+    searched: bool,
+}
+
+impl Closes {
+    /// The first `-->` at or after `from` (asked with `from` never decreasing, each search
+    /// starts past the last one found: the scans never overlap).
+    fn next(&mut self, bytes: &[u8], from: usize) -> Option<usize> {
+        let known = self.searched && self.from <= from && self.at.is_none_or(|c| c >= from);
+        if !known {
+            self.from = from;
+            self.at = bytes
+                .get(from..)
+                .and_then(|rest| rest.windows(3).position(|w| w == b"-->"))
+                .map(|p| from + p);
+            self.searched = true;
+        }
+        self.at
+    }
+}
 
 /// Whether the escape, reference or markup starting at `i` runs to the end of `bytes`
 /// unfinished, so more text could still make it one.
@@ -286,14 +316,7 @@ fn unfinished(bytes: &[u8], i: usize) -> bool {
     match rest[0] {
         b'\\' => {
             // A run this long is not waited for: text must not be held back without bound.
-            let run = rest
-                .iter()
-                .take(MAX_RUN)
-                .take_while(|&&b| b == b'\\')
-                .count();
-            if run == MAX_RUN {
-                return false;
-            }
+            let run = rest.iter().take_while(|&&b| b == b'\\').count();
             let after = &rest[run..];
             match after.first() {
                 None => true,
@@ -339,7 +362,8 @@ fn unfinished(bytes: &[u8], i: usize) -> bool {
 }
 
 fn hex4(s: &[u8]) -> Option<u32> {
-    let s = s.get(..4)?;
+    // Four hex digits exactly (`from_str_radix` alone would take a sign: `\u+814`).
+    let s = s.get(..4).filter(|s| s.iter().all(u8::is_ascii_hexdigit))?;
     let s = std::str::from_utf8(s).ok()?;
     u32::from_str_radix(s, 16).ok()
 }
@@ -374,19 +398,26 @@ impl Folder {
 
     fn fold_from(&mut self, text: &str, last: bool) {
         let bytes = text.as_bytes();
+        let mut closes = Closes::default();
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
             if self.decode {
                 if !last && matches!(b, b'\\' | b'&' | b'<') && unfinished(bytes, i) {
-                    // `b` is ASCII, so `i` is a character boundary.
-                    self.carry = text[i..].to_owned();
+                    // `b` is ASCII, so `i` is a character boundary. A run of backslashes
+                    // reads as one, so one is kept: what is held back stays a few bytes.
+                    let rest = &text[i..];
+                    let run = rest.bytes().take_while(|&b| b == b'\\').count();
+                    self.carry = match run {
+                        0 => rest.to_owned(),
+                        _ => format!("\\{}", &rest[run..]),
+                    };
                     return;
                 }
                 let next = match b {
                     b'\\' => self.escape(bytes, i),
                     b'&' => self.reference(bytes, i),
-                    b'<' => self.markup(bytes, i),
+                    b'<' => self.markup(bytes, i, &mut closes),
                     _ => None,
                 };
                 if let Some(next) = next {
@@ -444,17 +475,16 @@ impl Folder {
     }
 
     /// An escape at `i` (a run of backslashes, so text escaped twice reads the same), read
-    /// as what it stands for; `None` when it stands for nothing.
+    /// as what it stands for; a run that escapes nothing reads as one backslash.
     fn escape(&mut self, bytes: &[u8], i: usize) -> Option<usize> {
         let mut j = i;
         while j < bytes.len() && bytes[j] == b'\\' {
             j += 1;
         }
         let Some(end) = self.escaped(bytes, j) else {
-            // Not an escape: the run reads as written, once (so a long run stays linear).
-            for _ in i..j {
-                self.ascii(b'\\');
-            }
+            // Not an escape: the run reads as one backslash (as an escaped backslash does),
+            // read once, so a long run stays linear and needs no more than one held back.
+            self.ascii(b'\\');
             return Some(j);
         };
         Some(end)
@@ -505,13 +535,17 @@ impl Folder {
             + bytes
                 .get(i + 1..)?
                 .iter()
-                .take(12)
+                .take(REFERENCE_WINDOW)
                 .position(|&b| b == b';')?;
         let name = std::str::from_utf8(&bytes[i + 1..end]).ok()?;
         let c = if let Some(num) = name.strip_prefix('#') {
+            // Digits only: the parsers alone would take a sign (`&#+84;`).
             let cp = match num.strip_prefix(['x', 'X']) {
-                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                None => num.parse().ok()?,
+                Some(hex) if hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    u32::from_str_radix(hex, 16).ok()?
+                }
+                None if num.bytes().all(|b| b.is_ascii_digit()) => num.parse().ok()?,
+                _ => return None,
             };
             char::from_u32(cp).unwrap_or(' ')
         } else {
@@ -533,15 +567,14 @@ impl Folder {
     }
 
     /// Markup at `i`: an HTML comment or a tag (up to a line's end), read as a space.
-    fn markup(&mut self, bytes: &[u8], i: usize) -> Option<usize> {
+    fn markup(&mut self, bytes: &[u8], i: usize, closes: &mut Closes) -> Option<usize> {
         if bytes.get(i..i + 4) == Some(b"<!--") {
-            let rest = bytes.get(i + 4..)?;
-            let close = rest
-                .windows(3)
-                .take(COMMENT_WINDOW)
-                .position(|w| w == b"-->")?;
+            let close = closes.next(bytes, i + 4)?;
+            if close - (i + 4) >= COMMENT_WINDOW {
+                return None;
+            }
             self.whitespace(false);
-            return Some(i + 4 + close + 3);
+            return Some(close + 3);
         }
         let first = *bytes.get(i + 1)?;
         if !(first.is_ascii_alphabetic() || first == b'/' || first == b'!') {
@@ -660,6 +693,15 @@ mod tests {
         );
         assert_eq!(d("<h1>SECRET</h1><!-- x -->//NF"), "SECRET //NF");
         assert_eq!(d("a < b and c > d"), "a < b and c > d");
+        // A comment ends within its window, or is text.
+        let near = format!("a<!--{}-->b", "x".repeat(COMMENT_WINDOW - 1));
+        assert_eq!(d(&near), "a b");
+        let far = format!("a<!--{}-->b", "x".repeat(COMMENT_WINDOW));
+        assert_eq!(d(&far), far);
+        assert_eq!(d("<!--<!--<!-- x -->y"), "y");
+        assert_eq!(d("<!-- a --> b <!-- c -->d"), "b d");
+        let unclosed = "<!--".repeat(3000);
+        assert_eq!(d(&unclosed), unclosed);
     }
 
     #[test]
@@ -681,10 +723,14 @@ mod tests {
 
     #[test]
     fn escapes_references_and_markup_cut_between_pieces_read_whole() {
+        let long_runs = format!("{}n{}x TOP", "\\".repeat(100), "\\".repeat(70));
         let texts = [
             r"TOP\u0020SECRET x",
             r"a\\nb",
             r"\ud83d\ude00 x",
+            r"TOPOP\u+814OHCS-PE\u+014OICE*",
+            "&#+84;OP &#x+54;OP",
+            long_runs.as_str(),
             "&#84;OP SECRET &amp; b",
             "TOP<!-- a. b -->SECRET",
             "<a href=\"x.y\">SECRET</a> z",
