@@ -187,7 +187,7 @@ pub(crate) fn chat_prompt_tokens(
     )
     .map_err(|e| setup(e.to_string()))?;
     let text = template
-        .render(&[highside_template::Message::new("user", prompt)], true)
+        .render(&[highside_inference::Message::new("user", prompt)], true)
         .map_err(|e| setup(e.to_string()))?;
     Ok(engine.tokenize(&text, true))
 }

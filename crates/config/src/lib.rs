@@ -65,16 +65,8 @@ pub struct Config {
     pub routes: Vec<Route>,
 }
 
-/// The wire protocol of an external inference server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    /// OpenAI chat completions (`POST {url}/chat/completions`): vLLM, llama.cpp's server,
-    /// Ollama, TGI, llama-cpp-python, another Highside, hosted OpenAI-style APIs.
-    Openai,
-    /// The Anthropic Messages API (`POST {url}/v1/messages`).
-    Anthropic,
-}
+/// The wire protocol of an external inference server (`protocol = "openai" | "anthropic"`).
+pub use highside_inference::Protocol;
 
 /// One external inference server and model, configured by the operator only: no request
 /// can name a URL.

@@ -22,6 +22,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
+use highside_inference::{FinishReason, Usage};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
@@ -64,24 +65,6 @@ pub struct ModelInfo {
     /// Texts of the control tokens (`<|im_start|>`, ...): client text containing one could
     /// forge conversation structure once the rendered prompt is tokenized.
     pub control_texts: Vec<String>,
-}
-
-/// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FinishReason {
-    /// The model produced an end-of-generation token or a stop string matched.
-    Stop,
-    /// `max_tokens` or the context window was reached.
-    Length,
-}
-
-/// Token counts of a finished generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
-    /// Tokens in the prompt.
-    pub prompt_tokens: u32,
-    /// Tokens generated (an end-of-generation token is not counted).
-    pub completion_tokens: u32,
 }
 
 /// What a request's stream carries.

@@ -18,7 +18,9 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::text::TextStream;
-use crate::{backend, nz, Command, Event, FinishReason, Job, SamplingParams, Stats, Usage};
+use highside_inference::{FinishReason, Usage};
+
+use crate::{backend, nz, Command, Event, Job, SamplingParams, Stats};
 
 /// llama.cpp's `LLAMA_FLASH_ATTN_TYPE_ENABLED`. Pinned rather than left on "auto": flash
 /// attention changes the numerics (greedy near-ties flip), so whether it is on must not depend
@@ -216,8 +218,8 @@ impl Scheduler<'_> {
         let _ = seq.job.events.send(Event::Done {
             finish_reason: reason,
             usage: Usage {
-                prompt_tokens: seq.job.prompt.len() as u32,
-                completion_tokens: seq.generated,
+                prompt_tokens: seq.job.prompt.len() as u64,
+                completion_tokens: u64::from(seq.generated),
             },
         });
     }

@@ -4,7 +4,8 @@
 mod common;
 
 use common::{collect, engine, greedy, model_path, render_chat};
-use highside_engine::{EngineError, FinishReason, SamplingParams};
+use highside_engine::{EngineError, SamplingParams};
+use highside_inference::FinishReason;
 
 #[derive(serde::Deserialize)]
 struct Golden {

@@ -328,7 +328,7 @@ fn upstream_routes(
     encodings: &highside_label::Encodings,
     registry: &mut Registry,
 ) -> anyhow::Result<()> {
-    use highside_providers::{Credential, Deployment, Protocol, Settings};
+    use highside_providers::{Credential, Deployment, Settings};
     let mut deployments = std::collections::BTreeMap::new();
     for d in &config.deployments {
         let label = encodings.parse_accreditation(&d.label).with_context(|| {
@@ -355,10 +355,7 @@ fn upstream_routes(
         };
         let deployment = Deployment::new(Settings {
             name: d.name.clone(),
-            protocol: match d.protocol {
-                highside_config::Protocol::Openai => Protocol::Openai,
-                highside_config::Protocol::Anthropic => Protocol::Anthropic,
-            },
+            protocol: d.protocol,
             url: d.url.clone(),
             model: d.model.clone(),
             banner: encodings.banner(&label),

@@ -1,5 +1,5 @@
 use highside_engine::SamplingParams;
-use highside_template::{Message, MessageToolCall};
+use highside_inference::{Message, ToolCall as MessageToolCall};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 

@@ -1,4 +1,4 @@
-use highside_engine::{FinishReason, Usage};
+use highside_inference::{FinishReason, Usage};
 use serde::Serialize;
 
 /// OpenAI's spelling of a finish reason.
@@ -24,11 +24,11 @@ pub struct HighsideMeta {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct UsageBody {
     /// Prompt tokens.
-    pub prompt_tokens: u32,
+    pub prompt_tokens: u64,
     /// Generated tokens.
-    pub completion_tokens: u32,
+    pub completion_tokens: u64,
     /// Their sum.
-    pub total_tokens: u32,
+    pub total_tokens: u64,
 }
 
 impl From<Usage> for UsageBody {

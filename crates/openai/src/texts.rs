@@ -11,11 +11,13 @@
 use std::borrow::Cow;
 
 use highside_engine::SamplingParams;
-use highside_template::{Message, MessageToolCall};
+use highside_inference::{Message, ToolCall as MessageToolCall};
 use serde_json::Value;
 
 use crate::embeddings::PreparedEmbedding;
-use crate::tools::{json_strings, ToolChoice, ToolDef, Tools};
+use highside_inference::{ToolChoice, ToolDef};
+
+use crate::tools::{json_strings, Tools};
 use crate::{Prepared, PromptInput};
 
 /// A validated request of any kind.

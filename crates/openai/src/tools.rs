@@ -8,6 +8,8 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use highside_inference::{ToolChoice, ToolDef};
+
 use crate::ApiError;
 
 /// The opening of a call block in the output.
@@ -22,31 +24,6 @@ const MAX_TOOLS: usize = 128;
 pub const MAX_GRAMMAR_BYTES: usize = 32 * 1024;
 /// Most values of all `enum`s of the forced functions' schemas together.
 const MAX_ENUM_VALUES: usize = 1024;
-
-/// One function the model may call.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToolDef {
-    /// `[A-Za-z0-9_-]{1,64}`, as OpenAI requires.
-    pub name: String,
-    /// What it does.
-    pub description: String,
-    /// JSON Schema of its arguments (an object).
-    pub parameters: Value,
-}
-
-/// `tool_choice`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToolChoice {
-    /// The model may not call any: an embedded model is not shown the tools; an external
-    /// deployment gets them with its own "none" (a history with calls needs them there).
-    None,
-    /// The model decides.
-    Auto,
-    /// The model must call one of the tools.
-    Required,
-    /// The model must call this one.
-    Named(String),
-}
 
 /// The tools of one request.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,10 +6,8 @@
 
 use serde_json::{json, Value};
 
-use crate::{
-    Answer, CallDelta, ChatRequest, Chunk, Finish, Message, ProtocolError, ToolCall, ToolChoice,
-    Usage,
-};
+use crate::{Answer, CallDelta, ChatRequest, Chunk, ProtocolError};
+use highside_inference::{FinishReason, Message, ToolCall, ToolChoice, Usage};
 
 /// The API version header value sent with every request.
 pub const VERSION: &str = "2023-06-01";
@@ -106,10 +104,10 @@ pub fn body(model: &str, req: &ChatRequest, default_max: u32) -> Result<Value, P
     Ok(b)
 }
 
-fn finish(v: &Value) -> Option<Finish> {
+fn finish(v: &Value) -> Option<FinishReason> {
     v.as_str().map(|f| match f {
-        "max_tokens" => Finish::Length,
-        _ => Finish::Stop,
+        "max_tokens" => FinishReason::Length,
+        _ => FinishReason::Stop,
     })
 }
 
@@ -145,7 +143,7 @@ pub fn parse_response(v: &Value) -> Result<Answer, ProtocolError> {
     Ok(Answer {
         text,
         calls,
-        finish: finish(&v["stop_reason"]).unwrap_or(Finish::Stop),
+        finish: finish(&v["stop_reason"]).unwrap_or(FinishReason::Stop),
         usage,
     })
 }
@@ -233,7 +231,6 @@ pub fn parse_event(event: Option<&str>, data: &str) -> Result<Chunk, ProtocolErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Message;
 
     #[test]
     fn system_prompts_move_and_events_parse() {
@@ -259,7 +256,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (a.text.as_str(), a.finish, a.usage.unwrap().prompt_tokens),
-            ("ok", Finish::Length, 4)
+            ("ok", FinishReason::Length, 4)
         );
         assert_eq!(
             parse_event(Some("content_block_delta"), r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}"#).unwrap(),
@@ -309,7 +306,7 @@ mod tests {
             stop: vec![],
             seed: None,
             stream: true,
-            tools: vec![crate::Tool {
+            tools: vec![highside_inference::ToolDef {
                 name: "get_weather".into(),
                 description: "d".into(),
                 parameters: json!({"type": "object"}),

@@ -19,15 +19,6 @@ use futures_util::StreamExt;
 use highside_label::Label;
 use tokio::sync::mpsc::UnboundedSender;
 
-/// The wire protocol of an upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// OpenAI chat completions.
-    Openai,
-    /// Anthropic Messages.
-    Anthropic,
-}
-
 /// Largest upstream answer or stream event read.
 const MAX_ANSWER_BYTES: usize = 16 << 20;
 /// Consecutive failures that open a deployment's circuit.
@@ -35,35 +26,7 @@ const BREAKER_FAILURES: u32 = 3;
 /// How long an open circuit keeps a deployment out of rotation before one trial request.
 const BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
 
-/// A chat message: the one the request was validated as, tool calls and ids included.
-pub use highside_template::Message;
-/// A function call, made by a model or sent back in an earlier assistant turn.
-pub use highside_template::MessageToolCall as ToolCall;
-
-/// A function the model may call.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tool {
-    /// Its name.
-    pub name: String,
-    /// What it does.
-    pub description: String,
-    /// JSON Schema of its arguments.
-    pub parameters: serde_json::Value,
-}
-
-/// How the model must use the tools.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum ToolChoice {
-    /// It may not call any (the tools are still sent: a history with calls needs them).
-    None,
-    /// The model decides.
-    #[default]
-    Auto,
-    /// It must call one.
-    Required,
-    /// It must call this one.
-    Named(String),
-}
+use highside_inference::{FinishReason, Message, Protocol, ToolCall, ToolChoice, ToolDef, Usage};
 
 /// A chat request in the terms every protocol shares.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,29 +46,11 @@ pub struct ChatRequest {
     /// Stream the upstream's answer through as it comes.
     pub stream: bool,
     /// Functions offered; empty for none.
-    pub tools: Vec<Tool>,
+    pub tools: Vec<ToolDef>,
     /// How they must be used (ignored without tools).
     pub tool_choice: ToolChoice,
     /// Whether the model may make several calls at once; `None` leaves it to the upstream.
     pub parallel_tool_calls: Option<bool>,
-}
-
-/// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finish {
-    /// A stop string or the end of the answer.
-    Stop,
-    /// `max_tokens` reached.
-    Length,
-}
-
-/// Token counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Usage {
-    /// Prompt tokens.
-    pub prompt_tokens: u64,
-    /// Generated tokens.
-    pub completion_tokens: u64,
 }
 
 /// What a deployment sends back to the request.
@@ -120,7 +65,7 @@ pub enum Output {
     /// The end; usage from the upstream, or counted where it gave none.
     Done {
         /// Why it ended.
-        finish: Finish,
+        finish: FinishReason,
         /// Token counts.
         usage: Usage,
         /// Which deployment answered.
@@ -138,7 +83,7 @@ pub enum Chunk {
         /// Pieces of calls.
         calls: Vec<CallDelta>,
         /// Set on the last content chunk.
-        finish: Option<Finish>,
+        finish: Option<FinishReason>,
         /// Counts, when the upstream reports them.
         usage: Option<Usage>,
     },
@@ -169,7 +114,7 @@ pub struct Answer {
     /// The calls it made.
     pub calls: Vec<ToolCall>,
     /// Why it ended.
-    pub finish: Finish,
+    pub finish: FinishReason,
     /// Token counts, when the upstream gave them.
     pub usage: Option<Usage>,
 }
@@ -211,7 +156,11 @@ impl CallAssembly {
 
     /// The calls in order, each checked against the tools `req` offered (see
     /// [`checked_calls`]).
-    pub fn finish(self, req: &ChatRequest, finish: Finish) -> Result<Vec<ToolCall>, ProtocolError> {
+    pub fn finish(
+        self,
+        req: &ChatRequest,
+        finish: FinishReason,
+    ) -> Result<Vec<ToolCall>, ProtocolError> {
         checked_calls(self.calls.into_values().collect(), req, finish)
     }
 }
@@ -227,7 +176,7 @@ const MAX_CALLS: usize = 128;
 pub fn checked_calls(
     mut calls: Vec<ToolCall>,
     req: &ChatRequest,
-    finish: Finish,
+    finish: FinishReason,
 ) -> Result<Vec<ToolCall>, ProtocolError> {
     if calls.len() > MAX_CALLS {
         return Err(ProtocolError("the answer makes too many tool calls"));
@@ -238,10 +187,10 @@ pub fn checked_calls(
                 "the answer calls a function that was not offered",
             ));
         }
-        if c.arguments.trim().is_empty() && finish != Finish::Length {
+        if c.arguments.trim().is_empty() && finish != FinishReason::Length {
             c.arguments = "{}".into();
         }
-        if finish == Finish::Length {
+        if finish == FinishReason::Length {
             continue;
         }
         let args: serde_json::Value = serde_json::from_str(&c.arguments)
@@ -690,7 +639,7 @@ impl Deployment {
                     }
                     Chunk::End => {
                         let calls = std::mem::take(&mut assembly)
-                            .finish(req, finish.unwrap_or(Finish::Stop))
+                            .finish(req, finish.unwrap_or(FinishReason::Stop))
                             .map_err(|e| bad_calls(&s.name, &e, emitted))?;
                         let counted = Usage {
                             prompt_tokens: estimate(prompt_chars),
@@ -708,7 +657,7 @@ impl Deployment {
                             None => counted,
                         };
                         let _ = out.send(Output::Done {
-                            finish: finish.unwrap_or(Finish::Stop),
+                            finish: finish.unwrap_or(FinishReason::Stop),
                             usage,
                             deployment: s.name.clone(),
                         });

@@ -2,10 +2,8 @@
 
 use serde_json::{json, Value};
 
-use crate::{
-    Answer, CallDelta, ChatRequest, Chunk, Finish, Message, ProtocolError, ToolCall, ToolChoice,
-    Usage,
-};
+use crate::{Answer, CallDelta, ChatRequest, Chunk, ProtocolError};
+use highside_inference::{FinishReason, Message, ToolCall, ToolChoice, Usage};
 
 fn message(m: &Message) -> Value {
     let mut v = json!({"role": m.role, "content": m.content});
@@ -66,10 +64,10 @@ pub fn body(model: &str, req: &ChatRequest) -> Value {
     b
 }
 
-fn finish(v: &Value) -> Option<Finish> {
+fn finish(v: &Value) -> Option<FinishReason> {
     v.as_str().map(|f| match f {
-        "length" => Finish::Length,
-        _ => Finish::Stop,
+        "length" => FinishReason::Length,
+        _ => FinishReason::Stop,
     })
 }
 
@@ -109,7 +107,7 @@ pub fn parse_response(v: &Value) -> Result<Answer, ProtocolError> {
     Ok(Answer {
         text,
         calls,
-        finish: finish(&choice["finish_reason"]).unwrap_or(Finish::Stop),
+        finish: finish(&choice["finish_reason"]).unwrap_or(FinishReason::Stop),
         usage: v.get("usage").and_then(usage),
     })
 }
@@ -202,7 +200,6 @@ pub fn parse_embeddings(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Message;
 
     #[test]
     fn body_and_answers() {
@@ -226,7 +223,7 @@ mod tests {
         let a = parse_response(&json!({"choices": [{"message": {"content": "ok"}, "finish_reason": "length"}],
                                                  "usage": {"prompt_tokens": 3, "completion_tokens": 1}}))
         .unwrap();
-        assert_eq!((a.text.as_str(), a.finish), ("ok", Finish::Length));
+        assert_eq!((a.text.as_str(), a.finish), ("ok", FinishReason::Length));
         assert_eq!(a.usage.unwrap().completion_tokens, 1);
         assert!(parse_response(&json!({})).is_err());
         assert_eq!(parse_chunk("[DONE]").unwrap(), Chunk::End);
@@ -273,7 +270,7 @@ mod tests {
             stop: vec![],
             seed: None,
             stream: false,
-            tools: vec![crate::Tool {
+            tools: vec![highside_inference::ToolDef {
                 name: "get_weather".into(),
                 description: "d".into(),
                 parameters: json!({"type": "object"}),
@@ -310,7 +307,7 @@ mod tests {
             ..CallDelta::default()
         })
         .unwrap();
-        let done = asm.finish(&req, Finish::Stop).unwrap();
+        let done = asm.finish(&req, FinishReason::Stop).unwrap();
         assert_eq!(done[0].arguments, r#"{"city":"Oslo"}"#);
         assert_eq!(done[0].id, "x");
         // A call of something never offered, or arguments that are not an object, is refused.
@@ -322,7 +319,7 @@ mod tests {
                     arguments: args.into(),
                 }],
                 &req,
-                Finish::Stop,
+                FinishReason::Stop,
             )
         };
         assert!(bad("rm_rf", "{}").is_err());
@@ -338,7 +335,7 @@ mod tests {
                     arguments: r#"{"ci"#.into(),
                 }],
                 &req,
-                Finish::Length,
+                FinishReason::Length,
             )
         };
         assert_eq!(cut("get_weather").unwrap()[0].arguments, r#"{"ci"#);
@@ -354,7 +351,7 @@ mod tests {
             })
             .unwrap();
         }
-        let two = asm.finish(&req, Finish::Stop).unwrap();
+        let two = asm.finish(&req, FinishReason::Stop).unwrap();
         assert_eq!((two.len(), two[1].arguments.as_str()), (2, "{\"x\":1}"));
     }
 }

@@ -403,13 +403,13 @@ impl CompletionAudit {
     /// reports, then [`finish`](Self::finish).
     pub(crate) async fn finish_usage(
         mut self,
-        reason: highside_engine::FinishReason,
-        usage: highside_engine::Usage,
+        reason: highside_inference::FinishReason,
+        usage: highside_inference::Usage,
     ) -> Result<(), ApiError> {
-        self.prompt_tokens(u64::from(usage.prompt_tokens));
+        self.prompt_tokens(usage.prompt_tokens);
         self.finish(
             highside_openai::finish_reason_str(reason),
-            u64::from(usage.completion_tokens),
+            usage.completion_tokens,
         )
         .await
     }

@@ -18,8 +18,9 @@ use axum::{Extension, Router};
 use futures_util::{Stream, StreamExt};
 use highside_bedrock::converse::{self, ConverseRequest};
 use highside_bedrock::{eventstream, invoke};
-use highside_engine::{Event, FinishReason};
+use highside_engine::Event;
 use highside_identity::Principal;
+use highside_inference::FinishReason;
 use highside_openai::{
     finish_reason_str, parse_json, ApiError, ChatCompletionRequest, CompletionRequest, Prepared,
 };
@@ -409,10 +410,7 @@ impl Streaming {
                     }
                     let latency =
                         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    let (input, output) = (
-                        u64::from(usage.prompt_tokens),
-                        u64::from(usage.completion_tokens),
-                    );
+                    let (input, output) = (usage.prompt_tokens, usage.completion_tokens);
                     let mut stop = converse::stop_reason(finish_reason_str(finish_reason));
                     let mut out = Vec::new();
                     let calls = self

@@ -287,7 +287,7 @@ fn exceeded(message: String) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use highside_engine::{FinishReason, Usage};
+    use highside_inference::{FinishReason, Usage};
 
     fn output(label: &str, events: Vec<Event>) -> Output {
         let e = highside_label::Encodings::builtin();

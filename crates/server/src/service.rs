@@ -109,7 +109,7 @@ pub(crate) struct EmbeddingStart {
 /// shape): the conversation, tools and stop strings, and the sampling they share.
 pub(crate) fn upstream_request(
     req: &Prepared,
-    messages: &[highside_template::Message],
+    messages: &[highside_inference::Message],
     most: u32,
 ) -> highside_providers::ChatRequest {
     let (tools, tool_choice) = crate::upstream::offered(req.tools.as_ref());
@@ -944,9 +944,11 @@ mod enumeration {
     use std::collections::BTreeSet;
 
     use highside_engine::SamplingParams;
-    use highside_openai::tools::{ToolChoice, ToolDef, Tools};
+    use highside_inference::{Message, ToolCall as MessageToolCall};
+    use highside_inference::{ToolChoice, ToolDef};
+    use highside_openai::tools::Tools;
     use highside_openai::{client_texts, Prepared, PromptInput, Work};
-    use highside_template::{ChatTemplate, Message, MessageToolCall};
+    use highside_template::ChatTemplate;
 
     const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 

@@ -6,7 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use futures_util::Stream;
-use highside_engine::{Event, FinishReason, Usage};
+use highside_engine::Event;
+use highside_inference::{FinishReason, Usage};
 use highside_openai::{
     finish_reason_str, ApiError, ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion,
     ChunkDelta, Completion, CompletionChoice, CompletionChunk, HighsideMeta, ResponseMessage,
@@ -82,7 +83,7 @@ pub(crate) async fn collect(
     let (content, tool_calls) = match calls {
         Some((before, calls)) => {
             // A call cut off by max_tokens says so, as OpenAI's do.
-            if reason != highside_engine::FinishReason::Length {
+            if reason != FinishReason::Length {
                 finish_reason = "tool_calls";
             }
             ((!before.is_empty()).then_some(before), Some(calls))

@@ -4,8 +4,8 @@
 //! tools as a system prompt (Hermes format) and tool results as user turns wrapped in
 //! `<tool_response>`.
 
+use highside_inference::Message;
 use highside_openai::tools::{render_calls, Tools};
-use highside_template::Message;
 
 /// The messages to render.
 pub(crate) fn messages(messages: &[Message], tools: Option<&Tools>, native: bool) -> Vec<Message> {
@@ -47,8 +47,8 @@ pub(crate) fn messages(messages: &[Message], tools: Option<&Tools>, native: bool
 #[cfg(test)]
 mod tests {
     use super::*;
+    use highside_inference::ToolCall as MessageToolCall;
     use highside_openai::texts::message_texts as texts;
-    use highside_template::MessageToolCall;
     use std::borrow::Cow;
 
     fn m(role: &str, content: &str) -> Message {

@@ -4,12 +4,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use highside_engine::{Event, FinishReason, Usage};
-use highside_openai::tools::{
-    new_call_id, valid_call_id, FunctionCall, ToolCall, ToolChoice, Tools,
-};
+use highside_engine::Event;
+use highside_inference::{ToolChoice, ToolDef};
+use highside_openai::tools::{new_call_id, valid_call_id, FunctionCall, ToolCall, Tools};
 use highside_openai::ApiError;
-use highside_providers::{CallError, ChatRequest, Deployment, Finish, Output, Tool};
+use highside_providers::{CallError, ChatRequest, Deployment, Output};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// Where the task leaves the error that ended a failed request, for its HTTP status.
@@ -74,14 +73,8 @@ pub(crate) fn spawn(
                     } => {
                         tracing::debug!(%deployment, "upstream answered");
                         Event::Done {
-                            finish_reason: match finish {
-                                Finish::Stop => FinishReason::Stop,
-                                Finish::Length => FinishReason::Length,
-                            },
-                            usage: Usage {
-                                prompt_tokens: clamp(usage.prompt_tokens),
-                                completion_tokens: clamp(usage.completion_tokens),
-                            },
+                            finish_reason: finish,
+                            usage,
                         }
                     }
                 };
@@ -106,26 +99,11 @@ pub(crate) fn spawn(
 }
 
 /// The request's tools in the terms every deployment protocol shares.
-pub(crate) fn offered(tools: Option<&Tools>) -> (Vec<Tool>, highside_providers::ToolChoice) {
-    let Some(t) = tools else {
-        return (Vec::new(), highside_providers::ToolChoice::Auto);
-    };
-    let defs = t
-        .defs
-        .iter()
-        .map(|d| Tool {
-            name: d.name.clone(),
-            description: d.description.clone(),
-            parameters: d.parameters.clone(),
-        })
-        .collect();
-    let choice = match &t.choice {
-        ToolChoice::None => highside_providers::ToolChoice::None,
-        ToolChoice::Auto => highside_providers::ToolChoice::Auto,
-        ToolChoice::Required => highside_providers::ToolChoice::Required,
-        ToolChoice::Named(n) => highside_providers::ToolChoice::Named(n.clone()),
-    };
-    (defs, choice)
+pub(crate) fn offered(tools: Option<&Tools>) -> (Vec<ToolDef>, ToolChoice) {
+    match tools {
+        Some(t) => (t.defs.clone(), t.choice.clone()),
+        None => (Vec::new(), ToolChoice::Auto),
+    }
 }
 
 /// Where a deployment's calls are left for the answer encoders.
@@ -133,10 +111,6 @@ pub(crate) type Calls = Arc<Mutex<Vec<ToolCall>>>;
 
 /// The deployments a request was sent to, in order.
 pub(crate) type Attempts = Arc<Mutex<Vec<String>>>;
-
-fn clamp(n: u64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
 
 /// A receiver that yields `first`, then everything from `rest`.
 pub(crate) fn prepend(

@@ -5,45 +5,9 @@
 #![forbid(unsafe_code)]
 
 use minijinja::{Environment, ErrorKind, Value};
-use serde::Serialize;
 
-/// One chat message as the template sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
-pub struct Message {
-    /// `system`, `user`, `assistant` or `tool`.
-    pub role: String,
-    /// The text of the message.
-    pub content: String,
-    /// The calls an assistant turn made. Templates never see them here: the caller decides
-    /// how they are written into `content` (they travel as they are to an external server).
-    #[serde(skip)]
-    pub tool_calls: Vec<MessageToolCall>,
-    /// The call a `tool` turn answers.
-    #[serde(skip)]
-    pub tool_call_id: Option<String>,
-}
-
-impl Message {
-    /// A plain message: no tool calls, no call answered.
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-            ..Self::default()
-        }
-    }
-}
-
-/// A function call: one an earlier assistant turn made, or one a model has just made.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct MessageToolCall {
-    /// The id its result refers to.
-    pub id: String,
-    /// The function.
-    pub name: String,
-    /// Its arguments, JSON text.
-    pub arguments: String,
-}
+/// One chat message as the template sees it (`role` and `content`; calls travel beside).
+use highside_inference::Message;
 
 /// Why a template could not be used.
 #[derive(Debug, thiserror::Error)]

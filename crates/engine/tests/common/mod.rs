@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use highside_engine::{Engine, EngineConfig, Event, FinishReason, SamplingParams, Usage};
+use highside_engine::{Engine, EngineConfig, Event, SamplingParams};
+use highside_inference::{FinishReason, Usage};
 
 /// The demo model; tests fail (not skip) without it, saying how to get it.
 pub fn model_path() -> PathBuf {
@@ -91,7 +92,7 @@ pub fn render_chat(engine: &Engine, messages: &[(&str, &str)]) -> String {
     .unwrap();
     let messages: Vec<_> = messages
         .iter()
-        .map(|(r, c)| highside_template::Message::new(*r, *c))
+        .map(|(r, c)| highside_inference::Message::new(*r, *c))
         .collect();
     template.render(&messages, true).unwrap()
 }

@@ -1,0 +1,101 @@
+//! The neutral vocabulary of inference: what a request asks for and what comes back, in
+//! terms no wire format and no backend owns. Surfaces (`openai`, `bedrock`) convert their
+//! typed bodies to and from these types; backends (the embedded engine, external
+//! deployments) take and yield them. Nothing here knows JSON shapes of any protocol; JSON
+//! appears only as the content of a tool schema.
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+
+/// One chat message. Templates see `role` and `content`; calls and call ids travel beside
+/// them (the caller decides how they are written for an embedded model).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Message {
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// The text of the message.
+    pub content: String,
+    /// The calls an assistant turn made.
+    #[serde(skip)]
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a `tool` turn answers.
+    #[serde(skip)]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    /// A plain message: no tool calls, no call answered.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A function call: one an earlier assistant turn made, or one a model has just made.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ToolCall {
+    /// The id its result refers to.
+    pub id: String,
+    /// The function.
+    pub name: String,
+    /// Its arguments, JSON text.
+    pub arguments: String,
+}
+
+/// One function a model may call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDef {
+    /// Its name (`[A-Za-z0-9_-]{1,64}` once a surface has validated it).
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its arguments (an object).
+    pub parameters: serde_json::Value,
+}
+
+/// How a model must use the tools it is offered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ToolChoice {
+    /// It may not call any: an embedded model is not shown the tools; an external
+    /// deployment gets them with its own "none" (a history with calls needs them there).
+    None,
+    /// The model decides.
+    #[default]
+    Auto,
+    /// It must call one of them.
+    Required,
+    /// It must call this one.
+    Named(String),
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token, a stop string or the end of an upstream's answer.
+    Stop,
+    /// `max_tokens` or the context window was reached.
+    Length,
+}
+
+/// Token counts of a finished generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    pub prompt_tokens: u64,
+    /// Tokens generated (an end-of-generation token is not counted).
+    pub completion_tokens: u64,
+}
+
+/// The wire protocol an external deployment speaks (named in `highside.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// OpenAI chat completions (`POST {url}/chat/completions`): vLLM, llama.cpp's server,
+    /// Ollama, TGI, llama-cpp-python, another Highside, hosted OpenAI-style APIs.
+    Openai,
+    /// The Anthropic Messages API (`POST {url}/v1/messages`).
+    Anthropic,
+}
