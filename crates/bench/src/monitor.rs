@@ -91,6 +91,14 @@ fn inputs(size: usize) -> Vec<(&'static str, String)> {
         ),
         ("unclosed comments: `<!--` repeated", repeated("<!--", size)),
         ("unclosed tags: `<a ` repeated", repeated("<a ", size)),
+        (
+            "comments holding escapes",
+            repeated(r"<!-- \u0053ECRET &#47; --> ", size),
+        ),
+        (
+            "comment openings before one far escape",
+            repeated("<!--", size) + "\\u0041 -->",
+        ),
         ("backslashes: `\\` repeated", repeated("\\", size)),
     ]
 }

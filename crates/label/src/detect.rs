@@ -1012,6 +1012,13 @@ mod tests {
             ("<p><b>TOP SECRET</b>//SI</p>", "TOP SECRET//SI"),
             ("TOP<!-- x -->SECRET//NOFORN", "TOP SECRET//NOFORN"),
             ("<span>S</span>//<span>NF</span>", "SECRET//NOFORN"),
+            // Escapes hidden in markup are read all the same.
+            (
+                r"<!-- \u0053\u0045\u0043\u0052\u0045\u0054//NOFORN -->",
+                "SECRET//NOFORN",
+            ),
+            ("<i title=\"&#83;//NF\">x</i>", "SECRET//NOFORN"),
+            ("SE&shy;CRET//NF", "SECRET//NOFORN"),
             // Decorated banner lines.
             ("**TOP SECRET**\nbody", "TOP SECRET"),
             ("# SECRET\nbody", "SECRET"),

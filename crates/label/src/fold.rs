@@ -212,6 +212,13 @@ impl Folded {
         }
     }
 
+    /// Whether the end of what was appended is held back unread by the decoded reading (an
+    /// escape, reference or markup it may still complete): text must not leave a stream
+    /// before both readings have read it.
+    pub fn holds_back(&self) -> bool {
+        self.decoded.as_ref().is_some_and(|d| !d.carry.is_empty())
+    }
+
     /// Both readings (one when they are the same).
     pub(crate) fn readings(&self) -> impl Iterator<Item = &[u8]> {
         std::iter::once(self.plain.out.as_slice())
@@ -281,8 +288,9 @@ const TAG_WINDOW: usize = 256;
 /// The most bytes of a character reference's name.
 const REFERENCE_WINDOW: usize = 12;
 
-/// Where the next comment end (`-->`) of a text is, found by one forward scan over the whole
-/// text however many comments open before it (so `<!--` repeated without an end is linear).
+/// Where the next occurrence of something (a comment end `-->`, an escape or reference) in a
+/// text is, found by one forward scan over the whole text however many comments open before
+/// it (so `<!--` repeated without an end is linear).
 #[derive(Debug, Default)]
 struct Closes {
     /// Searched from here on ...
@@ -293,20 +301,30 @@ struct Closes {
 }
 
 impl Closes {
-    /// The first `-->` at or after `from` (asked with `from` never decreasing, each search
-    /// starts past the last one found: the scans never overlap).
-    fn next(&mut self, bytes: &[u8], from: usize) -> Option<usize> {
+    /// The first match of `find` at or after `from` (asked with `from` never decreasing,
+    /// each search starts past the last one found: the scans never overlap).
+    fn next(
+        &mut self,
+        bytes: &[u8],
+        from: usize,
+        find: fn(&[u8]) -> Option<usize>,
+    ) -> Option<usize> {
         let known = self.searched && self.from <= from && self.at.is_none_or(|c| c >= from);
         if !known {
             self.from = from;
-            self.at = bytes
-                .get(from..)
-                .and_then(|rest| rest.windows(3).position(|w| w == b"-->"))
-                .map(|p| from + p);
+            self.at = bytes.get(from..).and_then(find).map(|p| from + p);
             self.searched = true;
         }
         self.at
     }
+}
+
+fn comment_end(rest: &[u8]) -> Option<usize> {
+    rest.windows(3).position(|w| w == b"-->")
+}
+
+fn code_start(rest: &[u8]) -> Option<usize> {
+    rest.iter().position(|&b| b == b'\\' || b == b'&')
 }
 
 /// Whether the escape, reference or markup starting at `i` runs to the end of `bytes`
@@ -398,7 +416,7 @@ impl Folder {
 
     fn fold_from(&mut self, text: &str, last: bool) {
         let bytes = text.as_bytes();
-        let mut closes = Closes::default();
+        let mut closes = [Closes::default(), Closes::default()];
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
@@ -557,6 +575,11 @@ impl Folder {
                 "apos" => '\'',
                 "sol" => '/',
                 "nbsp" => ' ',
+                // Invisible: read as nothing, as the characters they stand for are.
+                "shy" => '\u{ad}',
+                "zwj" => '\u{200d}',
+                "zwnj" => '\u{200c}',
+                "NoBreak" => '\u{2060}',
                 "lpar" => '(',
                 "rpar" => ')',
                 _ => return None,
@@ -566,11 +589,20 @@ impl Folder {
         Some(end + 1)
     }
 
-    /// Markup at `i`: an HTML comment or a tag (up to a line's end), read as a space.
-    fn markup(&mut self, bytes: &[u8], i: usize, closes: &mut Closes) -> Option<usize> {
+    /// Markup at `i`: an HTML comment or a tag (up to a line's end), read as a space. Markup
+    /// holding an escape or a reference is read as text instead, so what is written inside
+    /// it escaped is read decoded (a comment is no place to hide `\u0053ECRET//NOFORN`).
+    fn markup(&mut self, bytes: &[u8], i: usize, closes: &mut [Closes; 2]) -> Option<usize> {
+        let [ends, codes] = closes;
         if bytes.get(i..i + 4) == Some(b"<!--") {
-            let close = closes.next(bytes, i + 4)?;
+            let close = ends.next(bytes, i + 4, comment_end)?;
             if close - (i + 4) >= COMMENT_WINDOW {
+                return None;
+            }
+            if codes
+                .next(bytes, i + 4, code_start)
+                .is_some_and(|c| c < close)
+            {
                 return None;
             }
             self.whitespace(false);
@@ -586,6 +618,9 @@ impl Folder {
             .take(TAG_WINDOW)
             .take_while(|&&b| b != b'\n' && b != b'<')
             .position(|&b| b == b'>')?;
+        if rest[..close].iter().any(|&b| b == b'\\' || b == b'&') {
+            return None;
+        }
         self.whitespace(false);
         Some(i + 1 + close + 1)
     }
@@ -702,6 +737,13 @@ mod tests {
         assert_eq!(d("<!-- a --> b <!-- c -->d"), "b d");
         let unclosed = "<!--".repeat(3000);
         assert_eq!(d(&unclosed), unclosed);
+        // Markup holding escapes or references is text: what they stand for is read.
+        assert_eq!(
+            d(r"a <!-- \u0053ECRET//NOFORN --> b"),
+            "a <!-- SECRET//NOFORN --> b"
+        );
+        assert_eq!(d("<i title=\"&#83;\">x</i>"), "<i title=\"S\">x");
+        assert_eq!(d("SE&shy;C&zwj;R&zwnj;E&NoBreak;T"), "SECRET");
     }
 
     #[test]
@@ -729,6 +771,8 @@ mod tests {
             r"a\\nb",
             r"\ud83d\ude00 x",
             r"TOPOP\u+814OHCS-PE\u+014OICE*",
+            r"a <!-- \u0053ECRET//NF --> b <!-- c --> d",
+            "<i title=\"&#83;\">x</i> SE&shy;CRET",
             "&#+84;OP &#x+54;OP",
             long_runs.as_str(),
             "&#84;OP SECRET &amp; b",

@@ -191,17 +191,27 @@ fn release_point(pending: &str) -> usize {
 impl Scanner {
     /// Adds generated text; returns what may leave now.
     fn push(&mut self, text: &str) -> Result<String, Box<Refused>> {
-        // What is pending holds no break (it was cut after the last one), so only the new text
-        // is searched: linear, however long a line without punctuation grows.
+        // The last break is the last of the new text's, or one pending already held back, so
+        // only the new text is searched: linear, however long a line without punctuation grows.
         let before = self.pending.len();
         self.pending.push_str(text);
         let cut = match release_point(&self.pending[before..]) {
             0 => return Ok(String::new()),
             at => before + at,
         };
+        // Text the decoded reading has not read yet (inside an escape, reference, tag or
+        // comment that may still close) stays pending, with what follows it, until it has:
+        // releasing it after the plain check alone would let `<!-- \u0053ECRET` out. What is
+        // held is bounded by the fold's windows (4 KiB for a comment), after which it is read.
+        let mut tail = self.tail.clone();
+        tail.push_str(&self.pending[..cut]);
+        if tail.holds_back() {
+            return Ok(String::new());
+        }
         let rest = self.pending.split_off(cut);
         let ready = std::mem::replace(&mut self.pending, rest);
-        self.check(&ready, false)?;
+        self.tail = tail;
+        self.check_tail(false)?;
         Ok(ready)
     }
 
@@ -233,6 +243,11 @@ impl Scanner {
     /// read again once `ready` is released.
     fn check(&mut self, ready: &str, last: bool) -> Result<(), Box<Refused>> {
         self.tail.push_str(ready);
+        self.check_tail(last)
+    }
+
+    /// Checks the context with what was just appended to it (see [`Scanner::check`]).
+    fn check_tail(&mut self, last: bool) -> Result<(), Box<Refused>> {
         if last {
             self.tail.flush();
         }
@@ -418,14 +433,38 @@ mod tests {
 
     #[tokio::test]
     async fn markup_cut_by_a_release_still_reads_whole() {
-        // The comment holds a sentence break, so its halves are released apart.
+        // The comment holds a sentence break, but nothing inside it leaves before it closes.
         let mut o = output(
             "SECRET",
             vec![tok("TOP<!-- a. "), tok("b -->SECRET\n"), done()],
         );
         let (sent, refused) = drain(&mut o).await;
-        assert_eq!(sent, "TOP<!-- a.");
+        assert_eq!(sent, "");
         assert_eq!(refused.unwrap().label, "TOP SECRET");
+    }
+
+    #[tokio::test]
+    async fn text_the_decoded_reading_has_not_read_does_not_leave() {
+        // The escapes inside the comment are read only once it closes; the sentence break
+        // inside it must not release them after the plain check alone.
+        let mut o = output(
+            "UNCLASSIFIED",
+            vec![
+                tok("ok.\n"),
+                tok(r"<!-- \u0053\u0045\u0043\u0052\u0045\u0054//NOFORN. x"),
+                tok(" -->\n"),
+                done(),
+            ],
+        );
+        let (sent, refused) = drain(&mut o).await;
+        assert_eq!(sent, "ok.\n");
+        assert_eq!(refused.unwrap().label, "SECRET//NOFORN");
+        // A tag that never closes within its window is read as text and released.
+        let open = format!("<a {}.\nend", "x".repeat(300));
+        let mut o = output("UNCLASSIFIED", vec![tok(&open), done()]);
+        let (sent, refused) = drain(&mut o).await;
+        assert!(refused.is_none());
+        assert_eq!(sent, open);
     }
 
     #[test]

@@ -246,13 +246,19 @@ impl Authenticator {
             .get_user(&record.user_id)?
             .ok_or(AuthError::InvalidKey)?;
         if let Some(c) = certificate {
-            // A certificate sent with a key must be the key's user's, when it is anyone's: a
-            // mapping to the key's user admits it whatever other mappings say (so another
-            // agency's mapping of one of its fields cannot lock the user out), and one mapped
-            // only to others is refused, whichever agency they are in.
+            // The key decides who calls. A certificate mapped to someone else of the key's
+            // agency (and not to the key's user) is refused. Mappings to other agencies' users
+            // are ignored: any agency administrator may map a still unmapped field, so
+            // counting theirs would let one lock another agency's key users out (and the
+            // certificate grants the key's user nothing the key does not).
             let mapped = self.store.match_certificate(&c.subject, &c.sans)?;
-            if !mapped.is_empty() && !mapped.iter().any(|m| m.user_id == user.id) {
-                return Err(AuthError::Mismatch);
+            if !mapped.iter().any(|m| m.user_id == user.id) {
+                for m in &mapped {
+                    let other = self.store.get_user(&m.user_id)?;
+                    if other.is_none_or(|o| o.agency_id == user.agency_id) {
+                        return Err(AuthError::Mismatch);
+                    }
+                }
             }
         }
         let principal = self.principal(user, Some(record.scopes), Some(record.id.clone()))?;
