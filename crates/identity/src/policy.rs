@@ -59,6 +59,33 @@ impl Principal {
         self.is_operator() || (self.roles.contains(Role::AgencyAdmin) && *agency == self.agency)
     }
 
+    /// Whether the caller may read `agency`'s plan, invoices and usage: an operator, or the
+    /// agency's own administrators and auditors. When not, the answer is 404.
+    pub fn can_read_agency_accounts(&self, agency: &AgencyId) -> bool {
+        self.is_operator()
+            || (*agency == self.agency
+                && (self.roles.contains(Role::AgencyAdmin) || self.roles.contains(Role::Auditor)))
+    }
+
+    /// The agency (ID as written) a usage report may cover: for an operator, the one asked
+    /// for (`None`: all); for an agency's administrators and auditors, their own; for anyone
+    /// else, none.
+    pub fn usage_report_scope<'a>(
+        &'a self,
+        asked: Option<&'a str>,
+    ) -> Result<Option<&'a str>, Denied> {
+        if self.is_operator() {
+            return Ok(asked);
+        }
+        if !(self.roles.contains(Role::AgencyAdmin) || self.roles.contains(Role::Auditor)) {
+            return deny("usage reports need the agency-admin or auditor role");
+        }
+        if asked.is_some_and(|a| a != self.agency.as_str()) {
+            return deny("another agency's usage is not yours to see");
+        }
+        Ok(Some(self.agency.as_str()))
+    }
+
     /// Inference (chat, completions).
     pub fn may_infer(&self) -> Result<(), Denied> {
         if self.has(Role::User) {
@@ -214,6 +241,31 @@ mod tests {
         assert!(admin.may_administer(&AgencyId::generate()).is_err());
         assert!(!admin.can_see_agency(&AgencyId::generate()));
         assert!(!principal(&[Role::User], "S").can_see_agency(&admin.agency));
+    }
+
+    #[test]
+    fn agency_accounts_are_read_by_operators_and_the_agencys_admins_and_auditors() {
+        let op = principal(&[Role::Operator], "TS");
+        let admin = principal(&[Role::AgencyAdmin, Role::User], "S");
+        let mut auditor = principal(&[Role::Auditor], "S");
+        auditor.agency = admin.agency.clone();
+        let mut user = principal(&[Role::User], "S");
+        user.agency = admin.agency.clone();
+        let other = AgencyId::generate();
+        assert!(op.can_read_agency_accounts(&other));
+        assert!(admin.can_read_agency_accounts(&admin.agency));
+        assert!(auditor.can_read_agency_accounts(&admin.agency));
+        assert!(!admin.can_read_agency_accounts(&other));
+        assert!(!auditor.can_read_agency_accounts(&other));
+        assert!(!user.can_read_agency_accounts(&admin.agency));
+        // Usage reports: operators as asked, the others confined to their own agency.
+        assert_eq!(op.usage_report_scope(None).unwrap(), None);
+        assert_eq!(op.usage_report_scope(Some("x")).unwrap(), Some("x"));
+        let own = admin.agency.as_str();
+        assert_eq!(admin.usage_report_scope(None).unwrap(), Some(own));
+        assert_eq!(auditor.usage_report_scope(Some(own)).unwrap(), Some(own));
+        assert!(admin.usage_report_scope(Some(other.as_str())).is_err());
+        assert!(user.usage_report_scope(None).is_err());
     }
 
     #[test]

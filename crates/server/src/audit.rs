@@ -236,6 +236,33 @@ pub(crate) fn actor(p: &Principal, client: Option<std::net::SocketAddr>) -> Acto
     }
 }
 
+/// What an allowed request's completion record says, and how its charge settles, if it ends
+/// without finishing (dropped, or aborted on an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unfinished {
+    /// The backend does not have it yet (admission still under way on its blocking thread, or
+    /// nothing was computed): recorded as `error`, the reservation handed back. A drop records
+    /// it durably before the error is answered.
+    Error,
+    /// A limit refused it after the decision: as [`Unfinished::Error`], recorded as
+    /// `rate_limited`.
+    RateLimited,
+    /// The backend has it and the request lives in async code: recorded as `cancelled`
+    /// without blocking (the client is gone), and what was used is charged.
+    Cancelled,
+}
+
+impl Unfinished {
+    /// The record's `finish_reason`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::RateLimited => "rate_limited",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// The completion record of one allowed request, written exactly once: by [`finish`] when the
 /// generation ends, or, if it never does (the client left, an error after the decision), when
 /// this is dropped.
@@ -255,14 +282,12 @@ pub struct CompletionAudit {
     bytes: u64,
     /// External deployments attempted, filled in by the upstream task.
     pub(crate) deployments: Option<Arc<std::sync::Mutex<Vec<String>>>>,
-    /// What a drop means: `error` until the engine has the request, `cancelled` after.
-    pub(crate) unfinished: &'static str,
+    /// What a drop means: [`Unfinished::Error`] until the backend has the request,
+    /// [`Unfinished::Cancelled`] after.
+    pub(crate) unfinished: Unfinished,
     /// The request's metering charge: settled at the end, partly on a cancel, released on
     /// an error.
     pub(crate) charge: Option<crate::meter::Charge>,
-    /// Set while `Service::start` (a blocking thread) owns it: an error there is recorded
-    /// durably on drop, before the error is answered.
-    pub(crate) blocking_drop: bool,
     done: bool,
 }
 
@@ -299,9 +324,8 @@ impl CompletionAudit {
             tokens: 0,
             bytes: 0,
             deployments: None,
-            unfinished: "error",
+            unfinished: Unfinished::Error,
             charge: None,
-            blocking_drop: true,
             done: false,
         }
     }
@@ -371,13 +395,13 @@ impl CompletionAudit {
     /// Records that the generation failed (`error`), durably, before the failure is answered.
     pub(crate) async fn abort(mut self) {
         if let Some(charge) = self.charge.take() {
-            if self.unfinished == "cancelled" {
+            if self.unfinished == Unfinished::Cancelled {
                 // The engine or upstream had it: what was generated before the failure is
                 // charged; otherwise the reservation goes back.
                 charge.settle_partial(self.partial_tokens());
             }
         }
-        self.unfinished = "error";
+        self.unfinished = Unfinished::Error;
         let event = self.event("error", None);
         let auditor = Arc::clone(&self.auditor);
         let _ = auditor.record(event).await;
@@ -447,20 +471,21 @@ impl CompletionAudit {
 impl Drop for CompletionAudit {
     fn drop(&mut self) {
         if let Some(charge) = self.charge.take() {
-            if self.unfinished == "cancelled" {
+            if self.unfinished == Unfinished::Cancelled {
                 // The engine had it: the prompt and what was generated were used.
                 charge.settle_partial(self.partial_tokens());
             }
             // Otherwise dropping the charge hands the whole reservation back.
         }
         if !self.done {
-            let reason = self.unfinished;
-            let event = self.event(reason, None);
-            if self.blocking_drop {
-                // On Service::start's blocking thread: durable before the error is answered.
-                let _ = self.auditor.record_blocking(event);
-            } else {
-                self.auditor.record_detached(event);
+            let unfinished = self.unfinished;
+            let event = self.event(unfinished.as_str(), None);
+            match unfinished {
+                // On the admitting blocking thread: durable before the error is answered.
+                Unfinished::Error | Unfinished::RateLimited => {
+                    let _ = self.auditor.record_blocking(event);
+                }
+                Unfinished::Cancelled => self.auditor.record_detached(event),
             }
         }
     }

@@ -117,7 +117,7 @@ async fn run(
         Ok(v) => v,
         Err(e) => {
             // Nothing was computed: the reservation goes back.
-            audit.unfinished = "error";
+            audit.unfinished = crate::audit::Unfinished::Error;
             audit.abort().await;
             return Err(fail(e));
         }

@@ -11,7 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use highside_identity::{AgencyId, Principal, Role};
+use highside_identity::{AgencyId, Principal};
 use highside_metering::{ContractPlan, Micros, Price, Usage};
 use highside_openai::ApiError;
 use highside_store::{LimitScope, Limits, PlanRecord, PriceRecord};
@@ -357,11 +357,10 @@ impl From<&PlanRecord> for PlanView {
     }
 }
 
-/// Operators, and the agency's own administrators and auditors, see its plan and invoices.
+/// Operators, and the agency's own administrators and auditors, see its plan and invoices
+/// (the rule is `identity`'s, shared with identity administration).
 fn may_see_agency(p: &Principal, agency: &AgencyId) -> Result<(), AdminError> {
-    let own = *agency == p.agency
-        && (p.roles.contains(Role::AgencyAdmin) || p.roles.contains(Role::Auditor));
-    if p.is_operator() || own {
+    if p.can_read_agency_accounts(agency) {
         Ok(())
     } else {
         Err(AdminError::NotFound("agency"))
@@ -472,25 +471,6 @@ struct UsageRow {
     cost_micros: i64,
 }
 
-/// The agency a non-operator's report is confined to.
-fn report_scope(p: &Principal, asked: Option<String>) -> Result<Option<String>, ApiError> {
-    if p.is_operator() {
-        return Ok(asked);
-    }
-    if !(p.roles.contains(Role::AgencyAdmin) || p.roles.contains(Role::Auditor)) {
-        return Err(ApiError::forbidden(
-            "usage reports need the agency-admin or auditor role",
-        ));
-    }
-    let own = p.agency.to_string();
-    if asked.as_ref().is_some_and(|a| *a != own) {
-        return Err(ApiError::forbidden(
-            "another agency's usage is not yours to see",
-        ));
-    }
-    Ok(Some(own))
-}
-
 async fn usage_report(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
@@ -500,7 +480,10 @@ async fn usage_report(
     let q: UsageQuery = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}"), None))?;
     month("month", &q.month)?;
-    let agency = report_scope(&p, q.agency)?;
+    let agency = p
+        .usage_report_scope(q.agency.as_deref())
+        .map_err(|d| ApiError::forbidden(d.0))?
+        .map(str::to_owned);
     let group_by = q.group_by.unwrap_or_else(|| "agency".into());
     if !["agency", "user", "model", "day"].contains(&group_by.as_str()) {
         return Err(ApiError::bad_request(

@@ -13,7 +13,7 @@ use highside_monitor::{Decision, Input, Monitor, PiiAction, Rule};
 use highside_openai::{ApiError, Prepared, PromptInput};
 use highside_template::TemplateError;
 
-use crate::audit::{actor, sha256_hex, Auditor, CompletionAudit};
+use crate::audit::{actor, sha256_hex, Auditor, CompletionAudit, Unfinished};
 pub use crate::meter::Refusal;
 use crate::meter::{Meter, RateHeaders};
 use crate::Registry;
@@ -358,7 +358,7 @@ impl Service {
             decision.label.clone(),
             None,
         );
-        audit.unfinished = "cancelled";
+        audit.unfinished = Unfinished::Cancelled;
         Ok(Generation {
             model: req.model,
             events,
@@ -368,11 +368,8 @@ impl Service {
             label,
             banner: req.banner,
             pii: decision.pii,
-            audit: {
-                // From here it lives in async code: a drop there must not block.
-                audit.blocking_drop = false;
-                audit
-            },
+            // From here it lives in async code (`Cancelled`): a drop there does not block.
+            audit,
             rate_headers,
             tools: req
                 .tools
@@ -538,7 +535,7 @@ impl Service {
             }
             Some(e) => e,
         };
-        audit.unfinished = "cancelled";
+        audit.unfinished = Unfinished::Cancelled;
         let events = crate::output::Output::scanned(
             crate::upstream::prepend(first, events),
             Arc::clone(self.monitor.detector()),
@@ -554,10 +551,7 @@ impl Service {
             label,
             banner: req.banner,
             pii: decision.pii,
-            audit: {
-                audit.blocking_drop = false;
-                audit
-            },
+            audit,
             rate_headers,
             tools: req
                 .tools
@@ -640,8 +634,7 @@ impl Service {
         let tokens: u64 = ids.iter().map(|i| i.len() as u64).sum();
         audit.prompt_tokens = tokens;
         let rate_headers = self.admit(caller, &mut audit, &model.name, tokens, 0)?;
-        audit.unfinished = "cancelled";
-        audit.blocking_drop = false;
+        audit.unfinished = Unfinished::Cancelled;
         Ok(EmbeddingStart {
             work: EmbeddingWork::Local(ids),
             tokens,
@@ -695,8 +688,7 @@ impl Service {
         let attempted = crate::upstream::Attempts::default();
         audit.deployments = Some(Arc::clone(&attempted));
         let rate_headers = self.admit(caller, &mut audit, &route.name, bound, 0)?;
-        audit.unfinished = "cancelled";
-        audit.blocking_drop = false;
+        audit.unfinished = Unfinished::Cancelled;
         Ok(EmbeddingStart {
             work: EmbeddingWork::Upstream {
                 candidates,
@@ -782,7 +774,7 @@ impl Service {
                 Ok(a.headers)
             }
             Err(refused) => {
-                audit.unfinished = "rate_limited";
+                audit.unfinished = Unfinished::RateLimited;
                 Err(refused)
             }
         }
