@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
 use highside_label::{Detector, Encodings};
-use highside_monitor::{mac, Input, Monitor, PiiAction, Policies, PolicyRequest, PERMIT_ALL};
+use highside_monitor::{
+    mac, Access, Input, Monitor, PiiAction, Policies, PolicyRequest, PERMIT_ALL,
+};
 
 const PARAGRAPH: &str = "The committee reviewed the quarterly logistics figures and noted that \
     shipments to the northern depots arrived on schedule, while the southern routes saw delays \
@@ -57,14 +59,16 @@ fn main() {
     ];
     let declared = ["SECRET"];
     let input = Input {
-        user: "user_0123456789abcdef",
-        user_name: "analyst",
-        agency: "agency_0123456789abcdef",
-        roles: &roles,
-        clearance: &clearance,
-        nationality: "USA",
-        model: "smollm2",
-        accreditation: &model,
+        access: Access {
+            user: "user_0123456789abcdef",
+            user_name: "analyst",
+            agency: "agency_0123456789abcdef",
+            roles: &roles,
+            clearance: &clearance,
+            nationality: "USA",
+            model: "smollm2",
+            accreditation: &model,
+        },
         declared: &declared,
         texts: &messages,
         pii: PiiAction::Off,
@@ -90,14 +94,7 @@ fn main() {
     });
     let lowest = e.lowest();
     let policy_request = PolicyRequest {
-        user: input.user,
-        user_name: input.user_name,
-        agency: input.agency,
-        roles: &roles,
-        clearance: &clearance,
-        nationality: "USA",
-        model: "smollm2",
-        accreditation: &model,
+        access: input.access,
         label: &request,
         declared: &lowest,
         detected: true,

@@ -144,9 +144,9 @@ pub struct Reading {
     pub pii: Vec<&'static str>,
 }
 
-/// Everything the monitor needs to know about one request.
-#[derive(Debug, Clone)]
-pub struct Input<'a> {
+/// Who asks, of which model: the facts of a request the MAC check and the policies both read.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
     /// The user's id.
     pub user: &'a str,
     /// The user's name.
@@ -163,6 +163,13 @@ pub struct Input<'a> {
     pub model: &'a str,
     /// The model's accreditation.
     pub accreditation: &'a Label,
+}
+
+/// Everything the monitor needs to know about one request.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    /// Who asks, of which model.
+    pub access: Access<'a>,
     /// Markings the client declared (request field and header), not yet parsed.
     pub declared: &'a [&'a str],
     /// Every message's text, any role.
@@ -315,20 +322,13 @@ impl Monitor {
             }
         }
         let subject = mac::Subject {
-            clearance: input.clearance,
-            nationality: input.nationality,
+            clearance: input.access.clearance,
+            nationality: input.access.nationality,
         };
-        reasons.extend(mac::check(&subject, input.accreditation, &label));
+        reasons.extend(mac::check(&subject, input.access.accreditation, &label));
         if reasons.is_empty() {
             let request = PolicyRequest {
-                user: input.user,
-                user_name: input.user_name,
-                agency: input.agency,
-                roles: input.roles,
-                clearance: input.clearance,
-                nationality: input.nationality,
-                model: input.model,
-                accreditation: input.accreditation,
+                access: input.access,
                 label: &label,
                 declared: &declared,
                 detected,

@@ -15,7 +15,7 @@ use cedar_policy::{
 };
 use highside_label::{Encodings, Label, Releasability};
 
-use crate::{Reason, Rule};
+use crate::{Access, Reason, Rule};
 
 /// Highside's Cedar schema: what a policy can see of a request.
 pub const SCHEMA: &str = include_str!("../highside.cedarschema");
@@ -73,22 +73,8 @@ const CACHE_LIMIT: usize = 4096;
 /// The request facts Cedar sees besides the principal and the model.
 #[derive(Debug, Clone)]
 pub struct PolicyRequest<'a> {
-    /// The user's id.
-    pub user: &'a str,
-    /// The user's name.
-    pub user_name: &'a str,
-    /// The user's agency id.
-    pub agency: &'a str,
-    /// The roles this request holds.
-    pub roles: &'a [&'a str],
-    /// The user's clearance.
-    pub clearance: &'a Label,
-    /// The user's nationality.
-    pub nationality: &'a str,
-    /// The model's public name.
-    pub model: &'a str,
-    /// The model's accreditation.
-    pub accreditation: &'a Label,
+    /// Who asks, of which model.
+    pub access: Access<'a>,
     /// The request label (the high-water mark).
     pub label: &'a Label,
     /// What the client declared (the lowest label when it declared nothing).
@@ -211,25 +197,26 @@ impl Policies {
         r: &PolicyRequest<'_>,
     ) -> Result<(EntityUid, EntityUid, Vec<Entity>, Context), String> {
         let t = &self.types;
-        let user = self.uid(&t.user, r.user);
-        let agency = self.uid(&t.agency, r.agency);
-        let model = self.uid(&t.model, r.model);
+        let a = &r.access;
+        let user = self.uid(&t.user, a.user);
+        let agency = self.uid(&t.agency, a.agency);
+        let model = self.uid(&t.model, a.model);
         let mut parents = HashSet::from([agency.clone()]);
         let mut entities = vec![Entity::new_no_attrs(agency, HashSet::new())];
-        for role in r.roles {
+        for role in a.roles {
             let uid = self.uid(&t.role, role);
             parents.insert(uid.clone());
             entities.push(Entity::new_no_attrs(uid, HashSet::new()));
         }
         let key = UserKey {
-            user: r.user.to_owned(),
-            name: r.user_name.to_owned(),
-            agency: r.agency.to_owned(),
-            roles: r.roles.iter().map(|s| (*s).to_owned()).collect(),
-            clearance: r.clearance.clone(),
-            nationality: r.nationality.to_owned(),
+            user: a.user.to_owned(),
+            name: a.user_name.to_owned(),
+            agency: a.agency.to_owned(),
+            roles: a.roles.iter().map(|s| (*s).to_owned()).collect(),
+            clearance: a.clearance.clone(),
+            nationality: a.nationality.to_owned(),
         };
-        let model_key = (r.model.to_owned(), r.accreditation.clone());
+        let model_key = (a.model.to_owned(), a.accreditation.clone());
         let (cached_user, cached_model) = {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             (
@@ -243,12 +230,12 @@ impl Policies {
                 let attrs = HashMap::from([
                     (
                         "name".to_owned(),
-                        RestrictedExpression::new_string(r.user_name.to_owned()),
+                        RestrictedExpression::new_string(a.user_name.to_owned()),
                     ),
-                    ("clearance".to_owned(), label_expr(encodings, r.clearance)),
+                    ("clearance".to_owned(), label_expr(encodings, a.clearance)),
                     (
                         "nationality".to_owned(),
-                        RestrictedExpression::new_string(r.nationality.to_owned()),
+                        RestrictedExpression::new_string(a.nationality.to_owned()),
                     ),
                 ]);
                 let e = Entity::new(user.clone(), attrs, parents).map_err(|e| e.to_string())?;
@@ -265,7 +252,7 @@ impl Policies {
             None => {
                 let attrs = HashMap::from([(
                     "accreditation".to_owned(),
-                    label_expr(encodings, r.accreditation),
+                    label_expr(encodings, a.accreditation),
                 )]);
                 let e =
                     Entity::new(model.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())?;
@@ -343,14 +330,16 @@ mod tests {
 
     fn request(l: &Label) -> PolicyRequest<'_> {
         PolicyRequest {
-            user: "user_1",
-            user_name: "analyst",
-            agency: "agency_1",
-            roles: &["user", "auditor"],
-            clearance: l,
-            nationality: "USA",
-            model: "m",
-            accreditation: l,
+            access: Access {
+                user: "user_1",
+                user_name: "analyst",
+                agency: "agency_1",
+                roles: &["user", "auditor"],
+                clearance: l,
+                nationality: "USA",
+                model: "m",
+                accreditation: l,
+            },
             label: l,
             declared: l,
             detected: true,

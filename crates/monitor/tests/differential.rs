@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use highside_label::{Encodings, Label};
-use highside_monitor::{mac, Policies, PolicyRequest};
+use highside_monitor::{mac, Access, Policies, PolicyRequest};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -139,14 +139,16 @@ fn native_and_cedar_agree_on_100000_requests() {
                 .evaluate(
                     &e,
                     &PolicyRequest {
-                        user: "user_1",
-                        user_name: "analyst",
-                        agency: "agency_1",
-                        roles: &roles,
-                        clearance: &clearance,
-                        nationality,
-                        model: "m",
-                        accreditation: &model,
+                        access: Access {
+                            user: "user_1",
+                            user_name: "analyst",
+                            agency: "agency_1",
+                            roles: &roles,
+                            clearance: &clearance,
+                            nationality,
+                            model: "m",
+                            accreditation: &model,
+                        },
                         label: &request,
                         declared: &lowest,
                         detected: false,

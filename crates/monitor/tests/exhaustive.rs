@@ -6,7 +6,7 @@
 mod common;
 
 use common::{all_labels, clearances, encodings, reference_allows, COUNTRIES};
-use highside_monitor::{mac, Input, Monitor, PiiAction, Policies};
+use highside_monitor::{mac, Access, Input, Monitor, PiiAction, Policies};
 
 #[test]
 fn mac_over_the_whole_small_lattice() {
@@ -63,14 +63,16 @@ fn the_whole_monitor_agrees_on_every_pair() {
         let banner = e.banner(request);
         let declared = [banner.as_str()];
         monitor.decide(&Input {
-            user: "user_1",
-            user_name: "analyst",
-            agency: "agency_1",
-            roles: &roles,
-            clearance,
-            nationality,
-            model: "m",
-            accreditation: model,
+            access: Access {
+                user: "user_1",
+                user_name: "analyst",
+                agency: "agency_1",
+                roles: &roles,
+                clearance,
+                nationality,
+                model: "m",
+                accreditation: model,
+            },
             declared: &declared,
             texts: &[],
             pii: PiiAction::Off,

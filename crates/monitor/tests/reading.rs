@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use highside_label::Encodings;
-use highside_monitor::{Input, Monitor, PiiAction, Policies, Rule, PERMIT_ALL};
+use highside_monitor::{Access, Input, Monitor, PiiAction, Policies, Rule, PERMIT_ALL};
 
 fn monitor() -> (Arc<Encodings>, Monitor) {
     let e = Arc::new(Encodings::builtin());
@@ -23,14 +23,16 @@ fn input<'a>(
 ) -> Input<'a> {
     let _ = e;
     Input {
-        user: "user_1",
-        user_name: "u",
-        agency: "agency_1",
-        roles: &["user"],
-        clearance,
-        nationality: "USA",
-        model: "m",
-        accreditation: model,
+        access: Access {
+            user: "user_1",
+            user_name: "u",
+            agency: "agency_1",
+            roles: &["user"],
+            clearance,
+            nationality: "USA",
+            model: "m",
+            accreditation: model,
+        },
         declared: &[],
         texts,
         pii: PiiAction::Off,

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use highside_engine::{EngineError, Event};
 use highside_identity::Principal;
-use highside_monitor::{Decision, Input, Monitor, PiiAction, Rule};
+use highside_monitor::{Access, Decision, Input, Monitor, PiiAction, Rule};
 use highside_openai::{ApiError, Prepared, PromptInput};
 use highside_template::TemplateError;
 
@@ -885,14 +885,16 @@ impl Service {
         let agency = p.agency.to_string();
         self.monitor.decide_reading(
             &Input {
-                user: &user,
-                user_name: &p.user_name,
-                agency: &agency,
-                roles: &roles,
-                clearance: p.clearance.label(),
-                nationality: p.nationality.as_str(),
-                model,
-                accreditation,
+                access: Access {
+                    user: &user,
+                    user_name: &p.user_name,
+                    agency: &agency,
+                    roles: &roles,
+                    clearance: p.clearance.label(),
+                    nationality: p.nationality.as_str(),
+                    model,
+                    accreditation,
+                },
                 declared: &[],
                 texts: &[],
                 pii: pii_action(p),

@@ -148,8 +148,13 @@ fn frame(value: &impl Serialize) -> String {
 }
 
 impl Chunker {
-    fn chunk(&self, text: Option<String>, role: bool, finish: Option<FinishReason>) -> String {
-        let finish_reason = finish.map(finish_reason_str);
+    /// One chunk; `finish_reason` as OpenAI spells it (`stop`, `length`, `tool_calls`).
+    fn chunk(
+        &self,
+        text: Option<String>,
+        role: bool,
+        finish_reason: Option<&'static str>,
+    ) -> String {
         match self.kind {
             Kind::Chat => frame(&ChatChunk {
                 id: self.id.clone(),
@@ -222,7 +227,7 @@ impl Chunker {
         &self,
         text: String,
         source: &highside_openai::tools::CallSource,
-        finish: &str,
+        finish: &'static str,
     ) -> String {
         match source.calls(&text) {
             Some((before, calls)) => {
@@ -231,11 +236,12 @@ impl Chunker {
                     out.push_str(&self.chunk(Some(before), false, None));
                 }
                 out.push_str(&self.tool_calls(calls));
-                out.push_str(&self.finish_with(if finish == "length" {
+                let reason = if finish == "length" {
                     "length"
                 } else {
                     "tool_calls"
-                }));
+                };
+                out.push_str(&self.chunk(None, false, Some(reason)));
                 out
             }
             None => {
@@ -244,23 +250,10 @@ impl Chunker {
                 } else {
                     self.chunk(Some(text), false, None)
                 };
-                out.push_str(&self.finish_with(finish));
+                out.push_str(&self.chunk(None, false, Some(finish)));
                 out
             }
         }
-    }
-
-    fn finish_with(&self, reason: &str) -> String {
-        // `chunk` takes engine finish reasons; a tool-call finish is spelled here.
-        let mut c = self.chunk(None, false, Some(FinishReason::Stop));
-        if reason != "stop" {
-            c = c.replacen(
-                "\"finish_reason\":\"stop\"",
-                &format!("\"finish_reason\":\"{reason}\""),
-                1,
-            );
-        }
-        c
     }
 
     fn usage(&self, usage: Usage) -> String {
@@ -401,11 +394,15 @@ impl Streaming {
                         Some((tools, text)) => {
                             c.held(text, &tools, finish_reason_str(finish_reason))
                         }
-                        None => c.chunk(None, false, Some(finish_reason)),
+                        None => c.chunk(None, false, Some(finish_reason_str(finish_reason))),
                     };
                     if c.kind == Kind::Completion {
                         // Completion chunks carry text, not a delta: the final one is empty.
-                        out = c.chunk(Some(String::new()), false, Some(finish_reason));
+                        out = c.chunk(
+                            Some(String::new()),
+                            false,
+                            Some(finish_reason_str(finish_reason)),
+                        );
                     }
                     if include_usage {
                         out.push_str(&c.usage(usage));
