@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
             stop: vec![],
             seed: None,
             stream: true,
-            tools: vec![highside_providers::Tool {
+            tools: vec![highside_inference::ToolDef {
                 name: "f".into(),
                 description: String::new(),
                 parameters: serde_json::json!({"type": "object"}),
@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        let _ = assembly.finish(&req, highside_providers::Finish::Stop);
+        let _ = assembly.finish(&req, highside_inference::FinishReason::Stop);
     }
     let _ = openai::parse_embeddings(bytes, 2);
 });
