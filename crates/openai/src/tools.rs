@@ -8,7 +8,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use highside_inference::{ToolChoice, ToolDef};
+use highside_inference::{ToolCall as Call, ToolChoice, ToolDef};
 
 use crate::ApiError;
 
@@ -47,6 +47,19 @@ pub struct ToolCall {
     pub kind: &'static str,
     /// The function and its arguments.
     pub function: FunctionCall,
+}
+
+impl From<Call> for ToolCall {
+    fn from(c: Call) -> Self {
+        Self {
+            id: c.id,
+            kind: "function",
+            function: FunctionCall {
+                name: c.name,
+                arguments: c.arguments,
+            },
+        }
+    }
 }
 
 /// A call in a stream chunk: the call with its position.
@@ -403,7 +416,7 @@ fn gbnf_literal(s: &str) -> String {
 /// The calls in a model's output: every `<tool_call>` block holding `{"name", "arguments"}`
 /// for an offered function, with the text before the first block. `None` when the output
 /// holds no valid call (it is then an ordinary answer).
-pub fn parse_calls(text: &str, tools: &Tools) -> Option<(String, Vec<ToolCall>)> {
+pub fn parse_calls(text: &str, tools: &Tools) -> Option<(String, Vec<Call>)> {
     let first = text.find(CALL_OPEN)?;
     let mut calls = Vec::new();
     let mut rest = &text[first..];
@@ -419,13 +432,10 @@ pub fn parse_calls(text: &str, tools: &Tools) -> Option<(String, Vec<ToolCall>)>
         if !args.is_object() {
             return None;
         }
-        calls.push(ToolCall {
+        calls.push(Call {
             id: new_call_id(),
-            kind: "function",
-            function: FunctionCall {
-                name: name.to_owned(),
-                arguments: args.to_string(),
-            },
+            name: name.to_owned(),
+            arguments: args.to_string(),
         });
         rest = &after[end + CALL_CLOSE.len()..];
     }
@@ -466,13 +476,13 @@ pub enum CallSource {
     Parsed(Tools),
     /// An external deployment: it returned them whole; they are left here before its
     /// generation's `Done`, and its text is never parsed for calls.
-    Upstream(std::sync::Arc<std::sync::Mutex<Vec<ToolCall>>>),
+    Upstream(std::sync::Arc<std::sync::Mutex<Vec<Call>>>),
 }
 
 impl CallSource {
     /// The calls of an answer whose text is `text`, with the text before them; `None` for an
     /// answer without calls.
-    pub fn calls(&self, text: &str) -> Option<(String, Vec<ToolCall>)> {
+    pub fn calls(&self, text: &str) -> Option<(String, Vec<Call>)> {
         match self {
             Self::Parsed(tools) => parse_calls(text, tools),
             Self::Upstream(slot) => {
@@ -503,8 +513,8 @@ mod tests {
             let text = format!("{prefix}{CALL_OPEN}{body}{}", if close { CALL_CLOSE } else { "" });
             if let Some((_, calls)) = parse_calls(&text, &t) {
                 for c in calls {
-                    prop_assert_eq!(c.function.name.as_str(), "get_weather");
-                    let v: Value = serde_json::from_str(&c.function.arguments).unwrap();
+                    prop_assert_eq!(c.name.as_str(), "get_weather");
+                    let v: Value = serde_json::from_str(&c.arguments).unwrap();
                     prop_assert!(v.is_object());
                 }
             }
@@ -565,16 +575,16 @@ mod tests {
         let out = "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"c\"}}\n</tool_call>";
         let (before, calls) = parse_calls(out, &t).unwrap();
         assert_eq!(before, "Let me check.");
-        assert_eq!(calls[0].function.name, "get_weather");
-        let args: Value = serde_json::from_str(&calls[0].function.arguments).unwrap();
+        assert_eq!(calls[0].name, "get_weather");
+        let args: Value = serde_json::from_str(&calls[0].arguments).unwrap();
         assert_eq!(args["city"], "Paris");
-        let again = render_calls([(
-            calls[0].function.name.as_str(),
-            calls[0].function.arguments.as_str(),
-        )]);
+        let again = render_calls([(calls[0].name.as_str(), calls[0].arguments.as_str())]);
         assert_eq!(
-            parse_calls(&again, &t).unwrap().1[0].function,
-            calls[0].function
+            (
+                &parse_calls(&again, &t).unwrap().1[0].name,
+                &parse_calls(&again, &t).unwrap().1[0].arguments
+            ),
+            (&calls[0].name, &calls[0].arguments)
         );
         for no in [
             "Plain answer.",

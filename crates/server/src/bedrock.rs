@@ -490,15 +490,15 @@ impl Streaming {
 }
 
 /// The start, input and stop events of one tool call's content block.
-fn tool_block(index: u32, call: &highside_openai::tools::ToolCall) -> Vec<u8> {
+fn tool_block(index: u32, call: &highside_inference::ToolCall) -> Vec<u8> {
     let mut out = event(
         "contentBlockStart",
-        &json!({"contentBlockIndex": index, "start": {"toolUse": {"toolUseId": call.id, "name": call.function.name}}}),
+        &json!({"contentBlockIndex": index, "start": {"toolUse": {"toolUseId": call.id, "name": call.name}}}),
     )
     .to_vec();
     out.extend_from_slice(&event(
         "contentBlockDelta",
-        &json!({"contentBlockIndex": index, "delta": {"toolUse": {"input": call.function.arguments}}}),
+        &json!({"contentBlockIndex": index, "delta": {"toolUse": {"input": call.arguments}}}),
     ));
     out.extend_from_slice(&event(
         "contentBlockStop",

@@ -222,12 +222,8 @@ impl Scanner {
         if let Some(calls) = &self.calls {
             let calls = calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
             for c in &calls {
-                let mut texts = vec![
-                    c.id.clone(),
-                    c.function.name.clone(),
-                    c.function.arguments.clone(),
-                ];
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&c.function.arguments) {
+                let mut texts = vec![c.id.clone(), c.name.clone(), c.arguments.clone()];
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&c.arguments) {
                     highside_openai::tools::json_strings(&v, &mut texts);
                 }
                 for t in &texts {

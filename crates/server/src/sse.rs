@@ -86,7 +86,10 @@ pub(crate) async fn collect(
             if reason != FinishReason::Length {
                 finish_reason = "tool_calls";
             }
-            ((!before.is_empty()).then_some(before), Some(calls))
+            (
+                (!before.is_empty()).then_some(before),
+                Some(calls.into_iter().map(Into::into).collect()),
+            )
         }
         None => (Some(text.clone()), None),
     };
@@ -192,13 +195,13 @@ impl Chunker {
     }
 
     /// The chunk that carries a whole answer's tool calls.
-    fn tool_calls(&self, calls: Vec<highside_openai::tools::ToolCall>) -> String {
+    fn tool_calls(&self, calls: Vec<highside_inference::ToolCall>) -> String {
         let calls = calls
             .into_iter()
             .enumerate()
             .map(|(i, call)| highside_openai::tools::ChunkToolCall {
                 index: i as u32,
-                call,
+                call: call.into(),
             })
             .collect();
         frame(&ChatChunk {

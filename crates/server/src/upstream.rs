@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use highside_engine::Event;
-use highside_inference::{ToolChoice, ToolDef};
-use highside_openai::tools::{new_call_id, valid_call_id, FunctionCall, ToolCall, Tools};
+use highside_inference::{ToolCall, ToolChoice, ToolDef};
+use highside_openai::tools::{new_call_id, valid_call_id, Tools};
 use highside_openai::ApiError;
 use highside_providers::{CallError, ChatRequest, Deployment, Output};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -50,19 +50,14 @@ pub(crate) fn spawn(
                     // `Done` that makes them look.
                     Output::ToolCalls(made) => {
                         let mut slot = calls.lock().unwrap_or_else(|p| p.into_inner());
+                        // The client sends the id back; one Highside would refuse is replaced.
                         slot.extend(made.into_iter().map(|c| ToolCall {
-                            // The client sends the id back; one Highside would refuse is
-                            // replaced.
                             id: if valid_call_id(&c.id) {
                                 c.id
                             } else {
                                 new_call_id()
                             },
-                            kind: "function",
-                            function: FunctionCall {
-                                name: c.name,
-                                arguments: c.arguments,
-                            },
+                            ..c
                         }));
                         continue;
                     }
