@@ -3,6 +3,7 @@
 import hashlib
 import json
 import urllib.request
+import uuid
 
 import openai
 import pytest
@@ -372,5 +373,11 @@ def test_embedding_errors(client):
         client.embeddings.create(model=EMBED_ID, input="TOP SECRET//SI\nthe annex")
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="no-such-model", input="x")
+    # An Idempotency-Key holds for embeddings as for chat: the retry is refused, not run again.
+    key = {"Idempotency-Key": f"emb-{uuid.uuid4().hex}"}
+    client.embeddings.create(model=EMBED_ID, input="once", extra_headers=key)
+    with pytest.raises(openai.ConflictError) as info:
+        client.embeddings.create(model=EMBED_ID, input="once", extra_headers=key)
+    assert _error_body(info.value)["code"] == "idempotency_key_reused"
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=EMBED_ID, messages=HELLO, max_tokens=2)

@@ -15,7 +15,7 @@ use highside_openai::embeddings::{
 use highside_openai::{parse_json, ApiError, HighsideMeta};
 
 use crate::http::{incoming, read_body, with_rate_headers, HttpError, Incoming, LABEL_HEADER};
-use crate::service::{Caller, EmbeddingWork};
+use crate::service::EmbeddingWork;
 use crate::AppState;
 
 const ROUTE: &str = "POST /v1/embeddings";
@@ -48,40 +48,17 @@ async fn run(
     prepared: Result<highside_openai::embeddings::PreparedEmbedding, ApiError>,
 ) -> Result<Response, Response> {
     let fail = |e: ApiError| HttpError(e).into_response();
-    crate::http::check_running(&state).map_err(fail)?;
-    let Incoming {
-        principal,
-        header_labels,
-        client,
-        ..
-    } = inc;
-    // The role check, recorded like chat's.
     let model = prepared
         .as_ref()
         .map(|p| p.model.clone())
         .unwrap_or_default();
-    crate::http::role_check(&state, &principal, client, id, ROUTE, model)
-        .await
-        .map_err(fail)?;
-    let header_labels = header_labels.map_err(fail)?;
-    let prepared = prepared.map_err(fail)?;
-    let st = Arc::clone(&state);
-    let request_id = id.to_owned();
-    let p = prepared.clone();
-    let started = tokio::task::spawn_blocking(move || {
-        let caller = Caller {
-            principal: &principal,
-            header_labels: &header_labels,
-            request_id: &request_id,
-            client,
-            route: ROUTE,
-            idempotency_key: None,
-        };
-        st.service.start_embedding(&caller, &p)
+    let work = prepared.clone();
+    let started = crate::http::admitted(&state, inc, ROUTE, id, model, work, |s, c, p| {
+        s.start_embedding(c, &p)
     })
     .await
-    .map_err(|_| fail(ApiError::internal("the request task failed")))?
     .map_err(|r| with_rate_headers(HttpError(r.error).into_response(), &r.headers))?;
+    let prepared = prepared.map_err(fail)?;
     let mut audit = started.audit;
     let mut tokens = started.tokens;
     let computed = match started.work {

@@ -388,6 +388,31 @@ pub(crate) async fn start(
     id: &str,
     prepared: Result<Prepared, ApiError>,
 ) -> Result<crate::Generation, crate::service::Refusal> {
+    let model = prepared
+        .as_ref()
+        .map(|p| p.model.clone())
+        .unwrap_or_default();
+    admitted(state, inc, route, id, model, prepared, |s, c, p| {
+        s.start(c, p)
+    })
+    .await
+}
+
+/// What every governed route does before its work: the node is running, the role check
+/// (recorded when it refuses), the label and idempotency headers, then `begin` with the
+/// caller on a blocking thread (the monitor's detection pass and the durable decision record
+/// block). One prelude for chat, completions, embeddings and Bedrock, so none skips a step.
+pub(crate) async fn admitted<W: Send + 'static, T: Send + 'static>(
+    state: &Arc<AppState>,
+    inc: Incoming,
+    route: &'static str,
+    id: &str,
+    model: String,
+    work: Result<W, ApiError>,
+    begin: impl FnOnce(&crate::service::Service, &Caller<'_>, W) -> Result<T, crate::service::Refusal>
+        + Send
+        + 'static,
+) -> Result<T, crate::service::Refusal> {
     check_running(state)?;
     let Incoming {
         principal,
@@ -395,16 +420,10 @@ pub(crate) async fn start(
         client,
         idempotency_key,
     } = inc;
-    let model = prepared
-        .as_ref()
-        .map(|p| p.model.clone())
-        .unwrap_or_default();
     role_check(state, &principal, client, id, route, model).await?;
     let header_labels = header_labels?;
     let idempotency_key = idempotency_key?;
-    let prepared = prepared?;
-    // Rendering, tokenizing, the monitor's detection pass and the durable decision record
-    // block: off the workers.
+    let work = work?;
     let st = Arc::clone(state);
     let request_id = id.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -416,7 +435,7 @@ pub(crate) async fn start(
             route,
             idempotency_key: idempotency_key.as_deref(),
         };
-        st.service.start(&caller, prepared)
+        begin(&st.service, &caller, work)
     })
     .await
     .map_err(|_| ApiError::internal("the request task failed"))?
