@@ -22,13 +22,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
-use highside_inference::{FinishReason, Usage};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc as tmpsc;
 
+/// What a request's stream carries (the neutral vocabulary's, shared by every backend).
+pub use highside_inference::{Event, Failure};
 pub use params::{ParamError, SamplingParams, MAX_STOP_STRINGS};
 pub use raw::{raw_batched_decode, RawBenchResult};
 
@@ -65,30 +66,6 @@ pub struct ModelInfo {
     /// Texts of the control tokens (`<|im_start|>`, ...): client text containing one could
     /// forge conversation structure once the rendered prompt is tokenized.
     pub control_texts: Vec<String>,
-}
-
-/// What a request's stream carries.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// One generated token and the text it completed (possibly empty while a UTF-8 character
-    /// or a possible stop string is incomplete).
-    Token {
-        /// The token id.
-        id: i32,
-        /// Text released by this token.
-        text: String,
-    },
-    /// Text released at the end without a new token (a held-back stop-string prefix).
-    Text(String),
-    /// Generation ended normally; always the last event.
-    Done {
-        /// Why it ended.
-        finish_reason: FinishReason,
-        /// Token counts.
-        usage: Usage,
-    },
-    /// The engine failed this request; always the last event.
-    Failed(String),
 }
 
 /// Errors from loading a model or submitting work.

@@ -20,7 +20,7 @@ use llama_cpp_2::token::LlamaToken;
 use crate::text::TextStream;
 use highside_inference::{FinishReason, Usage};
 
-use crate::{backend, nz, Command, Event, Job, SamplingParams, Stats};
+use crate::{backend, nz, Command, Event, Failure, Job, SamplingParams, Stats};
 
 /// llama.cpp's `LLAMA_FLASH_ATTN_TYPE_ENABLED`. Pinned rather than left on "auto": flash
 /// attention changes the numerics (greedy near-ties flip), so whether it is on must not depend
@@ -227,10 +227,10 @@ impl Scheduler<'_> {
     fn fail_all(&mut self, ctx: &mut LlamaContext<'_>, why: &str) {
         while !self.running.is_empty() {
             let seq = self.release(ctx, self.running.len() - 1);
-            let _ = seq.job.events.send(Event::Failed(why.to_owned()));
+            let _ = seq.job.events.send(Event::Failed(Failure::new(why)));
         }
         for job in self.queue.drain(..) {
-            let _ = job.events.send(Event::Failed(why.to_owned()));
+            let _ = job.events.send(Event::Failed(Failure::new(why)));
             self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
         }
         self.publish();
@@ -268,7 +268,7 @@ impl Scheduler<'_> {
             let sampler = match build_sampler(self.model, &job.params, self.s.context_length) {
                 Ok(s) => s,
                 Err(why) => {
-                    let _ = job.events.send(Event::Failed(why));
+                    let _ = job.events.send(Event::Failed(Failure::new(why)));
                     self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
                     self.free_slots.push(slot);
                     continue;
@@ -356,10 +356,9 @@ impl Scheduler<'_> {
             // The state of every sequence in this batch is unknown: fail them, keep serving.
             while !self.running.is_empty() {
                 let seq = self.release(ctx, self.running.len() - 1);
-                let _ = seq
-                    .job
-                    .events
-                    .send(Event::Failed(format!("the engine failed to decode: {e}")));
+                let _ = seq.job.events.send(Event::Failed(Failure::new(format!(
+                    "the engine failed to decode: {e}"
+                ))));
             }
             self.publish();
             return;

@@ -278,7 +278,7 @@ async fn a_grammar_constrains_the_output_and_a_bad_one_fails_only_its_request() 
     let mut failed = false;
     while let Some(e) = events.recv().await {
         if let highside_engine::Event::Failed(why) = e {
-            assert!(why.contains("grammar"), "{why}");
+            assert!(why.message.contains("grammar"), "{why:?}");
             failed = true;
         }
     }

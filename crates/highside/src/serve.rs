@@ -5,13 +5,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use highside_config::Config;
-use highside_engine::{Engine, EngineConfig};
+use highside_engine::EngineConfig;
 use highside_server::{
-    tls_config, Accreditation, AppState, Auditor, LoadedModel, PlainListener, Registry,
-    ServerConfig, TlsListener, TlsSettings,
+    tls_config, AppState, Auditor, PlainListener, Registry, ServerConfig, TlsListener, TlsSettings,
 };
-use highside_store::{DataDir, Store};
-use highside_template::ChatTemplate;
+use highside_store::DataDir;
 
 /// Flags override environment variables, which override highside.toml.
 #[derive(Args)]
@@ -117,12 +115,6 @@ impl ServeArgs {
     }
 }
 
-fn unix_secs(rfc3339: &str) -> u64 {
-    // Only used for /v1/models' `created`; a malformed time shows as 0 rather than failing.
-    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
-        .map_or(0, |t| u64::try_from(t.unix_timestamp()).unwrap_or(0))
-}
-
 pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let dir = DataDir::open(data)?;
     let mut file_config = Config::load(data)?;
@@ -178,77 +170,8 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
     .context("cannot open the audit log")?;
     let auditor = Arc::new(Auditor::new(log, &args.node, &audit_dir, public_key));
     let mut registry = Registry::default();
-    for record in store.list_models()? {
-        // An accreditation that no longer parses must not be guessed at: refuse to start.
-        let accreditation = encodings
-            .parse_accreditation(&record.label)
-            .with_context(|| {
-                format!(
-                    "model {}'s accreditation '{}' is not valid under the label encodings; \
-                 change it with `highside admin models label` on a running server or \
-                 re-import the model",
-                    record.name, record.label
-                )
-            })?;
-        if record.format == highside_store::ModelFormat::Embedding {
-            let path = dir.embedding_path(&record.digest);
-            let embedder =
-                highside_embed::Embedder::load(&path, &record.name).with_context(|| {
-                    format!(
-                        "embedding model {} ({}) failed to load",
-                        record.name,
-                        path.display()
-                    )
-                })?;
-            tracing::info!(model = %record.name, dimensions = embedder.info().dimensions, "embedding model loaded");
-            registry.insert_embedding(highside_server::EmbeddingModel {
-                name: record.name.clone(),
-                created: unix_secs(&record.imported_at),
-                embedder,
-                accreditation: std::sync::RwLock::new(Accreditation {
-                    banner: encodings.banner(&accreditation),
-                    label: accreditation,
-                }),
-            });
-            continue;
-        }
-        let path = dir.model_path(&record.digest);
-        // Only files the catalog validated are ever handed to llama.cpp; re-check the
-        // structure in case the store was tampered with since import.
-        highside_gguf::validate_file(&path, &highside_gguf::Limits::default()).with_context(
-            || {
-                format!(
-                    "model {} ({}) failed validation",
-                    record.name,
-                    path.display()
-                )
-            },
-        )?;
-        tracing::info!(model = %record.name, "loading");
-        let engine = Engine::load(&path, &engine_config)?;
-        let info = engine.info().clone();
-        let template = match &record.chat_template {
-            Some(src) => {
-                ChatTemplate::new(src, &info.bos_text, &info.eos_text).map_err(|e| e.to_string())
-            }
-            None => Err(highside_template::TemplateError::Missing.to_string()),
-        };
-        if let Err(e) = &template {
-            tracing::warn!(model = %record.name, error = %e, "chat completions unavailable for this model");
-        }
-        tracing::info!(model = %record.name, context = info.context_length, "loaded");
-        registry.insert(LoadedModel {
-            name: record.name.clone(),
-            created: unix_secs(&record.imported_at),
-            engine,
-            template,
-            accreditation: std::sync::RwLock::new(Accreditation {
-                banner: encodings.banner(&accreditation),
-                label: accreditation,
-            }),
-        });
-    }
-    upstream_routes(data, &config, &encodings, &mut registry)?;
+    highside_pipeline::node::load_models(&dir, &*store, &encodings, &engine_config, &mut registry)?;
+    highside_pipeline::node::upstream_routes(data, &config, &encodings, &mut registry)?;
     if registry.is_empty() {
         tracing::warn!("no models imported: /health/ready will answer 503 (import one with `highside models import`)");
     }
@@ -318,85 +241,4 @@ pub fn run(data: &Path, args: ServeArgs) -> anyhow::Result<()> {
     served?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The deployments and routes of `highside.toml`, into the registry. A label, credential or
-/// name that does not work refuses to start rather than serve with a guess.
-fn upstream_routes(
-    data: &Path,
-    config: &Config,
-    encodings: &highside_label::Encodings,
-    registry: &mut Registry,
-) -> anyhow::Result<()> {
-    use highside_providers::{Credential, Deployment, Settings};
-    let mut deployments = std::collections::BTreeMap::new();
-    for d in &config.deployments {
-        let label = encodings.parse_accreditation(&d.label).with_context(|| {
-            format!(
-                "deployment '{}': label '{}' is not a valid accreditation",
-                d.name, d.label
-            )
-        })?;
-        let credential = match (&d.api_key_env, &d.api_key_file) {
-            (Some(var), _) => Some(Credential::new(&std::env::var(var).with_context(|| {
-                format!(
-                    "deployment '{}': environment variable {var} is not set",
-                    d.name
-                )
-            })?)),
-            (None, Some(file)) => {
-                let path = data.join(file);
-                let text = std::fs::read_to_string(&path).with_context(|| {
-                    format!("deployment '{}': cannot read {}", d.name, path.display())
-                })?;
-                Some(Credential::new(&text))
-            }
-            (None, None) => None,
-        };
-        let deployment = Deployment::new(Settings {
-            name: d.name.clone(),
-            protocol: d.protocol,
-            url: d.url.clone(),
-            model: d.model.clone(),
-            banner: encodings.banner(&label),
-            label,
-            credential,
-            connect_timeout: Duration::from_secs(d.connect_timeout_secs),
-            timeout: Duration::from_secs(d.timeout_secs),
-            max_concurrency: d.max_concurrency,
-            context_length: d.context_length,
-        })?;
-        tracing::info!(deployment = %d.name, url = %d.url, label = %deployment.settings().banner, "deployment configured");
-        deployments.insert(d.name.clone(), Arc::new(deployment));
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    for r in &config.routes {
-        let targets = r
-            .deployments
-            .iter()
-            .map(|t| (Arc::clone(&deployments[&t.name]), t.weight))
-            .collect();
-        registry
-            .insert_route(highside_server::UpstreamRoute {
-                name: r.model.clone(),
-                targets,
-                attempts: r.attempts,
-                created: now,
-            })
-            .map_err(anyhow::Error::msg)?;
-        tracing::info!(model = %r.model, deployments = r.deployments.len(), "route configured");
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn unix_secs_matches_known_dates() {
-        assert_eq!(super::unix_secs("1970-01-01T00:00:00Z"), 0);
-        assert_eq!(super::unix_secs("2001-09-09T01:46:40Z"), 1_000_000_000);
-        assert_eq!(super::unix_secs("garbage"), 0);
-    }
 }

@@ -89,6 +89,59 @@ pub struct Usage {
     pub completion_tokens: u64,
 }
 
+/// What a backend's stream carries for one generation: the embedded engine's tokens, or an
+/// upstream route's pieces, calls and attempts. Every backend yields these, so the output
+/// scan, the answer encoders, audit and metering treat them alike.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// One generated token and the text it completed (possibly empty while a UTF-8 character
+    /// or a possible stop string is incomplete).
+    Token {
+        /// The token id.
+        id: i32,
+        /// Text released by this token.
+        text: String,
+    },
+    /// Text without a token of its own: a held-back stop-string prefix at the end, or a
+    /// piece of an upstream's answer.
+    Text(String),
+    /// The calls a backend returned whole, after all of its text (an upstream's; an
+    /// embedded model's calls are parsed from its text).
+    ToolCalls(Vec<ToolCall>),
+    /// The request is about to be sent to this deployment (for the completion record);
+    /// attempts all come before the first output.
+    Attempt(String),
+    /// Generation ended normally; always the last event.
+    Done {
+        /// Why it ended.
+        finish_reason: FinishReason,
+        /// Token counts.
+        usage: Usage,
+    },
+    /// The backend failed this request; always the last event.
+    Failed(Failure),
+}
+
+/// Why a backend failed a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong, for the client and the log.
+    pub message: String,
+    /// The HTTP status an upstream answered with, when one did (its 400 means the request is
+    /// at fault, its 429 that it is throttling).
+    pub status: Option<u16>,
+}
+
+impl Failure {
+    /// A failure of our own (no upstream status).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            status: None,
+        }
+    }
+}
+
 /// The wire protocol an external deployment speaks (named in `highside.toml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

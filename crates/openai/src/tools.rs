@@ -474,21 +474,18 @@ pub fn new_call_id() -> String {
 pub enum CallSource {
     /// An embedded model: they are parsed out of its output.
     Parsed(Tools),
-    /// An external deployment: it returned them whole; they are left here before its
-    /// generation's `Done`, and its text is never parsed for calls.
-    Upstream(std::sync::Arc<std::sync::Mutex<Vec<Call>>>),
+    /// An external deployment: it returned them whole (its generation's events carry them
+    /// before its `Done`), and its text is never parsed for calls.
+    Upstream,
 }
 
 impl CallSource {
     /// The calls of an answer whose text is `text`, with the text before them; `None` for an
-    /// answer without calls.
-    pub fn calls(&self, text: &str) -> Option<(String, Vec<Call>)> {
+    /// answer without calls. `returned` are the calls a deployment returned whole.
+    pub fn calls(&self, text: &str, returned: Vec<Call>) -> Option<(String, Vec<Call>)> {
         match self {
             Self::Parsed(tools) => parse_calls(text, tools),
-            Self::Upstream(slot) => {
-                let calls = std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
-                (!calls.is_empty()).then(|| (text.trim().to_owned(), calls))
-            }
+            Self::Upstream => (!returned.is_empty()).then(|| (text.trim().to_owned(), returned)),
         }
     }
 }

@@ -26,7 +26,9 @@ const BREAKER_FAILURES: u32 = 3;
 /// How long an open circuit keeps a deployment out of rotation before one trial request.
 const BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
 
-use highside_inference::{FinishReason, Message, Protocol, ToolCall, ToolChoice, ToolDef, Usage};
+use highside_inference::{
+    Event, FinishReason, Message, Protocol, ToolCall, ToolChoice, ToolDef, Usage,
+};
 
 /// A chat request in the terms every protocol shares.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,26 +53,6 @@ pub struct ChatRequest {
     pub tool_choice: ToolChoice,
     /// Whether the model may make several calls at once; `None` leaves it to the upstream.
     pub parallel_tool_calls: Option<bool>,
-}
-
-/// What a deployment sends back to the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// The request is about to be sent to this deployment (for the audit record).
-    Attempt(String),
-    /// Generated text.
-    Text(String),
-    /// The calls the model made, whole, after all of its text.
-    ToolCalls(Vec<ToolCall>),
-    /// The end; usage from the upstream, or counted where it gave none.
-    Done {
-        /// Why it ended.
-        finish: FinishReason,
-        /// Token counts.
-        usage: Usage,
-        /// Which deployment answered.
-        deployment: String,
-    },
 }
 
 /// One parsed piece of an upstream stream.
@@ -482,7 +464,7 @@ impl Deployment {
     pub async fn chat(
         &self,
         req: &ChatRequest,
-        out: &UnboundedSender<Output>,
+        out: &UnboundedSender<Event>,
     ) -> Result<(), CallError> {
         let _permit = self.permit().await?;
         let result = self.call(req, out).await;
@@ -491,11 +473,7 @@ impl Deployment {
         result
     }
 
-    async fn call(
-        &self,
-        req: &ChatRequest,
-        out: &UnboundedSender<Output>,
-    ) -> Result<(), CallError> {
+    async fn call(&self, req: &ChatRequest, out: &UnboundedSender<Event>) -> Result<(), CallError> {
         let s = &self.settings;
         let (path, body) = match s.protocol {
             Protocol::Openai => ("/chat/completions", openai::body(&s.model, req)),
@@ -551,14 +529,14 @@ impl Deployment {
                     answer.text.chars().count() + call_chars(&answer.calls),
                 ),
             });
-            let _ = out.send(Output::Text(answer.text));
+            let _ = out.send(Event::Text(answer.text));
             if !answer.calls.is_empty() {
-                let _ = out.send(Output::ToolCalls(answer.calls));
+                let _ = out.send(Event::ToolCalls(answer.calls));
             }
-            let _ = out.send(Output::Done {
-                finish: answer.finish,
+            tracing::debug!(deployment = %s.name, "upstream answered");
+            let _ = out.send(Event::Done {
+                finish_reason: answer.finish,
                 usage,
-                deployment: s.name.clone(),
             });
             Ok(())
         }
@@ -569,7 +547,7 @@ impl Deployment {
         &self,
         res: reqwest::Response,
         req: &ChatRequest,
-        out: &UnboundedSender<Output>,
+        out: &UnboundedSender<Event>,
         prompt_chars: usize,
     ) -> Result<(), CallError> {
         let s = &self.settings;
@@ -622,7 +600,7 @@ impl Deployment {
                                 return Err(broken(emitted, "the answer is too long".into()));
                             }
                             emitted = true;
-                            if out.send(Output::Text(t)).is_err() {
+                            if out.send(Event::Text(t)).is_err() {
                                 // The client went away: stop reading, which closes the
                                 // upstream connection and cancels its generation.
                                 return Ok(());
@@ -646,7 +624,7 @@ impl Deployment {
                             completion_tokens: chunks + estimate(call_chars(&calls)),
                         };
                         if !calls.is_empty() {
-                            let _ = out.send(Output::ToolCalls(calls));
+                            let _ = out.send(Event::ToolCalls(calls));
                         }
                         let usage = match usage {
                             Some(u) if u.prompt_tokens > 0 => u,
@@ -656,10 +634,10 @@ impl Deployment {
                             },
                             None => counted,
                         };
-                        let _ = out.send(Output::Done {
-                            finish: finish.unwrap_or(FinishReason::Stop),
+                        tracing::debug!(deployment = %s.name, "upstream answered");
+                        let _ = out.send(Event::Done {
+                            finish_reason: finish.unwrap_or(FinishReason::Stop),
                             usage,
-                            deployment: s.name.clone(),
                         });
                         return Ok(());
                     }
@@ -744,43 +722,39 @@ pub fn order<T: Clone>(targets: &[(T, u32)], draw: u64) -> Vec<T> {
         .collect()
 }
 
-/// Embeds `inputs` along `candidates` as [`run`] sends chat requests; `attempted` receives
-/// Embeds `inputs` along `candidates` as [`run`] sends chat requests; `attempted` receives
-/// each deployment's name before it is tried.
+/// Embeds `inputs` along `candidates` as [`run`] sends chat requests; returns, beside the
+/// result, each deployment tried, in order (for the completion record).
 pub async fn run_embed(
     candidates: &[Arc<Deployment>],
     attempts: u32,
     inputs: &[String],
-    attempted: &Mutex<Vec<String>>,
-) -> Result<(Vec<Vec<f32>>, Option<u64>), CallError> {
-    along(
+) -> (Vec<String>, Result<(Vec<Vec<f32>>, Option<u64>), CallError>) {
+    let mut attempted = Vec::new();
+    let r = along(
         candidates,
         attempts,
-        |name| {
-            attempted
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(name.to_owned());
-        },
+        |name| attempted.push(name.to_owned()),
         |d| d.embed(inputs),
     )
-    .await
+    .await;
+    (attempted, r)
 }
 
 /// Sends `req` along `candidates` in order, each up to `attempts` times with exponential
 /// backoff on retryable errors, skipping those that are unavailable, and never retrying once
-/// output has been sent. On success the last `Output` is `Done` naming the deployment.
+/// output has been sent. Each deployment tried is announced first (`Event::Attempt`); on
+/// success the last event is `Done`.
 pub async fn run(
     candidates: &[Arc<Deployment>],
     attempts: u32,
     req: &ChatRequest,
-    out: &UnboundedSender<Output>,
+    out: &UnboundedSender<Event>,
 ) -> Result<(), CallError> {
     along(
         candidates,
         attempts,
         |name| {
-            let _ = out.send(Output::Attempt(name.to_owned()));
+            let _ = out.send(Event::Attempt(name.to_owned()));
         },
         |d| d.chat(req, out),
     )

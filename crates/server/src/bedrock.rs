@@ -18,12 +18,12 @@ use axum::{Extension, Router};
 use futures_util::{Stream, StreamExt};
 use highside_bedrock::converse::{self, ConverseRequest};
 use highside_bedrock::{eventstream, invoke};
-use highside_engine::Event;
 use highside_identity::Principal;
 use highside_inference::FinishReason;
 use highside_openai::{
     finish_reason_str, parse_json, ApiError, ChatCompletionRequest, CompletionRequest, Prepared,
 };
+use highside_pipeline::answer::{Answer, Piece};
 use serde_json::{json, Value};
 
 use crate::http::{incoming, label_headers, read_body, start, with_rate_headers, LABEL_HEADER};
@@ -347,143 +347,86 @@ fn exception(kind: &str, message: &str) -> Bytes {
 
 /// A `converse-stream` in progress.
 struct Streaming {
-    /// Engine events; `None` once the stream has ended.
-    events: Option<crate::output::Output>,
-    /// Taken when the completion record is written.
-    audit: Option<crate::audit::CompletionAudit>,
+    /// The generation's output; `None` once the stream has ended.
+    answer: Option<Answer>,
     /// The banner line to send first, if asked for.
     banner: Option<String>,
-    /// With tools offered: the tools and the output held back to find calls in it.
-    held: Option<(highside_openai::tools::CallSource, String)>,
     started: Instant,
     begun: bool,
 }
 
 impl Streaming {
-    /// Ends the stream with an exception frame once the completion record is durable.
-    async fn fail(&mut self, kind: &str, message: &str) -> Bytes {
-        if let Some(a) = self.audit.take() {
-            a.abort().await;
-        }
-        self.events = None;
-        exception(kind, message)
-    }
-
     async fn next(&mut self) -> Option<Bytes> {
-        let events = self.events.as_mut()?;
+        let answer = self.answer.as_mut()?;
         if !self.begun {
             self.begun = true;
             let mut out = event("messageStart", &json!({"role": "assistant"})).to_vec();
             if let Some(text) = self.banner.take() {
-                if let Some(a) = &mut self.audit {
-                    a.output(&text);
-                }
+                answer.sent(&text);
                 out.extend_from_slice(&delta(&text));
             }
             return Some(Bytes::from(out));
         }
-        loop {
-            match events.recv().await {
-                Some(Event::Token { text, .. }) | Some(Event::Text(text)) => {
-                    if !text.is_empty() {
-                        if let Some(a) = &mut self.audit {
-                            a.output(&text);
+        match answer.next().await? {
+            Piece::Text(text) => Some(delta(&text)),
+            Piece::End {
+                held,
+                calls,
+                finish,
+                usage,
+            } => {
+                self.answer = None;
+                // `next` returned the end once the completion record was durable.
+                let latency = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let (input, output) = (usage.prompt_tokens, usage.completion_tokens);
+                let mut stop = converse::stop_reason(finish_reason_str(finish));
+                let mut out = Vec::new();
+                let mut index = 0;
+                match held {
+                    None => out.extend_from_slice(&event(
+                        "contentBlockStop",
+                        &json!({"contentBlockIndex": 0}),
+                    )),
+                    Some(text) => {
+                        if !text.is_empty() || calls.is_empty() {
+                            out.extend_from_slice(&delta(&text));
+                            out.extend_from_slice(&event(
+                                "contentBlockStop",
+                                &json!({"contentBlockIndex": 0}),
+                            ));
+                            index = 1;
                         }
-                        if let Some((_, held)) = &mut self.held {
-                            held.push_str(&text);
-                            continue;
+                        for call in &calls {
+                            out.extend_from_slice(&tool_block(index, call));
+                            index += 1;
                         }
-                        return Some(delta(&text));
-                    }
-                }
-                Some(Event::Done {
-                    finish_reason,
-                    usage,
-                }) => {
-                    // The stop events leave only once the completion record is durable.
-                    if let Some(a) = self.audit.take() {
-                        let recorded = a.finish_usage(finish_reason, usage).await;
-                        if let Err(e) = recorded {
-                            self.events = None;
-                            return Some(exception("internalServerException", &e.message));
-                        }
-                    }
-                    let latency =
-                        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    let (input, output) = (usage.prompt_tokens, usage.completion_tokens);
-                    let mut stop = converse::stop_reason(finish_reason_str(finish_reason));
-                    let mut out = Vec::new();
-                    let calls = self
-                        .held
-                        .take()
-                        .map(|(source, text)| match source.calls(&text) {
-                            Some((before, calls)) => (before, calls),
-                            None => (text, Vec::new()),
-                        });
-                    let mut index = 0;
-                    match calls {
-                        None => out.extend_from_slice(&event(
-                            "contentBlockStop",
-                            &json!({"contentBlockIndex": 0}),
-                        )),
-                        Some((text, calls)) => {
-                            if !text.is_empty() || calls.is_empty() {
-                                out.extend_from_slice(&delta(&text));
-                                out.extend_from_slice(&event(
-                                    "contentBlockStop",
-                                    &json!({"contentBlockIndex": 0}),
-                                ));
-                                index = 1;
-                            }
-                            for call in &calls {
-                                out.extend_from_slice(&tool_block(index, call));
-                                index += 1;
-                            }
-                            if !calls.is_empty() && finish_reason != FinishReason::Length {
-                                stop = "tool_use";
-                            }
+                        if !calls.is_empty() && finish != FinishReason::Length {
+                            stop = "tool_use";
                         }
                     }
-                    out.extend_from_slice(&event("messageStop", &json!({"stopReason": stop})));
-                    out.extend_from_slice(&event(
-                        "metadata",
-                        &json!({
-                            "usage": {"inputTokens": input, "outputTokens": output, "totalTokens": input + output},
-                            "metrics": {"latencyMs": latency},
-                        }),
-                    ));
-                    self.events = None;
-                    return Some(Bytes::from(out));
                 }
-                Some(Event::Failed(why)) => {
-                    let refused = match (self.audit.take(), self.events.as_mut()) {
-                        (Some(a), Some(events)) => {
-                            Some(crate::output::fail(events, a, why.clone()).await)
-                        }
-                        _ => None,
-                    };
-                    return Some(match refused {
-                        // The scan withheld the model's output: the stream ends as a model
-                        // stream error, with the monitor's reason.
-                        Some(e) if e.code == Some(crate::output::EXCEEDED) => {
-                            self.events = None;
-                            exception("modelStreamErrorException", &e.message)
-                        }
-                        _ => {
-                            self.events = None;
-                            exception("internalServerException", &why)
-                        }
-                    });
-                }
-                None => {
-                    return Some(
-                        self.fail(
-                            "serviceUnavailableException",
-                            "the engine stopped before the answer was complete",
-                        )
-                        .await,
-                    )
-                }
+                out.extend_from_slice(&event("messageStop", &json!({"stopReason": stop})));
+                out.extend_from_slice(&event(
+                    "metadata",
+                    &json!({
+                        "usage": {"inputTokens": input, "outputTokens": output, "totalTokens": input + output},
+                        "metrics": {"latencyMs": latency},
+                    }),
+                ));
+                Some(Bytes::from(out))
+            }
+            Piece::Failed(e) => {
+                self.answer = None;
+                // The scan withheld the model's output: the stream ends as a model stream
+                // error, with the monitor's reason.
+                let kind = if e.code == Some(crate::output::EXCEEDED) {
+                    "modelStreamErrorException"
+                } else if e.status == 503 {
+                    "serviceUnavailableException"
+                } else {
+                    "internalServerException"
+                };
+                Some(exception(kind, &e.message))
             }
         }
     }
@@ -529,10 +472,8 @@ fn event_stream(
         ..
     } = g;
     let st = Streaming {
-        events: Some(events),
-        audit: Some(audit),
+        answer: Some(Answer::new(events, audit, tools)),
         banner: banner.then(|| format!("{label}\n")),
-        held: tools.map(|t| (t, String::new())),
         started,
         begun: false,
     };

@@ -15,8 +15,8 @@ use highside_openai::embeddings::{
 use highside_openai::{parse_json, ApiError, HighsideMeta};
 
 use crate::http::{incoming, read_body, with_rate_headers, HttpError, Incoming, LABEL_HEADER};
-use crate::service::EmbeddingWork;
 use crate::AppState;
+use highside_pipeline::EmbeddingWork;
 
 const ROUTE: &str = "POST /v1/embeddings";
 
@@ -73,21 +73,23 @@ async fn run(
         EmbeddingWork::Upstream {
             candidates,
             attempts,
-            attempted,
         } => {
-            highside_providers::run_embed(&candidates, attempts, &prepared.inputs, &attempted)
-                .await
-                .map(|(vectors, counted)| {
-                    // The upstream's count, never above what was reserved.
-                    if let Some(n) = counted {
-                        tokens = n.min(tokens);
-                    }
-                    vectors
+            let (attempted, r) =
+                highside_providers::run_embed(&candidates, attempts, &prepared.inputs).await;
+            audit.deployments = Some(attempted);
+            r.map(|(vectors, counted)| {
+                // The upstream's count, never above what was reserved.
+                if let Some(n) = counted {
+                    tokens = n.min(tokens);
+                }
+                vectors
+            })
+            .map_err(|e| {
+                crate::upstream::error(highside_engine::Failure {
+                    message: e.message,
+                    status: e.status,
                 })
-                .map_err(|e| {
-                    let why = e.message.clone();
-                    crate::upstream::call_error(Some(e), why)
-                })
+            })
         }
     };
     let vectors = match computed {

@@ -15,9 +15,9 @@ use highside_openai::{
     ModelObject, Prepared,
 };
 
-use crate::service::Caller;
 use crate::sse::{self, Kind};
 use crate::AppState;
+use highside_pipeline::Caller;
 
 /// An [`ApiError`] as an HTTP response.
 pub(crate) struct HttpError(pub ApiError);
@@ -94,10 +94,6 @@ async fn authenticate_unless_health(
         return HttpError(crate::audit::disk_low()).into_response();
     }
     crate::auth::require_principal(state, req, next).await
-}
-
-fn may_infer(p: &Principal) -> Result<(), ApiError> {
-    p.may_infer().map_err(|d| ApiError::forbidden(d.0))
 }
 
 async fn not_found(uri: Uri) -> HttpError {
@@ -346,48 +342,15 @@ pub(crate) fn label_headers(
     Ok((label, pii))
 }
 
-/// The `user` role is needed to run a model; a denial is a decision too, recorded (durably)
-/// before the 403 like the monitor's.
-pub(crate) async fn role_check(
-    state: &AppState,
-    principal: &Principal,
-    client: Option<std::net::SocketAddr>,
-    id: &str,
-    route: &str,
-    model: String,
-) -> Result<(), ApiError> {
-    let Err(denied) = may_infer(principal) else {
-        return Ok(());
-    };
-    state
-        .service
-        .auditor()
-        .record(highside_audit::Event::Decision {
-            request_id: id.to_owned(),
-            actor: crate::audit::actor(principal, client),
-            route: route.to_owned(),
-            model,
-            clearance: principal.clearance.to_string(),
-            nationality: principal.nationality.to_string(),
-            request_label: String::new(),
-            model_label: String::new(),
-            decision: "deny".into(),
-            reasons: vec![format!("role.inference: {}", denied.message)],
-            pii: Vec::new(),
-        })
-        .await?;
-    Err(denied)
-}
-
 /// The role check, the monitor's decision (durable before anything else), metering and the
-/// engine's admission: every generating route, OpenAI's or Bedrock's, starts here.
+/// backend's admission: every generating route, OpenAI's or Bedrock's, starts here.
 pub(crate) async fn start(
     state: &Arc<AppState>,
     inc: Incoming,
     route: &'static str,
     id: &str,
     prepared: Result<Prepared, ApiError>,
-) -> Result<crate::Generation, crate::service::Refusal> {
+) -> Result<crate::Generation, highside_pipeline::Refusal> {
     let model = prepared
         .as_ref()
         .map(|p| p.model.clone())
@@ -409,10 +372,10 @@ pub(crate) async fn admitted<W: Send + 'static, T: Send + 'static>(
     id: &str,
     model: String,
     work: Result<W, ApiError>,
-    begin: impl FnOnce(&crate::service::Service, &Caller<'_>, W) -> Result<T, crate::service::Refusal>
+    begin: impl FnOnce(&highside_pipeline::Service, &Caller<'_>, W) -> Result<T, highside_pipeline::Refusal>
         + Send
         + 'static,
-) -> Result<T, crate::service::Refusal> {
+) -> Result<T, highside_pipeline::Refusal> {
     check_running(state)?;
     let Incoming {
         principal,
@@ -420,21 +383,25 @@ pub(crate) async fn admitted<W: Send + 'static, T: Send + 'static>(
         client,
         idempotency_key,
     } = inc;
-    role_check(state, &principal, client, id, route, model).await?;
-    let header_labels = header_labels?;
-    let idempotency_key = idempotency_key?;
-    let work = work?;
     let st = Arc::clone(state);
     let request_id = id.to_owned();
     tokio::task::spawn_blocking(move || {
-        let caller = Caller {
+        let mut caller = Caller {
             principal: &principal,
-            header_labels: &header_labels,
+            header_labels: &[],
             request_id: &request_id,
             client,
             route,
-            idempotency_key: idempotency_key.as_deref(),
+            idempotency_key: None,
         };
+        // First, whatever else is wrong with the request: a caller without the role learns
+        // nothing more about it, and the refusal is recorded.
+        st.service.role_check(&caller, &model)?;
+        let header_labels = header_labels?;
+        let idempotency_key = idempotency_key?;
+        let work = work?;
+        caller.header_labels = &header_labels;
+        caller.idempotency_key = idempotency_key.as_deref();
         begin(&st.service, &caller, work)
     })
     .await

@@ -6,22 +6,15 @@
 #![forbid(unsafe_code)]
 
 mod admin;
-mod audit;
 mod auth;
 mod bedrock;
 mod conn;
 mod embeddings;
 mod http;
 mod listener;
-mod meter;
 mod metering_admin;
 mod metrics;
-mod output;
-mod registry;
-mod service;
 mod sse;
-mod tools;
-mod upstream;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,14 +27,16 @@ use highside_monitor::Monitor;
 use highside_store::{IdentityStore, MeteringStore, Store};
 use highside_tenancy::{Admin, Authenticator};
 
-pub use audit::Auditor;
+pub use highside_pipeline::{
+    Accreditation, Auditor, Caller, EmbeddingModel, Generation, LoadedModel, Meter, RateHeaders,
+    Registry, Service, UpstreamRoute,
+};
 pub use listener::{
     peer_certificate, tls_config, ClientInfo, PlainListener, TlsError, TlsListener, TlsSettings,
 };
-pub use meter::{Meter, RateHeaders};
 pub use metrics::install as install_metrics;
-pub use registry::{Accreditation, EmbeddingModel, LoadedModel, Registry, UpstreamRoute};
-pub use service::{Caller, Generation, Service};
+// The pipeline's modules under their old paths, for the handlers.
+use highside_pipeline::{audit, output, upstream};
 
 /// Settings the HTTP layer needs.
 #[derive(Debug, Clone)]

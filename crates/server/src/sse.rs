@@ -6,7 +6,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use futures_util::Stream;
-use highside_engine::Event;
 use highside_inference::{FinishReason, Usage};
 use highside_openai::{
     finish_reason_str, ApiError, ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion,
@@ -14,6 +13,8 @@ use highside_openai::{
     UsageBody,
 };
 use serde::Serialize;
+
+use highside_pipeline::answer::{Answer, Piece};
 
 use crate::Generation;
 
@@ -42,7 +43,7 @@ pub(crate) fn new_id(kind: Kind) -> String {
 pub(crate) async fn collect(
     kind: Kind,
     id: String,
-    mut g: Generation,
+    g: Generation,
 ) -> Result<serde_json::Value, ApiError> {
     let mut text = if g.banner {
         format!("{}\n", g.label)
@@ -53,45 +54,38 @@ pub(crate) async fn collect(
         label: g.label.clone(),
         pii: g.pii.clone(),
     });
-    let (reason, usage) = loop {
-        match g.events.recv().await {
-            Some(Event::Token { text: t, .. }) | Some(Event::Text(t)) => {
-                g.audit.output(&t);
-                text.push_str(&t);
-            }
-            Some(Event::Done {
-                finish_reason,
+    let mut answer = Answer::new(g.events, g.audit, g.tools);
+    // `next` returns the end only once the completion record is durable.
+    let (held, calls, reason, usage) = loop {
+        match answer.next().await {
+            Some(Piece::Text(t)) => text.push_str(&t),
+            Some(Piece::End {
+                held,
+                calls,
+                finish,
                 usage,
-            }) => break (finish_reason, usage),
-            Some(Event::Failed(why)) => {
-                return Err(crate::output::fail(&mut g.events, g.audit, why).await);
-            }
-            None => {
-                g.audit.abort().await;
-                return Err(ApiError::unavailable(
-                    "the engine stopped before the answer was complete",
-                ));
-            }
+            }) => break (held, calls, finish, usage),
+            Some(Piece::Failed(e)) => return Err(e),
+            None => return Err(ApiError::internal("the answer ended twice")),
         }
     };
-    // The answer leaves only once its completion record is durable.
-    g.audit.finish_usage(reason, usage).await?;
     let created = now_secs();
     let usage = UsageBody::from(usage);
     let mut finish_reason = finish_reason_str(reason);
-    let calls = g.tools.as_ref().and_then(|t| t.calls(&text));
-    let (content, tool_calls) = match calls {
-        Some((before, calls)) => {
-            // A call cut off by max_tokens says so, as OpenAI's do.
-            if reason != FinishReason::Length {
-                finish_reason = "tool_calls";
-            }
-            (
-                (!before.is_empty()).then_some(before),
-                Some(calls.into_iter().map(Into::into).collect()),
-            )
+    if let Some(held) = held {
+        text.push_str(&held);
+    }
+    let (content, tool_calls) = if calls.is_empty() {
+        (Some(text.clone()), None)
+    } else {
+        // A call cut off by max_tokens says so, as OpenAI's do.
+        if reason != FinishReason::Length {
+            finish_reason = "tool_calls";
         }
-        None => (Some(text.clone()), None),
+        (
+            (!text.is_empty()).then(|| text.clone()),
+            Some(calls.into_iter().map(Into::into).collect()),
+        )
     };
     let value = match kind {
         Kind::Chat => serde_json::to_value(ChatCompletion {
@@ -225,38 +219,30 @@ impl Chunker {
     }
 
     /// The end of an answer whose output was held back to look for tool calls: the text as
-    /// one chunk, or the calls, then the finishing chunk.
+    /// one chunk, and the calls if there are any, then the finishing chunk.
     fn held(
         &self,
         text: String,
-        source: &highside_openai::tools::CallSource,
+        calls: Vec<highside_inference::ToolCall>,
         finish: &'static str,
     ) -> String {
-        match source.calls(&text) {
-            Some((before, calls)) => {
-                let mut out = String::new();
-                if !before.is_empty() {
-                    out.push_str(&self.chunk(Some(before), false, None));
-                }
-                out.push_str(&self.tool_calls(calls));
-                let reason = if finish == "length" {
-                    "length"
-                } else {
-                    "tool_calls"
-                };
-                out.push_str(&self.chunk(None, false, Some(reason)));
-                out
-            }
-            None => {
-                let mut out = if text.is_empty() {
-                    String::new()
-                } else {
-                    self.chunk(Some(text), false, None)
-                };
-                out.push_str(&self.chunk(None, false, Some(finish)));
-                out
-            }
+        let mut out = if text.is_empty() {
+            String::new()
+        } else {
+            self.chunk(Some(text), false, None)
+        };
+        if calls.is_empty() {
+            out.push_str(&self.chunk(None, false, Some(finish)));
+            return out;
         }
+        out.push_str(&self.tool_calls(calls));
+        let reason = if finish == "length" {
+            "length"
+        } else {
+            "tool_calls"
+        };
+        out.push_str(&self.chunk(None, false, Some(reason)));
+        out
     }
 
     fn usage(&self, usage: Usage) -> String {
@@ -321,12 +307,10 @@ pub(crate) fn stream(
         banner: banner.then(|| format!("{label}\n")),
     };
     let state = Streaming {
-        events,
-        audit: Some(audit),
+        // With tools offered, the output is held until the end to find the calls in it.
+        answer: Answer::new(events, audit, tools),
         chunker,
         phase: Phase::Start,
-        // With tools offered, the output is held until the end to find the calls in it.
-        held: tools.map(|t| (t, String::new())),
     };
     futures_util::stream::unfold(state, move |mut st| async move {
         let c = &st.chunker;
@@ -352,90 +336,47 @@ pub(crate) fn stream(
 
 /// A stream in progress.
 struct Streaming {
-    events: crate::output::Output,
-    /// Taken when the completion record is written.
-    audit: Option<crate::audit::CompletionAudit>,
+    answer: Answer,
     chunker: Chunker,
     phase: Phase,
-    /// The request's tools and the output held back so far.
-    held: Option<(highside_openai::tools::CallSource, String)>,
 }
 
 impl Streaming {
-    /// The error frame that ends the stream, sent once its completion record is durable.
-    async fn error(&mut self, err: ApiError) -> String {
-        if let Some(a) = self.audit.take() {
-            a.abort().await;
-        }
-        self.phase = Phase::Ended;
-        format!("data: {}\n\n", err.body())
-    }
-
     /// The next frame: a token chunk, or the end of the stream.
     async fn next(&mut self, include_usage: bool) -> String {
         self.phase = Phase::Running;
         let c = &self.chunker;
-        loop {
-            match self.events.recv().await {
-                Some(Event::Token { text, .. }) | Some(Event::Text(text)) => {
-                    if !text.is_empty() {
-                        if let Some(a) = &mut self.audit {
-                            a.output(&text);
-                        }
-                        if let Some((_, held)) = &mut self.held {
-                            held.push_str(&text);
-                            continue;
-                        }
-                        return c.chunk(Some(text), false, None);
-                    }
+        match self.answer.next().await {
+            Some(Piece::Text(text)) => c.chunk(Some(text), false, None),
+            Some(Piece::End {
+                held,
+                calls,
+                finish,
+                usage,
+            }) => {
+                let reason = finish_reason_str(finish);
+                let mut out = match held {
+                    Some(text) => c.held(text, calls, reason),
+                    None => c.chunk(None, false, Some(reason)),
+                };
+                if c.kind == Kind::Completion {
+                    // Completion chunks carry text, not a delta: the final one is empty.
+                    out = c.chunk(Some(String::new()), false, Some(reason));
                 }
-                Some(Event::Done {
-                    finish_reason,
-                    usage,
-                }) => {
-                    let mut out = match self.held.take() {
-                        Some((tools, text)) => {
-                            c.held(text, &tools, finish_reason_str(finish_reason))
-                        }
-                        None => c.chunk(None, false, Some(finish_reason_str(finish_reason))),
-                    };
-                    if c.kind == Kind::Completion {
-                        // Completion chunks carry text, not a delta: the final one is empty.
-                        out = c.chunk(
-                            Some(String::new()),
-                            false,
-                            Some(finish_reason_str(finish_reason)),
-                        );
-                    }
-                    if include_usage {
-                        out.push_str(&c.usage(usage));
-                    }
-                    if let Some(a) = self.audit.take() {
-                        let recorded = a.finish_usage(finish_reason, usage).await;
-                        if let Err(e) = recorded {
-                            self.phase = Phase::Ended;
-                            return format!("data: {}\n\n", e.body());
-                        }
-                    }
-                    out.push_str("data: [DONE]\n\n");
-                    self.phase = Phase::Ended;
-                    return out;
+                if include_usage {
+                    out.push_str(&c.usage(usage));
                 }
-                Some(Event::Failed(why)) => {
-                    let err = match self.audit.take() {
-                        Some(a) => crate::output::fail(&mut self.events, a, why).await,
-                        None => ApiError::internal(why),
-                    };
-                    self.phase = Phase::Ended;
-                    return format!("data: {}\n\n", err.body());
-                }
-                None => {
-                    return self
-                        .error(ApiError::unavailable(
-                            "the engine stopped before the answer was complete",
-                        ))
-                        .await
-                }
+                out.push_str("data: [DONE]\n\n");
+                self.phase = Phase::Ended;
+                out
+            }
+            Some(Piece::Failed(err)) => {
+                self.phase = Phase::Ended;
+                format!("data: {}\n\n", err.body())
+            }
+            None => {
+                self.phase = Phase::Ended;
+                String::new()
             }
         }
     }

@@ -73,7 +73,8 @@ pub async fn collect(mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>) -> Out
                     usage,
                 }
             }
-            Event::Failed(why) => panic!("generation failed: {why}"),
+            Event::Failed(why) => panic!("generation failed: {}", why.message),
+            other => panic!("the engine does not yield {other:?}"),
         }
     }
 }

@@ -9,14 +9,17 @@
 //! label does not dominate and no unknown marking word. A line that does ends the generation:
 //! it is withheld, the consumer gets `Event::Failed` and [`Output::take_refusal`] names it
 //! (`output_label_exceeded`), and the engine or upstream is cancelled. What was sent before
-//! was scanned and is at the request's label. A deployment's tool calls are scanned at the end,
-//! before any encoder reads them.
+//! was scanned and is at the request's label. A deployment's tool calls are scanned as they
+//! arrive (before the `Done` that makes encoders read them) and kept for
+//! [`Output::take_calls`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use highside_engine::Event;
+use highside_engine::{Event, Failure};
+use highside_inference::ToolCall;
 use highside_label::{Detector, Folded, Label};
+use highside_openai::tools::{new_call_id, valid_call_id};
 use highside_openai::ApiError;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -26,7 +29,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 const CONTEXT: usize = 2048;
 
 /// The finish reason a completion record gives a generation stopped by the output scan.
-pub(crate) const EXCEEDED: &str = "output_label_exceeded";
+pub const EXCEEDED: &str = "output_label_exceeded";
 
 /// A generation's events, scanned.
 #[derive(Debug)]
@@ -38,16 +41,20 @@ pub struct Output {
     refusal: Option<Refused>,
     /// Tokens the engine (or pieces the upstream) generated, released or not.
     generated: u64,
+    /// An event read before the scan began (the first output of an upstream, waited for).
+    first: Option<Event>,
+    /// A deployment's calls, scanned.
+    calls: Vec<ToolCall>,
 }
 
 /// Why the scan stopped a generation.
 #[derive(Debug, Clone)]
-pub(crate) struct Refused {
+pub struct Refused {
     /// The label of what was withheld (the join of its markings), as a banner; empty for an
     /// unknown marking word.
-    pub(crate) label: String,
+    pub label: String,
     /// The client's error.
-    pub(crate) error: ApiError,
+    pub error: ApiError,
 }
 
 #[derive(Debug)]
@@ -60,27 +67,21 @@ struct Scanner {
     tail: Folded,
     /// Generated, not yet released.
     pending: String,
-    /// A deployment's tool calls, scanned at the end.
-    calls: Option<crate::upstream::Calls>,
 }
 
 impl Output {
     /// Scans `inner` against `label` with the monitor's detector.
-    pub(crate) fn scanned(
-        inner: UnboundedReceiver<Event>,
-        detector: Arc<Detector>,
-        label: Label,
-        calls: Option<crate::upstream::Calls>,
-    ) -> Self {
+    pub fn scanned(inner: UnboundedReceiver<Event>, detector: Arc<Detector>, label: Label) -> Self {
         Self {
             inner,
             generated: 0,
+            first: None,
+            calls: Vec::new(),
             scan: Scanner {
                 detector,
                 label,
                 tail: Folded::empty(),
                 pending: String::new(),
-                calls,
             },
             queue: VecDeque::new(),
             finished: false,
@@ -97,7 +98,10 @@ impl Output {
             if self.finished {
                 return None;
             }
-            let event = self.inner.recv().await;
+            let event = match self.first.take() {
+                Some(e) => Some(e),
+                None => self.inner.recv().await,
+            };
             if matches!(event, Some(Event::Token { .. } | Event::Text(_))) {
                 self.generated += 1;
             }
@@ -124,6 +128,26 @@ impl Output {
                     }
                     Err(r) => return Some(self.refuse(*r)),
                 },
+                Some(Event::ToolCalls(made)) => {
+                    // The client sends the id back; one Highside would refuse is replaced.
+                    let made = made.into_iter().map(|c| ToolCall {
+                        id: if valid_call_id(&c.id) {
+                            c.id
+                        } else {
+                            new_call_id()
+                        },
+                        ..c
+                    });
+                    for c in made {
+                        if let Err(r) = scan.check_call(&c) {
+                            return Some(self.refuse(*r));
+                        }
+                        self.calls.push(c);
+                    }
+                }
+                // Every attempt precedes the first output, which the route's start waited
+                // for: none reaches here, and one that did would carry no text.
+                Some(Event::Attempt(_)) => {}
                 Some(failed @ Event::Failed(_)) => {
                     self.finished = true;
                     return Some(failed);
@@ -136,14 +160,26 @@ impl Output {
         }
     }
 
+    /// Puts back an event read before the scan began: it is scanned first.
+    pub fn with_first(mut self, first: Event) -> Self {
+        self.first = Some(first);
+        self
+    }
+
+    /// The calls a deployment returned whole, scanned (empty for an embedded model, whose
+    /// calls are parsed from its text); read once its `Done` has been received.
+    pub fn take_calls(&mut self) -> Vec<ToolCall> {
+        std::mem::take(&mut self.calls)
+    }
+
     /// What was generated so far, released or withheld (tokens, or an upstream's pieces).
-    pub(crate) fn generated(&self) -> u64 {
+    pub fn generated(&self) -> u64 {
         self.generated
     }
 
     /// Why the generation was stopped, once [`Output::recv`] has answered `Event::Failed` for
     /// a withheld line; `None` for any other failure.
-    pub(crate) fn take_refusal(&mut self) -> Option<Refused> {
+    pub fn take_refusal(&mut self) -> Option<Refused> {
         self.refusal.take()
     }
 
@@ -155,17 +191,18 @@ impl Output {
         tracing::warn!(withheld = %r.label, "output scan: generated text above the request's label withheld");
         metrics::counter!("highside_output_withheld_total").increment(1);
         self.refusal = Some(r);
-        Event::Failed(why)
+        Event::Failed(Failure::new(why))
     }
 }
 
 /// The error a failed generation is answered with, once its completion record is durable:
 /// the refusal of withheld output (`output_label_exceeded`), or an internal error.
-pub(crate) async fn fail(
+pub async fn fail(
     events: &mut Output,
     audit: crate::audit::CompletionAudit,
-    why: String,
+    why: Failure,
 ) -> ApiError {
+    let why = why.message;
     match events.take_refusal() {
         Some(r) => {
             audit.withheld(r.label, events.generated()).await;
@@ -219,18 +256,6 @@ impl Scanner {
     fn finish(&mut self) -> Result<String, Box<Refused>> {
         let ready = std::mem::take(&mut self.pending);
         self.check(&ready, true)?;
-        if let Some(calls) = &self.calls {
-            let calls = calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            for c in &calls {
-                let mut texts = vec![c.id.clone(), c.name.clone(), c.arguments.clone()];
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&c.arguments) {
-                    highside_openai::tools::json_strings(&v, &mut texts);
-                }
-                for t in &texts {
-                    self.check_alone(t)?;
-                }
-            }
-        }
         Ok(ready)
     }
 
@@ -253,6 +278,15 @@ impl Scanner {
             .map_err(|u| unknown_word(&u.word))?;
         self.tail.keep_end(CONTEXT);
         self.judge(found)
+    }
+
+    /// Checks a deployment's call: its id, name, arguments and every string in them.
+    fn check_call(&self, c: &ToolCall) -> Result<(), Box<Refused>> {
+        let mut texts = vec![c.id.clone(), c.name.clone(), c.arguments.clone()];
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&c.arguments) {
+            highside_openai::tools::json_strings(&v, &mut texts);
+        }
+        texts.iter().try_for_each(|t| self.check_alone(t))
     }
 
     fn check_alone(&self, text: &str) -> Result<(), Box<Refused>> {
@@ -308,7 +342,7 @@ mod tests {
         for ev in events {
             tx.send(ev).unwrap();
         }
-        Output::scanned(rx, d, l, None)
+        Output::scanned(rx, d, l)
     }
 
     fn tok(t: &str) -> Event {
@@ -335,6 +369,7 @@ mod tests {
                 Event::Token { text: t, .. } | Event::Text(t) => text.push_str(&t),
                 Event::Done { .. } => break,
                 Event::Failed(_) => return (text, o.take_refusal()),
+                other => panic!("the scan does not yield {other:?}"),
             }
         }
         (text, None)
@@ -375,10 +410,47 @@ mod tests {
                 }
                 Event::Text(t) => text.push_str(&t),
                 Event::Done { .. } => break,
-                Event::Failed(w) => panic!("{w}"),
+                Event::Failed(w) => panic!("{w:?}"),
+                other => panic!("the scan does not yield {other:?}"),
             }
         }
         assert_eq!((n, text.as_str()), (3, "(S) fine\nok end"));
+    }
+
+    fn call(id: &str, arguments: &str) -> ToolCall {
+        ToolCall {
+            id: id.into(),
+            name: "lookup".into(),
+            arguments: arguments.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deployments_calls_are_scanned_kept_and_their_ids_made_safe() {
+        let calls = vec![
+            call("call_1", r#"{"q": "weather"}"#),
+            call("bad id\n", "{}"),
+        ];
+        let mut o = output(
+            "UNCLASSIFIED",
+            vec![Event::Attempt("d1".into()), Event::ToolCalls(calls), done()],
+        );
+        let (sent, refused) = drain(&mut o).await;
+        assert_eq!((sent.as_str(), refused.is_none()), ("", true));
+        let kept = o.take_calls();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].id, "call_1");
+        assert_ne!(kept[1].id, "bad id\n");
+        assert!(valid_call_id(&kept[1].id));
+    }
+
+    #[tokio::test]
+    async fn a_deployments_call_above_the_label_ends_the_generation() {
+        let calls = vec![call("call_1", r#"{"q": "TOP SECRET//SI the plan"}"#)];
+        let mut o = output("SECRET", vec![Event::ToolCalls(calls), done()]);
+        let (_, refused) = drain(&mut o).await;
+        assert_eq!(refused.expect("withheld").label, "TOP SECRET//SI");
+        assert!(o.take_calls().is_empty());
     }
 
     #[tokio::test]

@@ -547,7 +547,7 @@ impl Charge {
 
     /// The prompt's real size once an upstream reports it (the reservation held an upper
     /// estimate); never more than was reserved.
-    pub(crate) fn prompt_tokens(&mut self, n: u64) {
+    pub fn prompt_tokens(&mut self, n: u64) {
         if n > self.prompt_tokens {
             // The bound was not one: the ledger keeps the reservation (the budget check
             // counted exactly that), and the difference is reported.
@@ -566,7 +566,7 @@ impl Charge {
     }
 
     /// [`Charge::settle`] for async code: resolves once the ledger row is durable.
-    pub(crate) async fn settle_async(mut self, completion_tokens: u64) {
+    pub async fn settle_async(mut self, completion_tokens: u64) {
         self.done = true;
         let entry = self.entry(completion_tokens);
         let meter = Arc::clone(&self.meter);
@@ -574,7 +574,7 @@ impl Charge {
     }
 
     /// On a path that never ends normally: settles what was generated so far (`tokens`).
-    pub(crate) fn settle_partial(mut self, tokens: u64) {
+    pub fn settle_partial(mut self, tokens: u64) {
         self.done = true;
         let entry = self.entry(tokens);
         // Not waited for: this runs on drop, possibly on an async worker.

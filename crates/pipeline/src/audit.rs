@@ -32,7 +32,7 @@ impl std::fmt::Debug for Auditor {
 }
 
 /// The answer new work gets while the log's disk is below its floor of free space.
-pub(crate) fn disk_low() -> ApiError {
+pub fn disk_low() -> ApiError {
     ApiError {
         code: Some("audit_disk_low"),
         ..ApiError::unavailable(
@@ -42,7 +42,7 @@ pub(crate) fn disk_low() -> ApiError {
 }
 
 /// The answer every request gets once the log has failed.
-pub(crate) fn unavailable() -> ApiError {
+pub fn unavailable() -> ApiError {
     ApiError {
         code: Some("audit_unavailable"),
         retry_after: None,
@@ -227,7 +227,7 @@ impl Auditor {
 }
 
 /// Who a principal is, as records name them.
-pub(crate) fn actor(p: &Principal, client: Option<std::net::SocketAddr>) -> Actor {
+pub fn actor(p: &Principal, client: Option<std::net::SocketAddr>) -> Actor {
     Actor {
         agency: Some(p.agency.to_string()),
         user: Some(p.user.to_string()),
@@ -239,7 +239,7 @@ pub(crate) fn actor(p: &Principal, client: Option<std::net::SocketAddr>) -> Acto
 /// What an allowed request's completion record says, and how its charge settles, if it ends
 /// without finishing (dropped, or aborted on an error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Unfinished {
+pub enum Unfinished {
     /// The backend does not have it yet (admission still under way on its blocking thread, or
     /// nothing was computed): recorded as `error`, the reservation handed back. A drop records
     /// it durably before the error is answered.
@@ -269,25 +269,25 @@ impl Unfinished {
 ///
 /// [`finish`]: CompletionAudit::finish
 pub struct CompletionAudit {
-    pub(crate) auditor: Arc<Auditor>,
-    pub(crate) request_id: String,
-    pub(crate) actor: Actor,
-    pub(crate) model: String,
-    pub(crate) prompt_tokens: u64,
-    pub(crate) prompt_sha256: String,
-    pub(crate) started: Instant,
+    pub auditor: Arc<Auditor>,
+    pub request_id: String,
+    pub actor: Actor,
+    pub model: String,
+    pub prompt_tokens: u64,
+    pub prompt_sha256: String,
+    pub started: Instant,
     output: Sha256,
     tokens: u64,
     /// Bytes of output, for a partial charge where pieces hold several tokens (upstreams).
     bytes: u64,
-    /// External deployments attempted, filled in by the upstream task.
-    pub(crate) deployments: Option<Arc<std::sync::Mutex<Vec<String>>>>,
+    /// External deployments attempted, in order (a route's).
+    pub deployments: Option<Vec<String>>,
     /// What a drop means: [`Unfinished::Error`] until the backend has the request,
     /// [`Unfinished::Cancelled`] after.
-    pub(crate) unfinished: Unfinished,
+    pub unfinished: Unfinished,
     /// The request's metering charge: settled at the end, partly on a cancel, released on
     /// an error.
-    pub(crate) charge: Option<crate::meter::Charge>,
+    pub charge: Option<crate::meter::Charge>,
     done: bool,
 }
 
@@ -300,12 +300,12 @@ impl std::fmt::Debug for CompletionAudit {
 }
 
 /// SHA-256 of `bytes`, hex.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 impl CompletionAudit {
-    pub(crate) fn new(
+    pub fn new(
         auditor: Arc<Auditor>,
         request_id: &str,
         actor: Actor,
@@ -332,7 +332,7 @@ impl CompletionAudit {
 
     /// Adds generated text (as sent to the client) to the output digest; the first piece
     /// times the time to first token.
-    pub(crate) fn output(&mut self, text: &str) {
+    pub fn output(&mut self, text: &str) {
         if self.tokens == 0 {
             metrics::histogram!("highside_time_to_first_token_seconds", "model" => self.model.clone())
                 .record(self.started.elapsed().as_secs_f64());
@@ -350,7 +350,7 @@ impl CompletionAudit {
 
     /// The prompt's size as the generation reports it at the end (an upstream's count may
     /// differ from the estimate reserved at the start; the charge never exceeds that).
-    pub(crate) fn prompt_tokens(&mut self, n: u64) {
+    pub fn prompt_tokens(&mut self, n: u64) {
         self.prompt_tokens = n;
         if let Some(c) = &mut self.charge {
             c.prompt_tokens(n);
@@ -358,7 +358,7 @@ impl CompletionAudit {
     }
 
     /// Adds a whole answer (an embedding list) to the output digest.
-    pub(crate) fn output_bytes(&mut self, bytes: &[u8]) {
+    pub fn output_bytes(&mut self, bytes: &[u8]) {
         self.output.update(bytes);
     }
 
@@ -383,17 +383,13 @@ impl CompletionAudit {
             latency_ms: self.started.elapsed().as_millis() as u64,
             prompt_sha256: std::mem::take(&mut self.prompt_sha256),
             output_sha256: hex::encode(std::mem::take(&mut self.output).finalize()),
-            deployments: self
-                .deployments
-                .as_ref()
-                .map(|d| d.lock().unwrap_or_else(|p| p.into_inner()).clone())
-                .unwrap_or_default(),
+            deployments: self.deployments.take().unwrap_or_default(),
             output_label,
         }
     }
 
     /// Records that the generation failed (`error`), durably, before the failure is answered.
-    pub(crate) async fn abort(mut self) {
+    pub async fn abort(mut self) {
         if let Some(charge) = self.charge.take() {
             if self.unfinished == Unfinished::Cancelled {
                 // The engine or upstream had it: what was generated before the failure is
@@ -410,7 +406,7 @@ impl CompletionAudit {
     /// Records a generation the output scan stopped (`output_label_exceeded`, with the label of
     /// what was withheld), durably, before the error is sent. Everything generated was used,
     /// so it is charged: `generated` pieces, at least.
-    pub(crate) async fn withheld(mut self, label: String, generated: u64) {
+    pub async fn withheld(mut self, label: String, generated: u64) {
         if let Some(charge) = self.charge.take() {
             charge.settle_partial(self.partial_tokens().max(generated));
         }
@@ -425,7 +421,7 @@ impl CompletionAudit {
 
     /// Records a generation's end from the engine's (or upstream's) counts: the prompt size it
     /// reports, then [`finish`](Self::finish).
-    pub(crate) async fn finish_usage(
+    pub async fn finish_usage(
         mut self,
         reason: highside_inference::FinishReason,
         usage: highside_inference::Usage,
@@ -439,7 +435,7 @@ impl CompletionAudit {
     }
 
     /// Records the end of the generation and resolves once the record is durable.
-    pub(crate) async fn finish(
+    pub async fn finish(
         mut self,
         finish_reason: &str,
         completion_tokens: u64,

@@ -8,7 +8,7 @@ use highside_inference::Message;
 use highside_openai::tools::{render_calls, Tools};
 
 /// The messages to render.
-pub(crate) fn messages(messages: &[Message], tools: Option<&Tools>, native: bool) -> Vec<Message> {
+pub fn messages(messages: &[Message], tools: Option<&Tools>, native: bool) -> Vec<Message> {
     let mut out: Vec<Message> = messages
         .iter()
         .map(|m| {
