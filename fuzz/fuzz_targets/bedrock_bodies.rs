@@ -1,24 +1,31 @@
 //! Feeds arbitrary bytes to the Bedrock request-body mappings (Converse and InvokeModel
-//! bodies come from clients). No input may panic; whatever maps must be a JSON object naming
-//! the model from the path.
+//! bodies come from clients). No input may panic; whatever maps must be a request for the
+//! model from the path, with a prompt and sampling within their bounds.
 #![no_main]
 
 use highside_bedrock::converse::ConverseRequest;
 use highside_bedrock::invoke;
+use highside_inference::PromptInput;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(r) = serde_json::from_slice::<ConverseRequest>(data) {
         for stream in [false, true] {
-            if let Ok(chat) = r.to_chat("m", stream) {
-                assert_eq!(chat["model"], "m");
-                assert!(chat["messages"].as_array().is_some_and(|m| !m.is_empty()));
+            if let Ok(req) = r.clone().to_request("m", stream) {
+                assert_eq!(req.model, "m");
+                assert_eq!(req.stream, stream);
+                assert!(matches!(&req.input, PromptInput::Chat(m) if !m.is_empty()));
+                assert!(req.params.validate().is_ok());
             }
         }
     }
-    for stream in [false, true] {
-        if let Ok((_, body)) = invoke::to_openai("m", data, stream) {
-            assert_eq!(body["model"], "m");
+    if invoke::format(data) == Ok(invoke::Format::Llama) {
+        for stream in [false, true] {
+            if let Ok(req) = invoke::llama_request("m", data, stream) {
+                assert_eq!(req.model, "m");
+                assert!(matches!(req.input, PromptInput::Text(_)));
+                assert!(req.params.validate().is_ok());
+            }
         }
     }
 });

@@ -6,10 +6,10 @@
 //! completion chunks, or Llama's `{"generation", ..., "stop_reason"}` pieces whose last one
 //! carries `amazon-bedrock-invocationMetrics`.
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use highside_inference::{FinishReason, Prepared, PromptInput, Usage};
+use serde::{Deserialize, Serialize};
 
-use crate::converse::Validation;
+use crate::converse::{sampling, token_limit, Validation};
 
 /// Which native format an invoke body is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,181 +33,198 @@ struct LlamaRequest {
     top_p: Option<f64>,
 }
 
-/// The OpenAI body (chat or completions) for an invoke body addressed to `model`; `stream`
-/// for `InvokeModelWithResponseStream` (the OpenAI body then streams, with usage at the end
-/// unless a chat body says otherwise).
-pub fn to_openai(model: &str, body: &[u8], stream: bool) -> Result<(Format, Value), Validation> {
-    let mut value: Value = serde_json::from_slice(body)
-        .map_err(|e| Validation(format!("the request body is not valid JSON: {e}")))?;
-    let Some(obj) = value.as_object_mut() else {
+/// Just enough of a body to tell its format: whether it has `messages`.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    messages: Option<serde::de::IgnoredAny>,
+}
+
+/// Which format an invoke body is in (an OpenAI chat body has `messages`); the body must be
+/// a JSON object.
+pub fn format(body: &[u8]) -> Result<Format, Validation> {
+    if body.trim_ascii_start().first() != Some(&b'{') {
         return Err(Validation("the request body must be a JSON object".into()));
-    };
-    if obj.contains_key("messages") {
-        match obj.get("model") {
-            None => {
-                obj.insert("model".into(), json!(model));
-            }
-            Some(Value::String(m)) if m == model => {}
-            Some(_) => {
-                return Err(Validation(
-                    "the body's model must be the model in the path".into(),
-                ))
-            }
-        }
-        let asks = obj.get("stream").and_then(Value::as_bool) == Some(true);
-        if asks && !stream {
-            return Err(Validation(
-                "InvokeModel answers in one body; use invoke-with-response-stream to stream".into(),
-            ));
-        }
-        if stream {
-            obj.insert("stream".into(), json!(true));
-            obj.entry("stream_options")
-                .or_insert_with(|| json!({"include_usage": true}));
-        }
-        return Ok((Format::Chat, value));
     }
-    let r: LlamaRequest = serde_json::from_value(value).map_err(|e| {
+    let probe: Probe = serde_json::from_slice(body)
+        .map_err(|e| Validation(format!("the request body must be a JSON object: {e}")))?;
+    Ok(if probe.messages.is_some() {
+        Format::Chat
+    } else {
+        Format::Llama
+    })
+}
+
+/// The neutral request of a Llama body addressed to `model`; `stream` for
+/// `InvokeModelWithResponseStream` (usage then comes at the end).
+pub fn llama_request(model: &str, body: &[u8], stream: bool) -> Result<Prepared, Validation> {
+    let r: LlamaRequest = serde_json::from_slice(body).map_err(|e| {
         Validation(format!(
             "the body must be an OpenAI chat request (with messages) or a Llama request (with prompt): {e}"
         ))
     })?;
-    let mut out = json!({"model": model, "prompt": r.prompt});
-    if let Some(v) = r.max_gen_len {
-        out["max_tokens"] = json!(v);
-    }
-    if let Some(v) = r.temperature {
-        out["temperature"] = json!(v);
-    }
-    if let Some(v) = r.top_p {
-        out["top_p"] = json!(v);
-    }
-    if stream {
-        out["stream"] = json!(true);
-        out["stream_options"] = json!({"include_usage": true});
-    }
-    Ok((Format::Llama, out))
-}
-
-/// The Llama stream piece of one text-completion chunk: text (and the finish reason, on the
-/// last), or, for the closing usage chunk, the counts and Bedrock's invocation metrics.
-/// `None` for a chunk that carries nothing.
-pub fn llama_chunk(chunk: &Value, stop: Option<&str>, latency_ms: u64) -> Option<Value> {
-    if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-        let (input, output) = (
-            usage["prompt_tokens"].as_u64().unwrap_or(0),
-            usage["completion_tokens"].as_u64().unwrap_or(0),
-        );
-        return Some(json!({
-            "generation": "",
-            "prompt_token_count": input,
-            "generation_token_count": output,
-            "stop_reason": stop.unwrap_or("stop"),
-            "amazon-bedrock-invocationMetrics": {
-                "inputTokenCount": input,
-                "outputTokenCount": output,
-                "invocationLatency": latency_ms,
-                "firstByteLatency": latency_ms,
-            },
-        }));
-    }
-    let choice = chunk.get("choices")?.get(0)?;
-    let text = choice["text"].as_str().unwrap_or("");
-    let finish = choice["finish_reason"].as_str();
-    if text.is_empty() && finish.is_none() {
-        return None;
-    }
-    Some(json!({
-        "generation": text,
-        "prompt_token_count": null,
-        "generation_token_count": null,
-        "stop_reason": finish,
-    }))
-}
-
-/// Meta Llama's response body for a text completion.
-pub fn llama_response(completion: &Value) -> Value {
-    json!({
-        "generation": completion["choices"][0]["text"].as_str().unwrap_or(""),
-        "prompt_token_count": completion["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
-        "generation_token_count": completion["usage"]["completion_tokens"].as_u64().unwrap_or(0),
-        "stop_reason": completion["choices"][0]["finish_reason"].as_str().unwrap_or("stop"),
+    let max_tokens = token_limit(r.max_gen_len, "max_gen_len")?;
+    Ok(Prepared {
+        model: model.to_owned(),
+        input: PromptInput::Text(r.prompt),
+        params: sampling(r.temperature, r.top_p, Vec::new())?,
+        // As OpenAI's text completions, which this format has always been served as.
+        max_tokens: max_tokens.or(Some(16)),
+        stream,
+        include_usage: stream,
+        declared_label: None,
+        banner: false,
+        tools: None,
     })
+}
+
+/// One piece of a Llama stream or the whole Llama answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LlamaPiece {
+    /// Generated text.
+    pub generation: String,
+    /// Prompt tokens (in the whole answer and the last piece).
+    pub prompt_token_count: Option<u64>,
+    /// Generated tokens (in the whole answer and the last piece).
+    pub generation_token_count: Option<u64>,
+    /// `stop` or `length`, once the generation has ended.
+    pub stop_reason: Option<&'static str>,
+    /// Bedrock's metrics, on the last piece of a stream.
+    #[serde(
+        rename = "amazon-bedrock-invocationMetrics",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub metrics: Option<InvocationMetrics>,
+}
+
+/// `amazon-bedrock-invocationMetrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvocationMetrics {
+    /// Prompt tokens.
+    pub input_token_count: u64,
+    /// Generated tokens.
+    pub output_token_count: u64,
+    /// Time to the whole answer.
+    pub invocation_latency: u64,
+    /// Time to the first byte (the same: pieces are framed as one body).
+    pub first_byte_latency: u64,
+}
+
+fn llama_stop(finish: FinishReason) -> &'static str {
+    match finish {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+    }
+}
+
+/// A piece of streamed text.
+pub fn llama_text(text: String) -> LlamaPiece {
+    LlamaPiece {
+        generation: text,
+        prompt_token_count: None,
+        generation_token_count: None,
+        stop_reason: None,
+        metrics: None,
+    }
+}
+
+/// The two pieces that end a stream: the stop reason, then the counts and metrics.
+pub fn llama_end(finish: FinishReason, usage: Usage, latency_ms: u64) -> [LlamaPiece; 2] {
+    let stop = llama_stop(finish);
+    [
+        LlamaPiece {
+            stop_reason: Some(stop),
+            ..llama_text(String::new())
+        },
+        LlamaPiece {
+            generation: String::new(),
+            prompt_token_count: Some(usage.prompt_tokens),
+            generation_token_count: Some(usage.completion_tokens),
+            stop_reason: Some(stop),
+            metrics: Some(InvocationMetrics {
+                input_token_count: usage.prompt_tokens,
+                output_token_count: usage.completion_tokens,
+                invocation_latency: latency_ms,
+                first_byte_latency: latency_ms,
+            }),
+        },
+    ]
+}
+
+/// Meta Llama's response body for a whole answer.
+pub fn llama_response(text: String, finish: FinishReason, usage: Usage) -> LlamaPiece {
+    LlamaPiece {
+        generation: text,
+        prompt_token_count: Some(usage.prompt_tokens),
+        generation_token_count: Some(usage.completion_tokens),
+        stop_reason: Some(llama_stop(finish)),
+        metrics: None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
-    fn both_native_formats_map_and_others_are_refused() {
-        let (f, v) = to_openai(
-            "m",
-            br#"{"messages":[{"role":"user","content":"hi"}]}"#,
-            false,
-        )
-        .unwrap();
-        assert_eq!((f, v["model"].as_str()), (Format::Chat, Some("m")));
-        let (_, v) = to_openai(
-            "m",
-            br#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#,
-            true,
-        )
-        .unwrap();
-        assert_eq!(v["stream_options"]["include_usage"], true);
-        let (f, v) = to_openai(
+    fn both_native_formats_are_told_apart_and_others_are_refused() {
+        assert_eq!(
+            format(br#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap(),
+            Format::Chat
+        );
+        assert_eq!(format(br#"{"prompt":"hi"}"#).unwrap(), Format::Llama);
+        for bad in [&br#"[]"#[..], b"not json", br#""text""#] {
+            assert!(format(bad).is_err());
+        }
+        let r = llama_request(
             "m",
             br#"{"prompt":"hi","max_gen_len":5,"top_p":0.5}"#,
             false,
         )
         .unwrap();
-        assert_eq!(f, Format::Llama);
+        assert_eq!(r.input, PromptInput::Text("hi".into()));
         assert_eq!(
-            v,
-            json!({"model": "m", "prompt": "hi", "max_tokens": 5, "top_p": 0.5})
+            (r.max_tokens, r.params.top_p, r.stream),
+            (Some(5), 0.5, false)
+        );
+        let r = llama_request("m", br#"{"prompt":"hi"}"#, true).unwrap();
+        assert_eq!(
+            (r.max_tokens, r.stream, r.include_usage),
+            (Some(16), true, true)
         );
         for bad in [
-            &br#"[]"#[..],
-            br#"{"prompt": "x", "bogus": 1}"#,
-            br#"{"messages": [], "model": "other"}"#,
-            br#"{"messages": [], "stream": true}"#,
+            &br#"{"prompt": "x", "bogus": 1}"#[..],
             br#"{"inputText": "titan"}"#,
-            b"not json",
+            br#"{"prompt": "x", "max_gen_len": 0}"#,
+            br#"{"prompt": "x", "temperature": 9}"#,
         ] {
-            assert!(to_openai("m", bad, false).is_err());
+            assert!(llama_request("m", bad, false).is_err());
         }
-        let r = llama_response(
-            &json!({"choices": [{"text": "ok", "finish_reason": "length"}],
-                                        "usage": {"prompt_tokens": 3, "completion_tokens": 1}}),
-        );
+    }
+
+    #[test]
+    fn answers_take_the_llama_shape() {
+        let usage = Usage {
+            prompt_tokens: 3,
+            completion_tokens: 1,
+        };
         assert_eq!(
-            r,
+            serde_json::to_value(llama_response("ok".into(), FinishReason::Length, usage)).unwrap(),
             json!({"generation": "ok", "prompt_token_count": 3, "generation_token_count": 1, "stop_reason": "length"})
         );
-        let (_, v) = to_openai("m", br#"{"prompt":"hi"}"#, true).unwrap();
-        assert_eq!(v["stream"], true);
-        let piece = llama_chunk(
-            &json!({"choices": [{"text": "a", "finish_reason": null}]}),
-            None,
-            5,
+        assert_eq!(
+            serde_json::to_value(llama_text("a".into())).unwrap(),
+            json!({"generation": "a", "prompt_token_count": null, "generation_token_count": null, "stop_reason": null})
         );
-        assert_eq!(piece.unwrap()["generation"], "a");
-        assert!(llama_chunk(
-            &json!({"choices": [{"text": "", "finish_reason": null}]}),
-            None,
-            5
-        )
-        .is_none());
-        let last = llama_chunk(
-            &json!({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}),
-            Some("length"),
-            7,
-        )
-        .unwrap();
+        let [stop, last] = llama_end(FinishReason::Length, usage, 7);
+        assert_eq!(stop.stop_reason, Some("length"));
+        let last = serde_json::to_value(last).unwrap();
         assert_eq!(last["stop_reason"], "length");
         assert_eq!(
-            last["amazon-bedrock-invocationMetrics"]["outputTokenCount"],
-            2
+            last["amazon-bedrock-invocationMetrics"],
+            json!({"inputTokenCount": 3, "outputTokenCount": 1, "invocationLatency": 7, "firstByteLatency": 7})
         );
     }
 }

@@ -1,6 +1,7 @@
 //! The embedded sentence encoder: a BERT-family model (the demo is all-MiniLM-L6-v2) loaded
-//! from `config.json`, `model.safetensors` and `tokenizer.json` with candle, mean pooling over
-//! the attention mask, then L2 normalization, as sentence-transformers does. One thread owns
+//! from `config.json`, `model.safetensors` and `tokenizer.json` (the encoder is ours,
+//! `bert.rs`, on candle's tensors), mean pooling over the attention mask, then L2
+//! normalization, as sentence-transformers does. One thread owns
 //! the model and batches concurrent requests into one forward pass; padding is masked, so an
 //! input's embedding does not depend on what it was batched with. Inputs are never
 //! truncated: one longer than the model's positions is an error.
@@ -12,8 +13,11 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config, DTYPE};
 use tokenizers::Tokenizer;
+
+mod bert;
+
+use bert::{Bert, Config, DTYPE};
 
 /// Files an embedding model directory holds.
 pub const FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
@@ -69,7 +73,7 @@ pub struct Info {
 
 /// The model and its device.
 struct Encoder {
-    model: BertModel,
+    model: Bert,
     device: Device,
 }
 
@@ -87,10 +91,7 @@ impl Encoder {
         let ids = Tensor::from_vec(ids, (n, len), &self.device).map_err(model_err)?;
         let mask = Tensor::from_vec(mask, (n, len), &self.device).map_err(model_err)?;
         let types = ids.zeros_like().map_err(model_err)?;
-        let hidden = self
-            .model
-            .forward(&ids, &types, Some(&mask))
-            .map_err(model_err)?;
+        let hidden = self.model.forward(&ids, &types, &mask).map_err(model_err)?;
         // Mean over the real tokens only, then unit length.
         let m = mask
             .to_dtype(DTYPE)
@@ -149,7 +150,7 @@ pub fn inspect(dir: &Path) -> Result<Info, EmbedError> {
     Ok(info)
 }
 
-fn load(dir: &Path) -> Result<(BertModel, Tokenizer, Info), EmbedError> {
+fn load(dir: &Path) -> Result<(Bert, Tokenizer, Info), EmbedError> {
     let config: Config = serde_json::from_slice(&read(dir, "config.json")?)
         .map_err(|e| EmbedError::Model(format!("config.json: {e}")))?;
     let mut tokenizer = Tokenizer::from_bytes(read(dir, "tokenizer.json")?)
@@ -165,7 +166,7 @@ fn load(dir: &Path) -> Result<(BertModel, Tokenizer, Info), EmbedError> {
     // Buffered, not memory-mapped: the crate stays free of unsafe code.
     let vb = VarBuilder::from_buffered_safetensors(weights, DTYPE, &device)
         .map_err(|e| EmbedError::Model(format!("model.safetensors: {e}")))?;
-    let model = BertModel::load(vb, &config)
+    let model = Bert::load(vb, &config)
         .map_err(|e| EmbedError::Model(format!("model.safetensors: {e}")))?;
     let info = Info {
         dimensions: config.hidden_size,

@@ -12,7 +12,6 @@
 //! sampling parameters and returns text.
 #![deny(unsafe_code)]
 
-mod params;
 mod raw;
 mod scheduler;
 mod text;
@@ -30,7 +29,7 @@ use tokio::sync::mpsc as tmpsc;
 
 /// What a request's stream carries (the neutral vocabulary's, shared by every backend).
 pub use highside_inference::{Event, Failure};
-pub use params::{ParamError, SamplingParams, MAX_STOP_STRINGS};
+pub use highside_inference::{ParamError, SamplingParams, MAX_STOP_STRINGS};
 pub use raw::{raw_batched_decode, RawBenchResult};
 
 /// Engine sizing, taken from the server configuration.

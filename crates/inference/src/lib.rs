@@ -5,7 +5,47 @@
 //! appears only as the content of a tool schema.
 #![forbid(unsafe_code)]
 
+mod sampling;
+pub mod tools;
+
 use serde::{Deserialize, Serialize};
+
+pub use sampling::{ParamError, SamplingParams, MAX_STOP_STRINGS};
+pub use tools::Tools;
+
+/// What the engine is asked to continue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PromptInput {
+    /// A conversation, rendered with the model's chat template.
+    Chat(Vec<Message>),
+    /// Raw prompt text (tokenized without special-token parsing).
+    Text(String),
+    /// Token ids given directly.
+    Tokens(Vec<i32>),
+}
+
+/// A validated generation request, ready for a backend: what every surface's body becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// Model name.
+    pub model: String,
+    /// The prompt.
+    pub input: PromptInput,
+    /// Sampling; `max_tokens` is filled in once the prompt length is known.
+    pub params: SamplingParams,
+    /// The client's limit; `None` means "as much as the context allows".
+    pub max_tokens: Option<u32>,
+    /// Answer as it is generated instead of in one body.
+    pub stream: bool,
+    /// Send a usage chunk at the end of a stream.
+    pub include_usage: bool,
+    /// The label the client declared in the body, not yet parsed.
+    pub declared_label: Option<String>,
+    /// Start the generated text with the output's banner line.
+    pub banner: bool,
+    /// Functions the model may call (chat only).
+    pub tools: Option<Tools>,
+}
 
 /// One chat message. Templates see `role` and `content`; calls and call ids travel beside
 /// them (the caller decides how they are written for an embedded model).

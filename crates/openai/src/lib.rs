@@ -12,9 +12,11 @@ pub mod texts;
 pub mod tools;
 
 pub use error::ApiError;
+/// The neutral request every body becomes (re-exported for the surfaces that build one).
+pub use highside_inference::{Prepared, PromptInput};
 pub use request::{
     parse_json, ChatCompletionRequest, ChatMessage, CompletionRequest, HighsideOptions,
-    MessageContent, Prepared, PromptInput, Stop, StreamOptions,
+    MessageContent, Stop, StreamOptions,
 };
 pub use response::{
     finish_reason_str, ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion, ChunkDelta,

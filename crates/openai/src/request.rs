@@ -1,5 +1,6 @@
-use highside_engine::SamplingParams;
-use highside_inference::{Message, ToolCall as MessageToolCall};
+use highside_inference::{
+    Message, Prepared, PromptInput, SamplingParams, ToolCall as MessageToolCall,
+};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -166,7 +167,9 @@ with_common_fields! {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatCompletionRequest {
-    /// Model name from `/v1/models`.
+    /// Model name from `/v1/models` (absent is refused as empty; Bedrock's invoke body may
+    /// leave it to the path).
+    #[serde(default)]
     pub model: String,
     /// The conversation.
     pub messages: Vec<ChatMessage>,
@@ -234,40 +237,6 @@ struct Common {
     store: Option<bool>,
     service_tier: Option<String>,
     highside: Option<HighsideOptions>,
-}
-
-/// What the engine is asked to continue.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PromptInput {
-    /// A conversation, rendered with the model's chat template.
-    Chat(Vec<Message>),
-    /// Raw prompt text (tokenized without special-token parsing).
-    Text(String),
-    /// Token ids given directly.
-    Tokens(Vec<i32>),
-}
-
-/// A validated request, ready for the engine.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Prepared {
-    /// Model name.
-    pub model: String,
-    /// The prompt.
-    pub input: PromptInput,
-    /// Sampling; `max_tokens` is filled in once the prompt length is known.
-    pub params: SamplingParams,
-    /// The client's limit; `None` means "as much as the context allows".
-    pub max_tokens: Option<u32>,
-    /// Server-sent events instead of one JSON answer.
-    pub stream: bool,
-    /// Send a usage chunk at the end of a stream.
-    pub include_usage: bool,
-    /// The label the client declared in the body (`highside.label`), not yet parsed.
-    pub declared_label: Option<String>,
-    /// Start the generated text with the output's banner line (`highside.banner`).
-    pub banner: bool,
-    /// Functions the model may call (chat only).
-    pub tools: Option<crate::tools::Tools>,
 }
 
 fn unsupported(param: &str, what: &str) -> ApiError {
@@ -382,6 +351,19 @@ fn message_text(i: usize, content: Option<MessageContent>) -> Result<String, Api
 }
 
 impl ChatCompletionRequest {
+    /// Whether the body asks to stream.
+    pub fn streams(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    /// Makes the body stream, with usage at the end unless it says otherwise.
+    pub fn stream_with_usage(&mut self) {
+        self.stream = Some(true);
+        self.stream_options.get_or_insert(StreamOptions {
+            include_usage: true,
+        });
+    }
+
     /// Validates the request and turns it into engine input.
     pub fn prepare(mut self) -> Result<Prepared, ApiError> {
         let common = self.common();
@@ -394,7 +376,7 @@ impl ChatCompletionRequest {
         if self.logprobs == Some(true) || self.top_logprobs.is_some() {
             return Err(unsupported("logprobs", "logprobs"));
         }
-        let tools = crate::tools::Tools::parse(
+        let tools = crate::tools::parse_tools(
             self.tools.take(),
             self.tool_choice.take(),
             self.parallel_tool_calls,

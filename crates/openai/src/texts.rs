@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use highside_engine::SamplingParams;
+use highside_inference::SamplingParams;
 use highside_inference::{Message, ToolCall as MessageToolCall};
 use serde_json::Value;
 

@@ -1,41 +1,16 @@
-//! Tool (function) calling for embedded models. The tools are offered to the model through
-//! its chat template when the template knows `tools`, or else in a system prompt that asks for
-//! Hermes-style `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks; the model's
-//! output is parsed back into OpenAI `tool_calls`. `tool_choice` `required` or a named
-//! function constrains decoding with a GBNF grammar built from the functions' JSON schemas, so
-//! even a small model emits a well-formed call.
+//! OpenAI's tool shapes: `tools`, `tool_choice` and `parallel_tool_calls` parsed into the
+//! neutral [`Tools`], and the `tool_calls` of an answer. How tools are shown to an embedded
+//! model and how its calls are found live in `highside_inference::tools`.
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
+pub use highside_inference::tools::{
+    json_strings, new_call_id, valid_call_id, CallSource, Tools, ToolsError,
+};
 use highside_inference::{ToolCall as Call, ToolChoice, ToolDef};
 
 use crate::ApiError;
-
-/// The opening of a call block in the output.
-pub const CALL_OPEN: &str = "<tool_call>";
-/// Its close.
-pub const CALL_CLOSE: &str = "</tool_call>";
-/// Most functions one request may offer.
-const MAX_TOOLS: usize = 128;
-/// Most bytes of the grammar that forces a call. llama.cpp compiles a grammar on the engine
-/// thread, where every sequence of the model waits, and matches every candidate token against
-/// it: a schema that would make a larger one (a 100,000-value `enum`) is refused.
-pub const MAX_GRAMMAR_BYTES: usize = 32 * 1024;
-/// Most values of all `enum`s of the forced functions' schemas together.
-const MAX_ENUM_VALUES: usize = 1024;
-
-/// The tools of one request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tools {
-    /// The functions.
-    pub defs: Vec<ToolDef>,
-    /// How the model must use them.
-    pub choice: ToolChoice,
-    /// `parallel_tool_calls` as the client gave it: passed to external deployments; an
-    /// embedded model is not held to it.
-    pub parallel: Option<bool>,
-}
 
 /// A call the model made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -85,428 +60,91 @@ fn bad(param: &str, msg: impl Into<String>) -> ApiError {
     ApiError::bad_request(msg, Some(param))
 }
 
-fn valid_name(n: &str) -> bool {
-    (1..=64).contains(&n.len())
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+impl From<ToolsError> for ApiError {
+    fn from(e: ToolsError) -> Self {
+        ApiError::bad_request(e.message, Some(&e.param))
+    }
 }
 
-impl Tools {
-    /// Validates `tools`, `tool_choice` and `parallel_tool_calls`. `None`: no tools given.
-    pub fn parse(
-        tools: Option<Vec<Value>>,
-        choice: Option<Value>,
-        parallel: Option<bool>,
-    ) -> Result<Option<Self>, ApiError> {
-        let tools = tools.unwrap_or_default();
-        if tools.len() > MAX_TOOLS {
-            return Err(bad("tools", format!("at most {MAX_TOOLS} tools")));
+/// Validates `tools`, `tool_choice` and `parallel_tool_calls`. `None`: no tools given.
+pub fn parse_tools(
+    tools: Option<Vec<Value>>,
+    choice: Option<Value>,
+    parallel: Option<bool>,
+) -> Result<Option<Tools>, ApiError> {
+    let tools = tools.unwrap_or_default();
+    let mut defs = Vec::with_capacity(tools.len());
+    for (i, t) in tools.into_iter().enumerate() {
+        let param = format!("tools[{i}]");
+        if t.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(bad(&param, format!("'{param}.type' must be 'function'")));
         }
-        let mut defs = Vec::with_capacity(tools.len());
-        for (i, t) in tools.into_iter().enumerate() {
-            let param = format!("tools[{i}]");
-            if t.get("type").and_then(Value::as_str) != Some("function") {
-                return Err(bad(&param, format!("'{param}.type' must be 'function'")));
-            }
-            let f = t
-                .get("function")
-                .and_then(Value::as_object)
-                .ok_or_else(|| bad(&param, format!("'{param}.function' is required")))?;
-            if let Some(k) = f
-                .keys()
-                .find(|k| !matches!(k.as_str(), "name" | "description" | "parameters" | "strict"))
-            {
-                return Err(bad(&param, format!("unknown field '{param}.function.{k}'")));
-            }
-            let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
-            if !valid_name(name) {
-                return Err(bad(
-                    &param,
-                    format!("'{param}.function.name' must be 1 to 64 letters, digits, '_' or '-'"),
-                ));
-            }
-            if defs.iter().any(|d: &ToolDef| d.name == name) {
-                return Err(bad(&param, format!("two tools are named '{name}'")));
-            }
-            let parameters = f
+        let f = t
+            .get("function")
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad(&param, format!("'{param}.function' is required")))?;
+        if let Some(k) = f
+            .keys()
+            .find(|k| !matches!(k.as_str(), "name" | "description" | "parameters" | "strict"))
+        {
+            return Err(bad(&param, format!("unknown field '{param}.function.{k}'")));
+        }
+        defs.push(ToolDef {
+            name: f
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            description: f
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            parameters: f
                 .get("parameters")
                 .cloned()
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-            if !parameters.is_object() {
-                return Err(bad(
-                    &param,
-                    format!("'{param}.function.parameters' must be a JSON Schema object"),
-                ));
-            }
-            defs.push(ToolDef {
-                name: name.to_owned(),
-                description: f
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                parameters,
-            });
-        }
-        let choice = match choice {
-            None => ToolChoice::Auto,
-            Some(Value::String(s)) => match s.as_str() {
-                "auto" => ToolChoice::Auto,
-                "required" => ToolChoice::Required,
-                "none" => ToolChoice::None,
-                _ => {
-                    return Err(bad(
-                        "tool_choice",
-                        "'tool_choice' must be none, auto, required or a function",
-                    ))
-                }
-            },
-            Some(v) => {
-                let name = v
-                    .get("function")
-                    .and_then(|f| f.get("name"))
-                    .and_then(Value::as_str)
-                    .filter(|_| v.get("type").and_then(Value::as_str) == Some("function"))
-                    .ok_or_else(|| bad("tool_choice", "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}"))?;
-                if !defs.iter().any(|d| d.name == name) {
-                    return Err(bad(
-                        "tool_choice",
-                        format!("'tool_choice' names '{name}', which is not in 'tools'"),
-                    ));
-                }
-                ToolChoice::Named(name.to_owned())
-            }
-        };
-        if defs.is_empty() {
-            return match choice {
-                ToolChoice::Auto | ToolChoice::None => Ok(None),
-                _ => Err(bad("tool_choice", "'tool_choice' needs 'tools'")),
-            };
-        }
-        let tools = Self {
-            defs,
-            choice,
-            parallel,
-        };
-        tools.check_grammar()?;
-        Ok(Some(tools))
-    }
-
-    /// A forced call's grammar must stay small (see [`MAX_GRAMMAR_BYTES`]); the schemas' enums
-    /// are counted first, so an enormous one is refused before anything is built from it.
-    fn check_grammar(&self) -> Result<(), ApiError> {
-        let forced: Vec<&ToolDef> = match &self.choice {
-            ToolChoice::Auto | ToolChoice::None => return Ok(()),
-            ToolChoice::Required => self.defs.iter().collect(),
-            ToolChoice::Named(n) => self.defs.iter().filter(|d| &d.name == n).collect(),
-        };
-        let values: usize = forced.iter().map(|d| enum_values(&d.parameters, 0)).sum();
-        if values > MAX_ENUM_VALUES {
-            return Err(bad(
-                "tools",
-                format!("the forced tools' schemas hold {values} enum values; tool_choice 'required' or a named function allows at most {MAX_ENUM_VALUES}"),
-            ));
-        }
-        let size = self.grammar().map_or(0, |g| g.len());
-        if size > MAX_GRAMMAR_BYTES {
-            return Err(bad(
-                "tools",
-                format!("the forced tools' schemas make a grammar of {size} bytes; tool_choice 'required' or a named function allows at most {MAX_GRAMMAR_BYTES}"),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Whether the model may call them (`tool_choice` is not `none`).
-    pub fn callable(&self) -> bool {
-        self.choice != ToolChoice::None
-    }
-
-    /// The tools as Hugging Face chat templates expect them (`tools` in the context).
-    pub fn template_value(&self) -> Value {
-        Value::Array(
-            self.defs
-                .iter()
-                .map(|d| json!({"type": "function", "function": {"name": d.name, "description": d.description, "parameters": d.parameters}}))
-                .collect(),
-        )
-    }
-
-    /// Instructions for templates without tool support (Hermes format).
-    pub fn system_prompt(&self) -> String {
-        let mut s = String::from(
-            "You may call functions to help with the user's request. The functions are described in JSON below, between <tools> and </tools>:\n<tools>\n",
-        );
-        for d in &self.defs {
-            s.push_str(&json!({"type": "function", "function": {"name": d.name, "description": d.description, "parameters": d.parameters}}).to_string());
-            s.push('\n');
-        }
-        s.push_str("</tools>\nTo call a function, answer with one block per call:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <arguments-object>}\n</tool_call>");
-        match &self.choice {
-            ToolChoice::Auto | ToolChoice::None => {}
-            ToolChoice::Required => s.push_str("\nYou must call at least one function."),
-            ToolChoice::Named(n) => s.push_str(&format!("\nYou must call the function {n}.")),
-        }
-        s
-    }
-
-    /// The grammar that forces a call (`required` or a named function); `None` for `auto`.
-    pub fn grammar(&self) -> Option<String> {
-        let names: Vec<&ToolDef> = match &self.choice {
-            ToolChoice::Auto | ToolChoice::None => return None,
-            ToolChoice::Required => self.defs.iter().collect(),
-            ToolChoice::Named(n) => self.defs.iter().filter(|d| &d.name == n).collect(),
-        };
-        let mut g = Grammar::default();
-        let calls: Vec<String> = names
-            .iter()
-            .map(|d| {
-                let args = g.schema(&d.parameters, 0);
-                format!(
-                    "\"{{\\\"name\\\": \\\"{}\\\", \\\"arguments\\\": \" {args} \"}}\"",
-                    d.name
-                )
-            })
-            .collect();
-        g.rules.insert(
-            0,
-            format!(
-                "root ::= \"{CALL_OPEN}\\n\" ( {} ) \"\\n{CALL_CLOSE}\"",
-                calls.join(" | ")
-            ),
-        );
-        Some(g.finish())
-    }
-}
-
-/// GBNF rules built from JSON schemas: the subset tools use (objects with properties,
-/// strings, enums, numbers, integers, booleans, arrays); anything else is any JSON value.
-/// Strings and whitespace are bounded so a small model cannot loop inside them forever.
-#[derive(Default)]
-struct Grammar {
-    rules: Vec<String>,
-    n: usize,
-}
-
-impl Grammar {
-    fn rule(&mut self, body: String) -> String {
-        self.n += 1;
-        let name = format!("r{}", self.n);
-        self.rules.push(format!("{name} ::= {body}"));
-        name
-    }
-
-    fn schema(&mut self, s: &Value, depth: usize) -> String {
-        if depth > 6 {
-            return "value".into();
-        }
-        if let Some(values) = s.get("enum").and_then(Value::as_array) {
-            let alts: Vec<String> = values
-                .iter()
-                .map(|v| gbnf_literal(&v.to_string()))
-                .collect();
-            if !alts.is_empty() {
-                return self.rule(alts.join(" | "));
-            }
-        }
-        match s.get("type").and_then(Value::as_str) {
-            Some("string") => "string".into(),
-            Some("integer") => "integer".into(),
-            Some("number") => "number".into(),
-            Some("boolean") => "boolean".into(),
-            Some("array") => {
-                let item = s
-                    .get("items")
-                    .map_or_else(|| "value".into(), |i| self.schema(i, depth + 1));
-                self.rule(format!("\"[\" ( {item} ( \", \" {item} ){{0,15}} )? \"]\""))
-            }
-            Some("object") => {
-                let props = s.get("properties").and_then(Value::as_object);
-                let required: Vec<&str> = s
-                    .get("required")
-                    .and_then(Value::as_array)
-                    .map(|r| r.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                let Some(props) = props else {
-                    return "object".into();
-                };
-                // Required properties, in the schema's order (all of them if none is marked).
-                let keys: Vec<&String> = props
-                    .keys()
-                    .filter(|k| required.is_empty() || required.contains(&k.as_str()))
-                    .collect();
-                if keys.is_empty() {
-                    return self.rule("\"{}\"".into());
-                }
-                let parts: Vec<String> = keys
-                    .iter()
-                    .map(|k| {
-                        let v = self.schema(&props[k.as_str()], depth + 1);
-                        format!("{} {v}", gbnf_literal(&format!("{}: ", json!(k))))
-                    })
-                    .collect();
-                self.rule(format!("\"{{\" {} \"}}\"", parts.join(" \", \" ")))
-            }
-            _ => "value".into(),
-        }
-    }
-
-    fn finish(mut self) -> String {
-        self.rules.extend(
-            [
-                r#"value ::= object | array | string | number | boolean | "null""#,
-                r#"object ::= "{" ws ( string ws ":" ws value ws ( "," ws string ws ":" ws value ws ){0,31} )? "}""#,
-                r#"array ::= "[" ws ( value ws ( "," ws value ws ){0,31} )? "]""#,
-                r#"string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} ) ){0,128} "\"""#,
-                r#"integer ::= "-"? ( "0" | [1-9] [0-9]{0,15} )"#,
-                r#"number ::= integer ( "." [0-9]{1,16} )?"#,
-                r#"boolean ::= "true" | "false""#,
-                r#"ws ::= [ \t\n]{0,8}"#,
-            ]
-            .map(str::to_owned),
-        );
-        self.rules.join("\n") + "\n"
-    }
-}
-
-/// Values of every `enum` in a schema, as deep as the grammar reads it.
-fn enum_values(s: &Value, depth: usize) -> usize {
-    if depth > 6 {
-        return 0;
-    }
-    let own = s.get("enum").and_then(Value::as_array).map_or(0, Vec::len);
-    let items = s.get("items").map_or(0, |i| enum_values(i, depth + 1));
-    let props = s
-        .get("properties")
-        .and_then(Value::as_object)
-        .map_or(0, |p| p.values().map(|v| enum_values(v, depth + 1)).sum());
-    own + items + props
-}
-
-/// Every string in `v`, keys included, decoded (a JSON escape hides nothing from detection).
-pub fn json_strings(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) => out.push(s.clone()),
-        Value::Array(a) => a.iter().for_each(|x| json_strings(x, out)),
-        Value::Object(o) => {
-            for (k, x) in o {
-                out.push(k.clone());
-                json_strings(x, out);
-            }
-        }
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
-    }
-}
-
-/// A GBNF string literal of `s`.
-fn gbnf_literal(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The calls in a model's output: every `<tool_call>` block holding `{"name", "arguments"}`
-/// for an offered function, with the text before the first block. `None` when the output
-/// holds no valid call (it is then an ordinary answer).
-pub fn parse_calls(text: &str, tools: &Tools) -> Option<(String, Vec<Call>)> {
-    let first = text.find(CALL_OPEN)?;
-    let mut calls = Vec::new();
-    let mut rest = &text[first..];
-    while let Some(start) = rest.find(CALL_OPEN) {
-        let after = &rest[start + CALL_OPEN.len()..];
-        let end = after.find(CALL_CLOSE)?;
-        let v: Value = serde_json::from_str(after[..end].trim()).ok()?;
-        let name = v.get("name")?.as_str()?;
-        if !tools.defs.iter().any(|d| d.name == name) {
-            return None;
-        }
-        let args = v.get("arguments").or_else(|| v.get("parameters"))?;
-        if !args.is_object() {
-            return None;
-        }
-        calls.push(Call {
-            id: new_call_id(),
-            name: name.to_owned(),
-            arguments: args.to_string(),
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
         });
-        rest = &after[end + CALL_CLOSE.len()..];
     }
-    Some((text[..first].trim().to_owned(), calls))
-}
-
-/// The text an assistant turn with `calls` had, as the model would have written them.
-pub fn render_calls<'a>(calls: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    calls
-        .into_iter()
-        .map(|(name, args)| {
-            let args: Value =
-                serde_json::from_str(args).unwrap_or_else(|_| Value::String(args.to_owned()));
-            format!(
-                "{CALL_OPEN}\n{}\n{CALL_CLOSE}",
-                json!({"name": name, "arguments": args})
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Whether `id` may be a call id: 1 to 64 letters, digits, `_` or `-` (what Anthropic and
-/// Bedrock accept, and what every id Highside makes looks like).
-pub fn valid_call_id(id: &str) -> bool {
-    valid_name(id)
-}
-
-/// A new call id, `call_` and 24 hex digits.
-pub fn new_call_id() -> String {
-    format!("call_{}", uuid_like())
-}
-
-/// Where an answer's calls come from.
-#[derive(Debug, Clone)]
-pub enum CallSource {
-    /// An embedded model: they are parsed out of its output.
-    Parsed(Tools),
-    /// An external deployment: it returned them whole (its generation's events carry them
-    /// before its `Done`), and its text is never parsed for calls.
-    Upstream,
-}
-
-impl CallSource {
-    /// The calls of an answer whose text is `text`, with the text before them; `None` for an
-    /// answer without calls. `returned` are the calls a deployment returned whole.
-    pub fn calls(&self, text: &str, returned: Vec<Call>) -> Option<(String, Vec<Call>)> {
-        match self {
-            Self::Parsed(tools) => parse_calls(text, tools),
-            Self::Upstream => (!returned.is_empty()).then(|| (text.trim().to_owned(), returned)),
+    let choice = match choice {
+        None => ToolChoice::Auto,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            "none" => ToolChoice::None,
+            _ => {
+                return Err(bad(
+                    "tool_choice",
+                    "'tool_choice' must be none, auto, required or a function",
+                ))
+            }
+        },
+        Some(v) => {
+            let name = v
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .filter(|_| v.get("type").and_then(Value::as_str) == Some("function"))
+                .ok_or_else(|| bad("tool_choice", "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}"))?;
+            ToolChoice::Named(name.to_owned())
         }
-    }
-}
-
-fn uuid_like() -> String {
-    let mut b = [0u8; 12];
-    // The id only correlates a call with its result; a failure to read randomness is not a
-    // reason to fail the answer.
-    let _ = getrandom::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    };
+    Ok(Tools::new(defs, choice, parallel)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use highside_inference::tools::{
+        parse_calls, render_calls, CALL_CLOSE, CALL_OPEN, MAX_GRAMMAR_BYTES,
+    };
+    use highside_inference::ToolChoice;
     use proptest::prelude::*;
 
     proptest! {
         #[test]
         fn model_output_never_panics_the_parser(prefix in ".{0,40}", body in ".{0,80}", close in proptest::bool::ANY) {
-            let t = Tools::parse(Some(weather()), None, None).unwrap().unwrap();
+            let t = parse_tools(Some(weather()), None, None).unwrap().unwrap();
             let text = format!("{prefix}{CALL_OPEN}{body}{}", if close { CALL_CLOSE } else { "" });
             if let Some((_, calls)) = parse_calls(&text, &t) {
                 for c in calls {
@@ -528,19 +166,19 @@ mod tests {
 
     #[test]
     fn tools_and_choices_validate() {
-        let t = Tools::parse(Some(weather()), None, None).unwrap().unwrap();
+        let t = parse_tools(Some(weather()), None, None).unwrap().unwrap();
         assert_eq!(t.choice, ToolChoice::Auto);
         assert!(t.grammar().is_none());
-        let none = Tools::parse(Some(weather()), Some(json!("none")), None)
+        let none = parse_tools(Some(weather()), Some(json!("none")), None)
             .unwrap()
             .unwrap();
         assert!(!none.callable() && none.grammar().is_none());
-        assert!(Tools::parse(None, Some(json!("none")), None)
+        assert!(parse_tools(None, Some(json!("none")), None)
             .unwrap()
             .is_none());
         let named = json!({"type": "function", "function": {"name": "get_weather"}});
         assert_eq!(
-            Tools::parse(Some(weather()), Some(named), None)
+            parse_tools(Some(weather()), Some(named), None)
                 .unwrap()
                 .unwrap()
                 .choice,
@@ -562,13 +200,13 @@ mod tests {
             (None, Some(json!("required"))),
             (Some(vec![weather()[0].clone(), weather()[0].clone()]), None),
         ] {
-            assert!(Tools::parse(tools, choice, None).is_err());
+            assert!(parse_tools(tools, choice, None).is_err());
         }
     }
 
     #[test]
     fn calls_parse_and_render_back() {
-        let t = Tools::parse(Some(weather()), None, None).unwrap().unwrap();
+        let t = parse_tools(Some(weather()), None, None).unwrap().unwrap();
         let out = "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"c\"}}\n</tool_call>";
         let (before, calls) = parse_calls(out, &t).unwrap();
         assert_eq!(before, "Let me check.");
@@ -599,8 +237,8 @@ mod tests {
         let big: Vec<Value> = (0..100_000).map(|i| json!(format!("v{i}"))).collect();
         let tool = json!({"type": "function", "function": {"name": "pick", "parameters": {"type": "object", "properties": {"x": {"enum": big}}, "required": ["x"]}}});
         // Offered freely, the schema is only text; forced, it would be a grammar.
-        assert!(Tools::parse(Some(vec![tool.clone()]), None, None).is_ok());
-        let err = Tools::parse(Some(vec![tool]), Some(json!("required")), None).unwrap_err();
+        assert!(parse_tools(Some(vec![tool.clone()]), None, None).is_ok());
+        let err = parse_tools(Some(vec![tool]), Some(json!("required")), None).unwrap_err();
         assert_eq!((err.status, err.param.as_deref()), (400, Some("tools")));
         assert!(err.message.contains("enum values"), "{}", err.message);
         // Long property names instead of many values: the grammar's size is bounded too.
@@ -608,9 +246,9 @@ mod tests {
             .map(|i| (format!("{i}{}", "p".repeat(600)), json!({"type": "string"})))
             .collect();
         let wide = json!({"type": "function", "function": {"name": "w", "parameters": {"type": "object", "properties": props}}});
-        let err = Tools::parse(Some(vec![wide]), Some(json!("required")), None).unwrap_err();
+        let err = parse_tools(Some(vec![wide]), Some(json!("required")), None).unwrap_err();
         assert!(err.message.contains("grammar of"), "{}", err.message);
-        let small = Tools::parse(Some(weather()), Some(json!("required")), None)
+        let small = parse_tools(Some(weather()), Some(json!("required")), None)
             .unwrap()
             .unwrap();
         assert!(small.grammar().unwrap().len() < MAX_GRAMMAR_BYTES);
@@ -619,7 +257,7 @@ mod tests {
     #[test]
     fn forced_grammars_follow_the_schema() {
         let named = json!({"type": "function", "function": {"name": "get_weather"}});
-        let t = Tools::parse(Some(weather()), Some(named), None)
+        let t = parse_tools(Some(weather()), Some(named), None)
             .unwrap()
             .unwrap();
         let g = t.grammar().unwrap();

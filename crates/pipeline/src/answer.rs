@@ -36,6 +36,20 @@ pub enum Piece {
     Failed(ApiError),
 }
 
+/// A whole answer, for surfaces that answer in one body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Whole {
+    /// All of its text: the banner line first when one was sent, and, when there are calls,
+    /// the text before them.
+    pub text: String,
+    /// The calls the model made.
+    pub calls: Vec<ToolCall>,
+    /// Why it ended.
+    pub finish: FinishReason,
+    /// Token counts.
+    pub usage: Usage,
+}
+
 /// An admitted generation's output with its completion record.
 #[derive(Debug)]
 pub struct Answer {
@@ -62,6 +76,37 @@ impl Answer {
     pub fn sent(&mut self, text: &str) {
         if let Some(a) = &mut self.audit {
             a.output(text);
+        }
+    }
+
+    /// Waits for the whole answer, starting it with `banner` (recorded as sent); returns
+    /// once the completion record is durable, or the failure.
+    pub async fn whole(mut self, banner: Option<String>) -> Result<Whole, ApiError> {
+        let mut text = String::new();
+        if let Some(b) = banner {
+            self.sent(&b);
+            text = b;
+        }
+        loop {
+            match self.next().await {
+                Some(Piece::Text(t)) => text.push_str(&t),
+                Some(Piece::End {
+                    held,
+                    calls,
+                    finish,
+                    usage,
+                }) => {
+                    text.push_str(&held.unwrap_or_default());
+                    return Ok(Whole {
+                        text,
+                        calls,
+                        finish,
+                        usage,
+                    });
+                }
+                Some(Piece::Failed(e)) => return Err(e),
+                None => return Err(ApiError::internal("the answer ended twice")),
+            }
         }
     }
 

@@ -4,8 +4,8 @@
 //! tools as a system prompt (Hermes format) and tool results as user turns wrapped in
 //! `<tool_response>`.
 
+use highside_inference::tools::{render_calls, Tools};
 use highside_inference::Message;
-use highside_openai::tools::{render_calls, Tools};
 
 /// The messages to render.
 pub fn messages(messages: &[Message], tools: Option<&Tools>, native: bool) -> Vec<Message> {
@@ -57,7 +57,7 @@ mod tests {
 
     #[test]
     fn tools_become_a_system_prompt_and_results_user_turns_without_template_support() {
-        let tools = Tools::parse(
+        let tools = highside_openai::tools::parse_tools(
             Some(vec![
                 serde_json::json!({"type": "function", "function": {"name": "f"}}),
             ]),

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ use highside_identity::{parse_credentials, Principal};
 use highside_openai::ApiError;
 use highside_tenancy::AuthError;
 
-use crate::http::HttpError;
+use crate::http::{HttpError, Surface};
 use crate::listener::ClientInfo;
 use crate::AppState;
 
@@ -331,7 +331,8 @@ async fn refuse(
 /// Authenticates the request and stores its [`Principal`] in the request extensions, or
 /// answers 401. Credentials never reach a log line or an error message.
 pub(crate) async fn require_principal(
-    State(state): State<Arc<AppState>>,
+    state: Arc<AppState>,
+    surface: Surface,
     req: Request,
     next: Next,
 ) -> Response {
@@ -352,7 +353,7 @@ pub(crate) async fn require_principal(
         .map(|c| c.0.clone());
     let route = format!("{} {}", req.method(), req.uri().path());
     let addr = client.as_ref().map(|c| c.addr);
-    let bedrock = crate::bedrock::is_bedrock_path(req.uri().path());
+    let bedrock = surface == Surface::Bedrock;
     let answer = if bedrock {
         Answer::Aws("UnrecognizedClientException")
     } else {
@@ -400,12 +401,9 @@ pub(crate) async fn require_principal(
             return refuse(&state, route, addr, why, answer).await;
         }
         let busy = || {
-            let e = ApiError::unavailable("too many signed requests are being verified; retry");
-            if bedrock {
-                crate::bedrock::error_response(&e)
-            } else {
-                HttpError(e).into_response()
-            }
+            surface.error(&ApiError::unavailable(
+                "too many signed requests are being verified; retry",
+            ))
         };
         let Some(_client_permit) = ClientPermit::take(client_key(addr.map(|a| a.ip()))) else {
             return busy();
@@ -432,11 +430,9 @@ pub(crate) async fn require_principal(
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "identity store failed during authentication");
-                return HttpError(ApiError::internal("cannot check credentials")).into_response();
+                return surface.error(&ApiError::internal("cannot check credentials"));
             }
-            Err(_) => {
-                return HttpError(ApiError::internal("cannot check credentials")).into_response()
-            }
+            Err(_) => return surface.error(&ApiError::internal("cannot check credentials")),
         }
         let Ok(_permit) = UNVERIFIED_BODIES.try_acquire() else {
             return busy();
@@ -450,8 +446,7 @@ pub(crate) async fn require_principal(
         .await
         {
             Ok(b) => b,
-            Err(e) if bedrock => return crate::bedrock::error_response(&e),
-            Err(e) => return HttpError(e).into_response(),
+            Err(e) => return surface.error(&e),
         };
         let st = Arc::clone(&state);
         let (p, b) = (parts.clone(), bytes.clone());
@@ -505,7 +500,7 @@ pub(crate) async fn require_principal(
         Ok(Ok(p)) => p,
         Ok(Err(AuthError::Store(e))) => {
             tracing::error!(error = %e, "identity store failed during authentication");
-            return HttpError(ApiError::internal("cannot check credentials")).into_response();
+            return surface.error(&ApiError::internal("cannot check credentials"));
         }
         Ok(Err(e)) => {
             tracing::info!(
@@ -524,7 +519,7 @@ pub(crate) async fn require_principal(
         }
         Err(e) => {
             tracing::error!(error = %e, "authentication task failed");
-            return HttpError(ApiError::internal("cannot check credentials")).into_response();
+            return surface.error(&ApiError::internal("cannot check credentials"));
         }
     };
     tracing::debug!(

@@ -1,21 +1,20 @@
-//! Routes and handlers. Each handler reads a bounded body, calls the service and encodes.
+//! The HTTP layer every surface shares: the router (which names each route's surface, and so
+//! its error shape), authentication in front of every route but the health checks, bounded
+//! body reading, the request headers the governed path reads, and the one prelude
+//! ([`admitted`]) every generating or embedding route runs before `Service::admit`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Extension, Router};
 use highside_identity::Principal;
-use highside_openai::{
-    parse_json, ApiError, ChatCompletionRequest, CompletionRequest, HighsideMeta, ModelList,
-    ModelObject, Prepared,
-};
+use highside_openai::{ApiError, Prepared};
 
-use crate::sse::{self, Kind};
 use crate::AppState;
 use highside_pipeline::Caller;
 
@@ -46,25 +45,61 @@ impl IntoResponse for HttpError {
     }
 }
 
+/// Which API a route belongs to. The router says it for every route, and it decides the
+/// shape of every error the route answers, authentication's included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Surface {
+    /// OpenAI's, and Highside's own (administration, metrics, health, unknown paths).
+    OpenAi,
+    /// Bedrock Runtime's (`x-amzn-ErrorType`).
+    Bedrock,
+}
+
+impl Surface {
+    /// `e` in this surface's error shape.
+    pub(crate) fn error(self, e: &ApiError) -> Response {
+        match self {
+            Surface::OpenAi => HttpError(e.clone()).into_response(),
+            Surface::Bedrock => crate::bedrock::error_response(e),
+        }
+    }
+}
+
+/// The state of the authentication layer of one surface's routes.
+#[derive(Clone)]
+struct Guard {
+    state: Arc<AppState>,
+    surface: Surface,
+}
+
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/models", get(list_models))
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/completions", post(completions))
-        .route("/v1/embeddings", post(crate::embeddings::embeddings))
+    let guard = |surface| {
+        axum::middleware::from_fn_with_state(
+            Guard {
+                state: Arc::clone(&state),
+                surface,
+            },
+            authenticate_unless_health,
+        )
+    };
+    // Each surface's routes carry their own authentication layer, so an error is rendered
+    // for the surface the router matched; the fallback (unknown paths) is behind the
+    // OpenAI-shaped one, so nothing is reachable without a credential except the two
+    // health checks, which are exempted by exact path.
+    let own = crate::openai::routes()
         .merge(crate::admin::routes())
-        .merge(crate::bedrock::routes())
         .route("/metrics", get(crate::metrics::scrape))
         .route(LIVE, get(live))
         .route(READY, get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // On everything, unknown paths included, so nothing is reachable without a credential
-        // except the two health checks, which are exempted by exact path.
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state),
-            authenticate_unless_health,
-        ))
+        .layer(guard(Surface::OpenAi));
+    let bedrock = crate::bedrock::routes()
+        .method_not_allowed_fallback(|| async {
+            Surface::Bedrock.error(&ApiError::method_not_allowed())
+        })
+        .layer(guard(Surface::Bedrock));
+    own.merge(bedrock)
         // Outermost: counts every answer, 401s included.
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)
@@ -74,7 +109,7 @@ const LIVE: &str = "/health/live";
 const READY: &str = "/health/ready";
 
 async fn authenticate_unless_health(
-    state: State<Arc<AppState>>,
+    State(Guard { state, surface }): State<Guard>,
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -88,12 +123,12 @@ async fn authenticate_unless_health(
     }
     // A node whose audit log failed answers nothing it could not record.
     if state.service.auditor().is_failed() {
-        return HttpError(crate::audit::unavailable()).into_response();
+        return surface.error(&crate::audit::unavailable());
     }
     if state.service.auditor().disk_low() {
-        return HttpError(crate::audit::disk_low()).into_response();
+        return surface.error(&crate::audit::disk_low());
     }
-    crate::auth::require_principal(state, req, next).await
+    crate::auth::require_principal(state, surface, req, next).await
 }
 
 async fn not_found(uri: Uri) -> HttpError {
@@ -165,45 +200,6 @@ pub(crate) fn check_running(state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-async fn list_models(State(state): State<Arc<AppState>>) -> Response {
-    let registry = state.service.registry();
-    let object = |id: &str, created: u64, label: String| ModelObject {
-        id: id.to_owned(),
-        object: "model",
-        created,
-        owned_by: "highside",
-        highside: Some(HighsideMeta {
-            label,
-            pii: Vec::new(),
-        }),
-    };
-    let mut data: Vec<ModelObject> = registry
-        .iter()
-        .map(|m| object(&m.name, m.created, m.accreditation().banner))
-        .collect();
-    data.extend(
-        registry
-            .embeddings()
-            .map(|m| object(&m.name, m.created, m.accreditation().banner)),
-    );
-    // A route's label is its most accredited deployment's: the highest it can serve.
-    data.extend(registry.routes().map(|r| {
-        let label = r
-            .targets
-            .iter()
-            .map(|(d, _)| d.settings())
-            .reduce(|a, b| if b.label.dominates(&a.label) { b } else { a })
-            .map(|s| s.banner.clone())
-            .unwrap_or_default();
-        object(&r.name, r.created, label)
-    }));
-    axum::Json(ModelList {
-        object: "list",
-        data,
-    })
-    .into_response()
-}
-
 /// `X-Highside-Label` headers: the label a client declares outside the body.
 pub(crate) const LABEL_HEADER: &str = "x-highside-label";
 
@@ -266,67 +262,6 @@ pub(crate) fn with_rate_headers(mut res: Response, headers: &crate::RateHeaders)
         }
     }
     res
-}
-
-/// The request's decision and generation; every answer, an error too, names the request ID
-/// its audit records carry.
-async fn generate(
-    state: Arc<AppState>,
-    inc: Incoming,
-    kind: Kind,
-    prepared: Result<Prepared, ApiError>,
-) -> Response {
-    let id = sse::new_id(kind);
-    let mut res = match generate_inner(state, inc, kind, &id, prepared).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert("x-request-id", v);
-    }
-    res
-}
-
-async fn generate_inner(
-    state: Arc<AppState>,
-    inc: Incoming,
-    kind: Kind,
-    id: &str,
-    prepared: Result<Prepared, ApiError>,
-) -> Result<Response, HttpError> {
-    let route = match kind {
-        Kind::Chat => "POST /v1/chat/completions",
-        Kind::Completion => "POST /v1/completions",
-    };
-    let generation = match start(&state, inc, route, id, prepared).await {
-        Ok(g) => g,
-        Err(refusal) => {
-            return Ok(with_rate_headers(
-                HttpError(refusal.error).into_response(),
-                &refusal.headers,
-            ))
-        }
-    };
-    let rate_headers = generation.rate_headers.clone();
-    let (label, pii) = label_headers(&generation)?;
-    let mut res = if generation.stream {
-        Response::builder()
-            .header(header::CONTENT_TYPE, "text/event-stream")
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(Body::from_stream(sse::stream(
-                kind,
-                id.to_owned(),
-                generation,
-            )))
-            .map_err(|e| ApiError::internal(e.to_string()))?
-    } else {
-        axum::Json(sse::collect(kind, id.to_owned(), generation).await?).into_response()
-    };
-    res.headers_mut().insert(LABEL_HEADER, label);
-    if let Some(pii) = pii {
-        res.headers_mut().insert("x-highside-pii", pii);
-    }
-    Ok(with_rate_headers(res, &rate_headers))
 }
 
 /// The `X-Highside-Label` and `x-highside-pii` values of a generation's answer.
@@ -406,34 +341,6 @@ pub(crate) async fn admitted<W: Send + 'static, T: Send + 'static>(
     })
     .await
     .map_err(|_| ApiError::internal("the request task failed"))?
-}
-
-async fn chat_completions(
-    State(state): State<Arc<AppState>>,
-    Extension(principal): Extension<Principal>,
-    req: Request,
-) -> Response {
-    let inc = incoming(principal, &req);
-    let prepared = match read_body(req, &state.config).await {
-        Ok(body) => {
-            parse_json::<ChatCompletionRequest>(&body).and_then(ChatCompletionRequest::prepare)
-        }
-        Err(e) => Err(e),
-    };
-    generate(state, inc, Kind::Chat, prepared).await
-}
-
-async fn completions(
-    State(state): State<Arc<AppState>>,
-    Extension(principal): Extension<Principal>,
-    req: Request,
-) -> Response {
-    let inc = incoming(principal, &req);
-    let prepared = match read_body(req, &state.config).await {
-        Ok(body) => parse_json::<CompletionRequest>(&body).and_then(CompletionRequest::prepare),
-        Err(e) => Err(e),
-    };
-    generate(state, inc, Kind::Completion, prepared).await
 }
 
 async fn live() -> Response {

@@ -1,20 +1,20 @@
-//! Highside's HTTP API: the OpenAI-compatible routes, health checks and graceful shutdown.
+//! Highside's HTTP API: the listeners, the router and its surfaces (`openai/`, `bedrock/`,
+//! `admin/`), health checks and graceful shutdown.
 //!
-//! Handlers only move bytes: they read a bounded body, hand it to [`service`] (which owns the
-//! path from a parsed request to an engine stream and is testable without HTTP) and turn the
-//! result into JSON or server-sent events. Every error leaves in OpenAI's error shape.
+//! Handlers only move bytes: they read a bounded body, convert it to the neutral request,
+//! hand it to `highside_pipeline` (which owns the governed path from a parsed request to a
+//! backend's stream, and is testable without HTTP) and encode the answer in their surface's
+//! wire format. Start at `http.rs` (`router`, `admitted`).
 #![forbid(unsafe_code)]
 
 mod admin;
 mod auth;
 mod bedrock;
 mod conn;
-mod embeddings;
 mod http;
 mod listener;
-mod metering_admin;
 mod metrics;
-mod sse;
+mod openai;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

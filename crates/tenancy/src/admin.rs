@@ -126,6 +126,16 @@ impl std::fmt::Debug for Admin {
     }
 }
 
+/// The rule for reading an agency's accounts (its plan, usage and invoices): an agency whose
+/// accounts the caller may not read does not exist for it.
+pub fn may_read_accounts(p: &Principal, agency: &AgencyId) -> Result<(), AdminError> {
+    if p.can_read_agency_accounts(agency) {
+        Ok(())
+    } else {
+        Err(AdminError::NotFound("agency"))
+    }
+}
+
 impl Admin {
     /// Operates on `store`, parsing clearances against `encodings`.
     pub fn new(store: Arc<dyn IdentityStore>, encodings: Arc<Encodings>) -> Self {

@@ -14,7 +14,7 @@ pub mod api;
 mod auth;
 mod error;
 
-pub use admin::{bootstrap, Admin, Bootstrap, Created, CreatedAccessKey};
+pub use admin::{bootstrap, may_read_accounts, Admin, Bootstrap, Created, CreatedAccessKey};
 pub use auth::{AuthError, Authenticator, PeerCertificate};
 pub use error::AdminError;
 

@@ -94,7 +94,7 @@ impl SamplingParams {
         Ok(())
     }
 
-    pub(crate) fn is_greedy(&self) -> bool {
+    pub fn is_greedy(&self) -> bool {
         self.temperature == 0.0
     }
 }

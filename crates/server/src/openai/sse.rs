@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use highside_inference::{FinishReason, Usage};
 use highside_openai::{
     finish_reason_str, ApiError, ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion,
@@ -39,56 +39,43 @@ pub(crate) fn new_id(kind: Kind) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Waits for the whole generation and builds the JSON answer.
-pub(crate) async fn collect(
-    kind: Kind,
-    id: String,
-    g: Generation,
-) -> Result<serde_json::Value, ApiError> {
-    let mut text = if g.banner {
-        format!("{}\n", g.label)
-    } else {
-        String::new()
-    };
+/// An OpenAI answer in one body.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Body {
+    Chat(ChatCompletion),
+    Completion(Completion),
+}
+
+/// Waits for the whole generation and builds the OpenAI answer.
+pub(crate) async fn collect(kind: Kind, id: String, g: Generation) -> Result<Body, ApiError> {
     let highside = Some(HighsideMeta {
         label: g.label.clone(),
         pii: g.pii.clone(),
     });
-    let mut answer = Answer::new(g.events, g.audit, g.tools);
-    // `next` returns the end only once the completion record is durable.
-    let (held, calls, reason, usage) = loop {
-        match answer.next().await {
-            Some(Piece::Text(t)) => text.push_str(&t),
-            Some(Piece::End {
-                held,
-                calls,
-                finish,
-                usage,
-            }) => break (held, calls, finish, usage),
-            Some(Piece::Failed(e)) => return Err(e),
-            None => return Err(ApiError::internal("the answer ended twice")),
-        }
-    };
+    let banner = g.banner.then(|| format!("{}\n", g.label));
+    // `whole` returns only once the completion record is durable.
+    let whole = Answer::new(g.events, g.audit, g.tools)
+        .whole(banner)
+        .await?;
     let created = now_secs();
-    let usage = UsageBody::from(usage);
-    let mut finish_reason = finish_reason_str(reason);
-    if let Some(held) = held {
-        text.push_str(&held);
-    }
-    let (content, tool_calls) = if calls.is_empty() {
+    let usage = UsageBody::from(whole.usage);
+    let mut finish_reason = finish_reason_str(whole.finish);
+    let text = whole.text;
+    let (content, tool_calls) = if whole.calls.is_empty() {
         (Some(text.clone()), None)
     } else {
         // A call cut off by max_tokens says so, as OpenAI's do.
-        if reason != FinishReason::Length {
+        if whole.finish != FinishReason::Length {
             finish_reason = "tool_calls";
         }
         (
             (!text.is_empty()).then(|| text.clone()),
-            Some(calls.into_iter().map(Into::into).collect()),
+            Some(whole.calls.into_iter().map(Into::into).collect()),
         )
     };
-    let value = match kind {
-        Kind::Chat => serde_json::to_value(ChatCompletion {
+    Ok(match kind {
+        Kind::Chat => Body::Chat(ChatCompletion {
             id,
             object: "chat.completion",
             created,
@@ -106,7 +93,7 @@ pub(crate) async fn collect(
             usage,
             highside,
         }),
-        Kind::Completion => serde_json::to_value(Completion {
+        Kind::Completion => Body::Completion(Completion {
             id,
             object: "text_completion",
             created,
@@ -120,8 +107,40 @@ pub(crate) async fn collect(
             usage,
             highside,
         }),
-    };
-    value.map_err(|e| ApiError::internal(format!("cannot encode the answer: {e}")))
+    })
+}
+
+/// One thing an OpenAI stream sends.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    /// A chat completion chunk.
+    Chat(Box<ChatChunk>),
+    /// A text completion chunk.
+    Completion(Box<CompletionChunk>),
+    /// The stream failed (its last frame).
+    Error(ApiError),
+    /// `[DONE]`, once the completion record is durable.
+    Done,
+}
+
+impl Frame {
+    /// As server-sent events.
+    fn sse(&self) -> String {
+        match self {
+            Frame::Chat(c) => data(c),
+            Frame::Completion(c) => data(c),
+            Frame::Error(e) => format!("data: {}\n\n", e.body()),
+            Frame::Done => "data: [DONE]\n\n".into(),
+        }
+    }
+}
+
+fn data(value: &impl Serialize) -> String {
+    // Serialising these plain structs cannot fail; an empty object keeps the stream parseable.
+    format!(
+        "data: {}\n\n",
+        serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
+    )
 }
 
 /// Builds the chunks of one stream.
@@ -136,14 +155,6 @@ struct Chunker {
     banner: Option<String>,
 }
 
-fn frame(value: &impl Serialize) -> String {
-    // Serialising these plain structs cannot fail; an empty object keeps the stream parseable.
-    format!(
-        "data: {}\n\n",
-        serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
-    )
-}
-
 impl Chunker {
     /// One chunk; `finish_reason` as OpenAI spells it (`stop`, `length`, `tool_calls`).
     fn chunk(
@@ -151,9 +162,9 @@ impl Chunker {
         text: Option<String>,
         role: bool,
         finish_reason: Option<&'static str>,
-    ) -> String {
+    ) -> Frame {
         match self.kind {
-            Kind::Chat => frame(&ChatChunk {
+            Kind::Chat => Frame::Chat(Box::new(ChatChunk {
                 id: self.id.clone(),
                 object: "chat.completion.chunk",
                 created: self.created,
@@ -170,8 +181,8 @@ impl Chunker {
                 }],
                 usage: None,
                 highside: Some(self.highside.clone()),
-            }),
-            Kind::Completion => frame(&CompletionChunk {
+            })),
+            Kind::Completion => Frame::Completion(Box::new(CompletionChunk {
                 id: self.id.clone(),
                 object: "text_completion",
                 created: self.created,
@@ -184,12 +195,12 @@ impl Chunker {
                 }],
                 usage: None,
                 highside: Some(self.highside.clone()),
-            }),
+            })),
         }
     }
 
     /// The chunk that carries a whole answer's tool calls.
-    fn tool_calls(&self, calls: Vec<highside_inference::ToolCall>) -> String {
+    fn tool_calls(&self, calls: Vec<highside_inference::ToolCall>) -> Frame {
         let calls = calls
             .into_iter()
             .enumerate()
@@ -198,7 +209,7 @@ impl Chunker {
                 call: call.into(),
             })
             .collect();
-        frame(&ChatChunk {
+        Frame::Chat(Box::new(ChatChunk {
             id: self.id.clone(),
             object: "chat.completion.chunk",
             created: self.created,
@@ -215,7 +226,7 @@ impl Chunker {
             }],
             usage: None,
             highside: Some(self.highside.clone()),
-        })
+        }))
     }
 
     /// The end of an answer whose output was held back to look for tool calls: the text as
@@ -225,30 +236,29 @@ impl Chunker {
         text: String,
         calls: Vec<highside_inference::ToolCall>,
         finish: &'static str,
-    ) -> String {
-        let mut out = if text.is_empty() {
-            String::new()
-        } else {
-            self.chunk(Some(text), false, None)
-        };
+    ) -> Vec<Frame> {
+        let mut out = Vec::new();
+        if !text.is_empty() {
+            out.push(self.chunk(Some(text), false, None));
+        }
         if calls.is_empty() {
-            out.push_str(&self.chunk(None, false, Some(finish)));
+            out.push(self.chunk(None, false, Some(finish)));
             return out;
         }
-        out.push_str(&self.tool_calls(calls));
+        out.push(self.tool_calls(calls));
         let reason = if finish == "length" {
             "length"
         } else {
             "tool_calls"
         };
-        out.push_str(&self.chunk(None, false, Some(reason)));
+        out.push(self.chunk(None, false, Some(reason)));
         out
     }
 
-    fn usage(&self, usage: Usage) -> String {
+    fn usage(&self, usage: Usage) -> Frame {
         let usage = Some(UsageBody::from(usage));
         match self.kind {
-            Kind::Chat => frame(&ChatChunk {
+            Kind::Chat => Frame::Chat(Box::new(ChatChunk {
                 id: self.id.clone(),
                 object: "chat.completion.chunk",
                 created: self.created,
@@ -256,8 +266,8 @@ impl Chunker {
                 choices: vec![],
                 usage,
                 highside: Some(self.highside.clone()),
-            }),
-            Kind::Completion => frame(&CompletionChunk {
+            })),
+            Kind::Completion => Frame::Completion(Box::new(CompletionChunk {
                 id: self.id.clone(),
                 object: "text_completion",
                 created: self.created,
@@ -265,7 +275,7 @@ impl Chunker {
                 choices: vec![],
                 usage,
                 highside: Some(self.highside.clone()),
-            }),
+            })),
         }
     }
 }
@@ -284,6 +294,19 @@ pub(crate) fn stream(
     id: String,
     g: Generation,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    frames(kind, id, g).map(|frames| {
+        let text: String = frames.iter().map(Frame::sse).collect();
+        Ok(Bytes::from(text))
+    })
+}
+
+/// The frames of a streaming generation, a step at a time: what [`stream`] sends as
+/// server-sent events, and Bedrock's invoke stream as event-stream chunks.
+pub(crate) fn frames(
+    kind: Kind,
+    id: String,
+    g: Generation,
+) -> impl Stream<Item = Vec<Frame>> + Send {
     let Generation {
         model,
         events,
@@ -313,22 +336,35 @@ pub(crate) fn stream(
         phase: Phase::Start,
     };
     futures_util::stream::unfold(state, move |mut st| async move {
-        let c = &st.chunker;
         match st.phase {
             Phase::Ended => None,
-            Phase::Start if c.kind == Kind::Chat => {
-                let first = c.chunk(Some(c.banner.clone().unwrap_or_default()), true, None);
+            Phase::Start => {
                 st.phase = Phase::Running;
-                Some((Ok(Bytes::from(first)), st))
+                let c = &st.chunker;
+                let first = match (&c.banner, c.kind) {
+                    (banner, Kind::Chat) => {
+                        Some(c.chunk(Some(banner.clone().unwrap_or_default()), true, None))
+                    }
+                    (Some(banner), Kind::Completion) => {
+                        Some(c.chunk(Some(banner.clone()), false, None))
+                    }
+                    (None, Kind::Completion) => None,
+                };
+                if let Some(b) = &c.banner {
+                    // What the client is sent is what the record hashes.
+                    st.answer.sent(b);
+                }
+                match first {
+                    Some(f) => Some((vec![f], st)),
+                    None => {
+                        let out = st.next(include_usage).await;
+                        Some((out, st))
+                    }
+                }
             }
-            Phase::Start if c.banner.is_some() => {
-                let first = c.chunk(c.banner.clone(), false, None);
-                st.phase = Phase::Running;
-                Some((Ok(Bytes::from(first)), st))
-            }
-            Phase::Start | Phase::Running => {
+            Phase::Running => {
                 let out = st.next(include_usage).await;
-                Some((Ok(Bytes::from(out)), st))
+                Some((out, st))
             }
         }
     })
@@ -342,12 +378,11 @@ struct Streaming {
 }
 
 impl Streaming {
-    /// The next frame: a token chunk, or the end of the stream.
-    async fn next(&mut self, include_usage: bool) -> String {
-        self.phase = Phase::Running;
+    /// The next frames: a token chunk, or the end of the stream.
+    async fn next(&mut self, include_usage: bool) -> Vec<Frame> {
         let c = &self.chunker;
         match self.answer.next().await {
-            Some(Piece::Text(text)) => c.chunk(Some(text), false, None),
+            Some(Piece::Text(text)) => vec![c.chunk(Some(text), false, None)],
             Some(Piece::End {
                 held,
                 calls,
@@ -357,26 +392,26 @@ impl Streaming {
                 let reason = finish_reason_str(finish);
                 let mut out = match held {
                     Some(text) => c.held(text, calls, reason),
-                    None => c.chunk(None, false, Some(reason)),
+                    None => vec![c.chunk(None, false, Some(reason))],
                 };
                 if c.kind == Kind::Completion {
                     // Completion chunks carry text, not a delta: the final one is empty.
-                    out = c.chunk(Some(String::new()), false, Some(reason));
+                    out = vec![c.chunk(Some(String::new()), false, Some(reason))];
                 }
                 if include_usage {
-                    out.push_str(&c.usage(usage));
+                    out.push(c.usage(usage));
                 }
-                out.push_str("data: [DONE]\n\n");
+                out.push(Frame::Done);
                 self.phase = Phase::Ended;
                 out
             }
             Some(Piece::Failed(err)) => {
                 self.phase = Phase::Ended;
-                format!("data: {}\n\n", err.body())
+                vec![Frame::Error(err)]
             }
             None => {
                 self.phase = Phase::Ended;
-                String::new()
+                Vec::new()
             }
         }
     }

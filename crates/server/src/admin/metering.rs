@@ -11,7 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use highside_identity::{AgencyId, Principal};
+use highside_identity::Principal;
 use highside_metering::{ContractPlan, Micros, Price, Usage};
 use highside_openai::ApiError;
 use highside_store::{LimitScope, Limits, PlanRecord, PriceRecord};
@@ -359,14 +359,6 @@ impl From<&PlanRecord> for PlanView {
 
 /// Operators, and the agency's own administrators and auditors, see its plan and invoices
 /// (the rule is `identity`'s, shared with identity administration).
-fn may_see_agency(p: &Principal, agency: &AgencyId) -> Result<(), AdminError> {
-    if p.can_read_agency_accounts(agency) {
-        Ok(())
-    } else {
-        Err(AdminError::NotFound("agency"))
-    }
-}
-
 async fn get_plan(
     State(s): State<Arc<AppState>>,
     Extension(p): Extension<Principal>,
@@ -376,7 +368,7 @@ async fn get_plan(
     let st = Arc::clone(&s);
     run(&s, StatusCode::OK, move |a| {
         let agency = a.get_agency(&p, &agency)?.id;
-        may_see_agency(&p, &agency)?;
+        highside_tenancy::may_read_accounts(&p, &agency)?;
         let plan = st
             .service
             .meter()
@@ -581,7 +573,7 @@ async fn get_invoice(
     let reader = p.clone();
     let made = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let agency = st.admin.get_agency(&p, &agency).map_err(api_error)?;
-        may_see_agency(&p, &agency.id).map_err(api_error)?;
+        highside_tenancy::may_read_accounts(&p, &agency.id).map_err(api_error)?;
         let store = st.service.meter().store();
         let plan = store
             .plan(agency.id.as_str())

@@ -1,6 +1,8 @@
 //! `/admin/v1`: agencies, users, keys and certificate mappings. Handlers only decode, call
 //! [`highside_tenancy::Admin`] off the async workers and encode; every rule lives there.
 
+mod metering;
+
 use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
@@ -43,7 +45,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             axum::routing::patch(update_model),
         )
         .route("/admin/v1/audit", get(list_audit))
-        .merge(crate::metering_admin::routes())
+        .merge(metering::routes())
 }
 
 // ---- audit ----

@@ -1,8 +1,10 @@
 //! The Bedrock Runtime API: `POST /model/{modelId}/converse`, `/converse-stream`, `/invoke`
-//! and `/invoke-with-response-stream`. Each body is mapped onto the OpenAI request Highside already validates, then
-//! takes the same path as `/v1/chat/completions` (role check, monitor, audit, metering,
-//! engine); answers and errors leave in Bedrock's shapes (`x-amzn-ErrorType`, event-stream
-//! frames), so boto3's `bedrock-runtime` client works unchanged.
+//! and `/invoke-with-response-stream`. Each body becomes the neutral request (`highside_bedrock`
+//! converts Converse and Llama bodies; an OpenAI chat body sent to invoke is read by
+//! `highside_openai`), then takes the one governed path (`Service::admit`: role check,
+//! monitor, audit, metering, then the backend); answers and errors leave in Bedrock's shapes
+//! (`x-amzn-ErrorType`, event-stream frames), so boto3's `bedrock-runtime` client works
+//! unchanged.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,15 +21,12 @@ use futures_util::{Stream, StreamExt};
 use highside_bedrock::converse::{self, ConverseRequest};
 use highside_bedrock::{eventstream, invoke};
 use highside_identity::Principal;
-use highside_inference::FinishReason;
-use highside_openai::{
-    finish_reason_str, parse_json, ApiError, ChatCompletionRequest, CompletionRequest, Prepared,
-};
+use highside_openai::{parse_json, ApiError, ChatCompletionRequest, Prepared};
 use highside_pipeline::answer::{Answer, Piece};
 use serde_json::{json, Value};
 
 use crate::http::{incoming, label_headers, read_body, start, with_rate_headers, LABEL_HEADER};
-use crate::sse::{self, Kind};
+use crate::openai::sse::{self, Kind};
 use crate::{AppState, Generation};
 
 pub(crate) fn routes() -> Router<Arc<AppState>> {
@@ -39,11 +38,6 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             "/model/{model_id}/invoke-with-response-stream",
             post(invoke_stream_route),
         )
-}
-
-/// Whether `path` belongs to the Bedrock API, whose errors take Bedrock's shape.
-pub(crate) fn is_bedrock_path(path: &str) -> bool {
-    path.starts_with("/model/")
 }
 
 /// An AWS error answer: `x-amzn-ErrorType` names the exception, the body carries the message.
@@ -128,7 +122,7 @@ where
     with_request_id(res, &id)
 }
 
-/// The chat request of a Converse body addressed to `model`.
+/// The request of a Converse body addressed to `model`.
 async fn prepare_converse(
     state: &AppState,
     req: Request,
@@ -140,9 +134,7 @@ async fn prepare_converse(
     let converse: ConverseRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("the Converse request is invalid: {e}"), None)
     })?;
-    let chat = converse.to_chat(&model, stream).map_err(validation)?;
-    let bytes = serde_json::to_vec(&chat).map_err(|e| ApiError::internal(e.to_string()))?;
-    parse_json::<ChatCompletionRequest>(&bytes).and_then(ChatCompletionRequest::prepare)
+    converse.to_request(&model, stream).map_err(validation)
 }
 
 async fn converse_route(
@@ -160,10 +152,20 @@ async fn converse_route(
         (inc, route),
         Kind::Chat,
         prepared,
-        |id, g| async move {
-            let chat = sse::collect(Kind::Chat, id, g).await?;
-            let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            Ok(axum::Json(converse::converse_response(&chat, latency)).into_response())
+        |_, g| async move {
+            let banner = g.banner.then(|| format!("{}\n", g.label));
+            let whole = Answer::new(g.events, g.audit, g.tools)
+                .whole(banner)
+                .await?;
+            let latency = millis(started);
+            let body = converse::converse_response(
+                whole.text,
+                &whole.calls,
+                whole.finish,
+                whole.usage,
+                latency,
+            );
+            Ok(axum::Json(body).into_response())
         },
     )
     .await
@@ -199,12 +201,18 @@ async fn invoke_route(
     let route = "POST /model/{modelId}/invoke";
     let (format, kind, prepared) = prepare_invoke(&state, path, req, false).await;
     run(state, (inc, route), kind, prepared, |id, g| async move {
-        let answer = sse::collect(kind, id, g).await?;
-        let body = match format {
-            invoke::Format::Chat => answer,
-            invoke::Format::Llama => invoke::llama_response(&answer),
-        };
-        Ok(axum::Json(body).into_response())
+        Ok(match format {
+            invoke::Format::Chat => axum::Json(sse::collect(kind, id, g).await?).into_response(),
+            invoke::Format::Llama => {
+                let whole = Answer::new(g.events, g.audit, g.tools).whole(None).await?;
+                axum::Json(invoke::llama_response(
+                    whole.text,
+                    whole.finish,
+                    whole.usage,
+                ))
+                .into_response()
+            }
+        })
     })
     .await
 }
@@ -220,7 +228,10 @@ async fn invoke_stream_route(
     let route = "POST /model/{modelId}/invoke-with-response-stream";
     let (format, kind, prepared) = prepare_invoke(&state, path, req, true).await;
     run(state, (inc, route), kind, prepared, |id, g| async move {
-        eventstream_answer(invoke_frames(format, sse::stream(kind, id, g), started))
+        match format {
+            invoke::Format::Chat => eventstream_answer(chat_chunks(sse::frames(kind, id, g))),
+            invoke::Format::Llama => eventstream_answer(llama_chunks(g, started)),
+        }
     })
     .await
 }
@@ -235,92 +246,117 @@ fn eventstream_answer(
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-/// The `chunk` events of an `InvokeModelWithResponseStream` answer, made from the OpenAI
-/// stream of the same generation (whose encoder already holds the completion record's
-/// durability and the error frames): each chunk as it is for a chat body, or as Llama pieces.
-/// A stream error becomes Bedrock's exception event.
-fn invoke_frames(
-    format: invoke::Format,
-    sse: impl Stream<Item = Result<Bytes, Infallible>> + Send,
-    started: Instant,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+fn millis(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One `chunk` event of an `InvokeModelWithResponseStream` answer: a body of the model's
+/// native format, base64 in `bytes`.
+fn chunk(piece: &impl serde::Serialize) -> Vec<u8> {
     use base64::Engine as _;
-    let mut stop: Option<String> = None;
-    sse.map(move |item| {
-        let Ok(bytes) = item;
+    let raw = serde_json::to_vec(piece).unwrap_or_default();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+    event("chunk", &json!({ "bytes": b64 })).to_vec()
+}
+
+/// The chunk events of an OpenAI chat body's stream: the same chunks the OpenAI stream sends
+/// (its frames already hold the completion record's durability); its error becomes
+/// Bedrock's exception event.
+fn chat_chunks(
+    frames: impl Stream<Item = Vec<sse::Frame>> + Send,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    frames.map(|frames| {
         let mut out = Vec::new();
-        let text = String::from_utf8_lossy(&bytes);
-        for data in text
-            .split("\n\n")
-            .filter_map(|e| e.trim_start().strip_prefix("data: "))
-        {
-            if data.trim() == "[DONE]" {
-                continue;
-            }
-            let Ok(v) = serde_json::from_str::<Value>(data) else {
-                out.extend_from_slice(&exception(
-                    "internalServerException",
-                    "the answer could not be encoded",
-                ));
-                continue;
-            };
-            if let Some(e) = v.get("error") {
-                let message = e["message"].as_str().unwrap_or("the generation failed");
-                out.extend_from_slice(&exception("internalServerException", message));
-                continue;
-            }
-            let piece = match format {
-                invoke::Format::Chat => Some(v),
-                invoke::Format::Llama => {
-                    if let Some(f) = v["choices"][0]["finish_reason"].as_str() {
-                        stop = Some(f.to_owned());
-                    }
-                    let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    invoke::llama_chunk(&v, stop.as_deref(), latency)
+        for f in frames {
+            match f {
+                sse::Frame::Chat(c) => out.extend(chunk(&c)),
+                sse::Frame::Completion(c) => out.extend(chunk(&c)),
+                sse::Frame::Error(e) => {
+                    out.extend_from_slice(&exception("internalServerException", &e.message))
                 }
-            };
-            if let Some(piece) = piece {
-                let raw = serde_json::to_vec(&piece).unwrap_or_default();
-                let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
-                out.extend_from_slice(&event("chunk", &json!({ "bytes": b64 })));
+                sse::Frame::Done => {}
             }
         }
         Ok(Bytes::from(out))
     })
 }
 
-/// The format and OpenAI request of an invoke body.
+/// The chunk events of a Llama body's stream: text pieces as they are released, then the
+/// stop reason and, once the completion record is durable, the counts and metrics.
+fn llama_chunks(
+    g: Generation,
+    started: Instant,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    let answer = Some(Answer::new(g.events, g.audit, g.tools));
+    futures_util::stream::unfold(answer, move |mut answer| async move {
+        let out = match answer.as_mut()?.next().await? {
+            Piece::Text(text) => chunk(&invoke::llama_text(text)),
+            Piece::End { finish, usage, .. } => {
+                answer = None;
+                let [stop, last] = invoke::llama_end(finish, usage, millis(started));
+                let mut out = chunk(&stop);
+                out.extend(chunk(&last));
+                out
+            }
+            Piece::Failed(e) => {
+                answer = None;
+                exception("internalServerException", &e.message).to_vec()
+            }
+        };
+        Some((Ok(Bytes::from(out)), answer))
+    })
+}
+
+/// The format and neutral request of an invoke body.
 async fn prepare_invoke(
     state: &AppState,
     path: Result<Path<String>, PathRejection>,
     req: Request,
     stream: bool,
 ) -> (invoke::Format, Kind, Result<Prepared, ApiError>) {
-    let mapped = async {
+    let body = async {
         let model = model_id(path)?;
         let body = read_body(req, &state.config).await?;
-        invoke::to_openai(&model, &body, stream).map_err(validation)
+        let format = invoke::format(&body).map_err(validation)?;
+        Ok((model, body, format))
     }
     .await;
-    let (format, prepared) = match mapped {
-        Err(e) => (invoke::Format::Chat, Err(e)),
-        Ok((format, value)) => {
-            let bytes = serde_json::to_vec(&value).unwrap_or_default();
-            let prepared = match format {
-                invoke::Format::Chat => parse_json::<ChatCompletionRequest>(&bytes)
-                    .and_then(ChatCompletionRequest::prepare),
-                invoke::Format::Llama => {
-                    parse_json::<CompletionRequest>(&bytes).and_then(CompletionRequest::prepare)
-                }
-            };
-            (format, prepared)
-        }
+    let (model, body, format) = match body {
+        Ok(b) => b,
+        Err(e) => return (invoke::Format::Chat, Kind::Chat, Err(e)),
     };
-    let kind = match format {
-        invoke::Format::Chat => Kind::Chat,
-        invoke::Format::Llama => Kind::Completion,
-    };
-    (format, kind, prepared)
+    match format {
+        invoke::Format::Chat => (format, Kind::Chat, invoke_chat(&model, &body, stream)),
+        invoke::Format::Llama => (
+            format,
+            Kind::Completion,
+            invoke::llama_request(&model, &body, stream).map_err(validation),
+        ),
+    }
+}
+
+/// An OpenAI chat body sent to invoke: the path names the model (a body's own must agree),
+/// and only the streaming route streams.
+fn invoke_chat(model: &str, body: &[u8], stream: bool) -> Result<Prepared, ApiError> {
+    let mut chat: ChatCompletionRequest = parse_json(body)?;
+    if chat.model.is_empty() {
+        chat.model = model.to_owned();
+    } else if chat.model != model {
+        return Err(ApiError::bad_request(
+            "the body's model must be the model in the path",
+            None,
+        ));
+    }
+    if chat.streams() && !stream {
+        return Err(ApiError::bad_request(
+            "InvokeModel answers in one body; use invoke-with-response-stream to stream",
+            None,
+        ));
+    }
+    if stream {
+        chat.stream_with_usage();
+    }
+    chat.prepare()
 }
 
 /// One event-stream frame; an event too large to frame (none is: a token is small) becomes
@@ -377,9 +413,9 @@ impl Streaming {
             } => {
                 self.answer = None;
                 // `next` returned the end once the completion record was durable.
-                let latency = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let latency = millis(self.started);
                 let (input, output) = (usage.prompt_tokens, usage.completion_tokens);
-                let mut stop = converse::stop_reason(finish_reason_str(finish));
+                let stop = converse::stop_reason(finish, !calls.is_empty());
                 let mut out = Vec::new();
                 let mut index = 0;
                 match held {
@@ -399,9 +435,6 @@ impl Streaming {
                         for call in &calls {
                             out.extend_from_slice(&tool_block(index, call));
                             index += 1;
-                        }
-                        if !calls.is_empty() && finish != FinishReason::Length {
-                            stop = "tool_use";
                         }
                     }
                 }
