@@ -3,7 +3,7 @@
 //! tools by [`Tools::new`], sampling by its bounds), and an answer becomes the Converse
 //! response.
 
-use highside_inference::tools::valid_call_id;
+use highside_inference::tools::{valid_call_id, valid_name};
 use highside_inference::{
     FinishReason, Message as Turn, Prepared, PromptInput, SamplingParams, ToolCall, ToolChoice,
     ToolDef, Tools, Usage,
@@ -74,9 +74,13 @@ pub struct ToolUse {
     /// The function.
     #[serde(default)]
     pub name: Option<String>,
-    /// Its arguments (a JSON object).
-    #[serde(default)]
-    pub input: Option<Value>,
+    /// Its arguments (a JSON object; `{}` when absent, refused when anything else).
+    #[serde(default = "empty_object")]
+    pub input: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
 }
 
 /// `toolResult`.
@@ -296,7 +300,13 @@ impl ConverseRequest {
                             at()
                         )));
                     }
-                    let input = u.input.unwrap_or_else(|| Value::Object(Default::default()));
+                    let input = u.input;
+                    if !valid_name(&name) {
+                        return Err(Validation(format!(
+                            "{}: toolUse name must be 1 to 64 letters, digits, '_' or '-'",
+                            at()
+                        )));
+                    }
                     if !input.is_object() {
                         return Err(Validation(format!(
                             "{}: toolUse input must be a JSON object",
@@ -602,6 +612,8 @@ mod tests {
             json!({"messages": [{"role": "user", "content": [{"toolUse": {"toolUseId": "a", "name": "f"}}]}]}),
             json!({"messages": [{"role": "assistant", "content": [{"toolUse": {"toolUseId": "a b", "name": "f"}}]}]}),
             json!({"messages": [{"role": "assistant", "content": [{"toolUse": {"toolUseId": "a", "name": "f", "input": 3}}]}]}),
+            json!({"messages": [{"role": "assistant", "content": [{"toolUse": {"toolUseId": "a", "name": "f", "input": null}}]}]}),
+            json!({"messages": [{"role": "assistant", "content": [{"toolUse": {"toolUseId": "a", "name": "f g"}}]}]}),
             json!({"messages": [{"role": "user", "content": [{"text": "x"}]}], "toolConfig": {"tools": [], "toolChoice": {"any": {}}}}),
             json!({"messages": [{"role": "user", "content": [{"text": "x"}]}], "toolConfig": {"tools": [
                 {"toolSpec": {"name": "bad name", "inputSchema": {"json": {}}}}]}}),

@@ -182,6 +182,9 @@ impl Bert {
         {
             candle_core::bail!("only absolute position embeddings are supported");
         }
+        if c.hidden_size == 0 || !(c.layer_norm_eps > 0.0 && c.layer_norm_eps.is_finite()) {
+            candle_core::bail!("hidden_size and layer_norm_eps must be positive");
+        }
         if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             candle_core::bail!("hidden_size must be a multiple of num_attention_heads");
         }
@@ -318,6 +321,9 @@ mod tests {
         assert!(Bert::load(empty(), &c).is_err());
         let mut c = config();
         c.num_attention_heads = 3;
+        assert!(Bert::load(empty(), &c).is_err());
+        let mut c = config();
+        c.layer_norm_eps = 0.0;
         assert!(Bert::load(empty(), &c).is_err());
         assert!(Bert::load(empty(), &config()).is_err());
     }

@@ -70,6 +70,43 @@ async fn user(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_surface_is_behind_authentication() {
+    let server = Server::start(&[]).await;
+    let anon = reqwest::Client::new();
+    // The Bedrock routes have their own authentication layer (and Bedrock's error shape):
+    // wrong methods and near misses are refused before routing can say anything.
+    for (method, path) in [
+        ("POST", "/model/m/converse"),
+        ("GET", "/model/m/converse"),
+        ("HEAD", "/model/m/invoke"),
+        ("OPTIONS", "/model/m/converse-stream"),
+        ("PUT", "/model/m/invoke-with-response-stream"),
+        ("POST", "/model/m/unknown"),
+        ("POST", "/model/m/converse/"),
+        ("GET", "/health/live/"),
+        ("GET", "/health/ready/details"),
+    ] {
+        let res = anon
+            .request(method.parse().unwrap(), server.url(path))
+            .send()
+            .await
+            .unwrap();
+        let bedrock = res.headers().contains_key("x-amzn-errortype");
+        assert!(
+            matches!(res.status().as_u16(), 401 | 403),
+            "{method} {path}: {}",
+            res.status()
+        );
+        // Only what the router matched as Bedrock's answers in Bedrock's shape.
+        let matched = path.ends_with("converse")
+            || path.ends_with("invoke")
+            || path.ends_with("converse-stream")
+            || path.ends_with("invoke-with-response-stream");
+        assert_eq!(bedrock, matched, "{method} {path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_roles_and_agency_walls() {
     let server = Server::start(&[]).await;
     let anon = reqwest::Client::new();

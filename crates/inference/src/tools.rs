@@ -14,7 +14,7 @@ pub const CALL_OPEN: &str = "<tool_call>";
 /// Its close.
 pub const CALL_CLOSE: &str = "</tool_call>";
 /// Most functions one request may offer.
-const MAX_TOOLS: usize = 128;
+pub const MAX_TOOLS: usize = 128;
 /// Most bytes of the grammar that forces a call. llama.cpp compiles a grammar on the engine
 /// thread, where every sequence of the model waits, and matches every candidate token against
 /// it: a schema that would make a larger one (a 100,000-value `enum`) is refused.
@@ -51,7 +51,8 @@ fn bad(param: &str, msg: impl Into<String>) -> ToolsError {
     }
 }
 
-fn valid_name(n: &str) -> bool {
+/// Whether `n` may name a function: 1 to 64 letters, digits, `_` or `-`.
+pub fn valid_name(n: &str) -> bool {
     (1..=64).contains(&n.len())
         && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')

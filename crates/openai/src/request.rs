@@ -463,7 +463,7 @@ fn tool_calls(i: usize, v: serde_json::Value) -> Result<Vec<MessageToolCall>, Ap
     let param = format!("messages[{i}].tool_calls");
     let bad = || {
         ApiError::bad_request(
-            format!("'{param}' must be a list of {{\"id\", \"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}} with ids of 1 to 64 letters, digits, '_' or '-' and arguments a JSON object"),
+            format!("'{param}' must be a list of {{\"id\", \"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}} with ids and names of 1 to 64 letters, digits, '_' or '-' and arguments a JSON object"),
             Some(&param),
         )
     };
@@ -476,7 +476,11 @@ fn tool_calls(i: usize, v: serde_json::Value) -> Result<Vec<MessageToolCall>, Ap
                 .filter(|id| crate::tools::valid_call_id(id))
                 .ok_or_else(bad)?;
             let f = c.get("function").ok_or_else(bad)?;
-            let name = f.get("name").and_then(|n| n.as_str()).ok_or_else(bad)?;
+            let name = f
+                .get("name")
+                .and_then(|n| n.as_str())
+                .filter(|n| crate::tools::valid_name(n))
+                .ok_or_else(bad)?;
             let args = f
                 .get("arguments")
                 .and_then(|a| a.as_str())

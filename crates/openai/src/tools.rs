@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 pub use highside_inference::tools::{
-    json_strings, new_call_id, valid_call_id, CallSource, Tools, ToolsError,
+    json_strings, new_call_id, valid_call_id, valid_name, CallSource, Tools, ToolsError, MAX_TOOLS,
 };
 use highside_inference::{ToolCall as Call, ToolChoice, ToolDef};
 
@@ -73,6 +73,10 @@ pub fn parse_tools(
     parallel: Option<bool>,
 ) -> Result<Option<Tools>, ApiError> {
     let tools = tools.unwrap_or_default();
+    // Counted before anything is read from them.
+    if tools.len() > MAX_TOOLS {
+        return Err(bad("tools", format!("at most {MAX_TOOLS} tools")));
+    }
     let mut defs = Vec::with_capacity(tools.len());
     for (i, t) in tools.into_iter().enumerate() {
         let param = format!("tools[{i}]");

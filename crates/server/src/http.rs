@@ -73,32 +73,36 @@ struct Guard {
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    let guard = |surface| {
-        axum::middleware::from_fn_with_state(
+    // Every surface's routes are built through this, last, so none is left unguarded.
+    let guarded = |surface, routes: Router<Arc<AppState>>| {
+        routes.layer(axum::middleware::from_fn_with_state(
             Guard {
                 state: Arc::clone(&state),
                 surface,
             },
             authenticate_unless_health,
-        )
+        ))
     };
     // Each surface's routes carry their own authentication layer, so an error is rendered
     // for the surface the router matched; the fallback (unknown paths) is behind the
     // OpenAI-shaped one, so nothing is reachable without a credential except the two
     // health checks, which are exempted by exact path.
-    let own = crate::openai::routes()
-        .merge(crate::admin::routes())
-        .route("/metrics", get(crate::metrics::scrape))
-        .route(LIVE, get(live))
-        .route(READY, get(ready))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(guard(Surface::OpenAi));
-    let bedrock = crate::bedrock::routes()
-        .method_not_allowed_fallback(|| async {
+    let own = guarded(
+        Surface::OpenAi,
+        crate::openai::routes()
+            .merge(crate::admin::routes())
+            .route("/metrics", get(crate::metrics::scrape))
+            .route(LIVE, get(live))
+            .route(READY, get(ready))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed),
+    );
+    let bedrock = guarded(
+        Surface::Bedrock,
+        crate::bedrock::routes().method_not_allowed_fallback(|| async {
             Surface::Bedrock.error(&ApiError::method_not_allowed())
-        })
-        .layer(guard(Surface::Bedrock));
+        }),
+    );
     own.merge(bedrock)
         // Outermost: counts every answer, 401s included.
         .layer(axum::middleware::from_fn(crate::metrics::track))
