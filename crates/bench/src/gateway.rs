@@ -119,19 +119,7 @@ impl Drop for Gateway {
 
 async fn highside(exe: &std::path::Path, upstream: u16) -> Result<Gateway, BenchError> {
     let dir = tempfile::tempdir()?;
-    let out = Command::new(exe)
-        .arg("--data")
-        .arg(dir.path())
-        .arg("init")
-        .stderr(Stdio::null())
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let key = stdout
-        .lines()
-        .last()
-        .and_then(|l| l.strip_prefix("HIGHSIDE_API_KEY="))
-        .ok_or_else(|| BenchError::Setup(format!("highside init printed no key: {stdout}")))?
-        .to_owned();
+    let key = crate::peers::init(exe, dir.path())?;
     let toml = format!(
         "\n[[deployments]]\nname = \"static\"\nprotocol = \"openai\"\nurl = \"http://127.0.0.1:{upstream}/v1\"\nmodel = \"static\"\nlabel = \"UNCLASSIFIED\"\nmax_concurrency = 1024\n[[routes]]\nmodel = \"static\"\ndeployments = [{{ name = \"static\" }}]\n"
     );

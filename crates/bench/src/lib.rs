@@ -69,7 +69,7 @@ pub async fn run(config: &BenchConfig) -> Result<String, BenchError> {
     for &c in &config.clients {
         let scenario = Scenario::new(
             &server.base_url,
-            Some(server.api_key.expose()),
+            Some(server.api_key.as_str()),
             "smollm2",
             c,
             config,

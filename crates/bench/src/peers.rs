@@ -8,6 +8,24 @@ use highside_store::DataDir;
 
 use crate::{BenchConfig, BenchError};
 
+/// `highside init` on `dir`, as an operator runs it (the first operator and the audit signing
+/// key, without which `serve` refuses to start); returns the operator's key.
+pub(crate) fn init(exe: &std::path::Path, dir: &std::path::Path) -> Result<String, BenchError> {
+    let out = Command::new(exe)
+        .arg("--data")
+        .arg(dir)
+        .arg("init")
+        .stderr(Stdio::null())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok(stdout
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("HIGHSIDE_API_KEY="))
+        .ok_or_else(|| setup(format!("highside init printed no key: {stdout}")))?
+        .to_owned())
+}
+
 fn setup(msg: impl Into<String>) -> BenchError {
     BenchError::Setup(msg.into())
 }
@@ -43,14 +61,15 @@ pub(crate) struct HighsideServer {
     child: Child,
     pub(crate) base_url: String,
     /// The operator key the load generator authenticates with.
-    pub(crate) api_key: highside_identity::ApiKeySecret,
+    pub(crate) api_key: String,
     _dir: tempfile::TempDir,
 }
 
 impl HighsideServer {
     pub(crate) async fn start(config: &BenchConfig) -> Result<Self, BenchError> {
         let dir = tempfile::tempdir()?;
-        let data = DataDir::create(dir.path()).map_err(|e| setup(e.to_string()))?;
+        let api_key = init(&config.highside_exe, dir.path())?;
+        let data = DataDir::open(dir.path()).map_err(|e| setup(e.to_string()))?;
         let store = data.open_store().map_err(|e| setup(e.to_string()))?;
         highside_catalog::import(
             &data,
@@ -59,18 +78,6 @@ impl HighsideServer {
             "smollm2",
             "UNCLASSIFIED",
             &mut highside_catalog::NoProgress,
-        )
-        .map_err(|e| setup(e.to_string()))?;
-        let (_, created) = highside_tenancy::bootstrap(
-            &store,
-            &highside_label::Encodings::builtin(),
-            &highside_tenancy::Bootstrap {
-                agency_name: "Benchmark".into(),
-                branch: highside_identity::Branch::Executive,
-                operator_name: "bench".into(),
-                clearance: "UNCLASSIFIED".into(),
-                nationality: "USA".into(),
-            },
         )
         .map_err(|e| setup(e.to_string()))?;
         let port = free_port()?;
@@ -94,7 +101,7 @@ impl HighsideServer {
         Ok(Self {
             child,
             base_url,
-            api_key: created.secret,
+            api_key,
             _dir: dir,
         })
     }
