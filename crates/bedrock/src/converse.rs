@@ -210,14 +210,15 @@ pub(crate) fn sampling(
     top_p: Option<f64>,
     stop: Vec<String>,
 ) -> Result<SamplingParams, Validation> {
+    let defaults = SamplingParams::default();
     let params = SamplingParams {
         // JSON numbers are finite; f32 keeps every value the bounds allow.
-        temperature: temperature.map_or(1.0, |t| t as f32),
-        top_p: top_p.map_or(1.0, |p| p as f32),
+        temperature: temperature.map_or(defaults.temperature, |t| t as f32),
+        top_p: top_p.map_or(defaults.top_p, |p| p as f32),
         stop,
         // Filled in once the prompt length is known.
         max_tokens: 1,
-        ..SamplingParams::default()
+        ..defaults
     };
     params
         .validate()

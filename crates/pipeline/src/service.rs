@@ -51,6 +51,21 @@ pub struct Generation {
     pub tools: Option<highside_openai::tools::CallSource>,
 }
 
+impl Generation {
+    /// The banner line its text starts with, when the client asked for one.
+    pub fn banner_line(&self) -> Option<String> {
+        self.banner.then(|| format!("{}\n", self.label))
+    }
+
+    /// The whole answer, banner line first; returns once the completion record is durable.
+    pub async fn whole(self) -> Result<crate::answer::Whole, ApiError> {
+        let banner = self.banner_line();
+        crate::answer::Answer::new(self.events, self.audit, self.tools)
+            .whole(banner)
+            .await
+    }
+}
+
 /// Where an admitted embedding request is computed.
 #[derive(Debug)]
 pub enum EmbeddingWork {

@@ -153,10 +153,7 @@ async fn converse_route(
         Kind::Chat,
         prepared,
         |_, g| async move {
-            let banner = g.banner.then(|| format!("{}\n", g.label));
-            let whole = Answer::new(g.events, g.audit, g.tools)
-                .whole(banner)
-                .await?;
+            let whole = g.whole().await?;
             let latency = millis(started);
             let body = converse::converse_response(
                 whole.text,
@@ -204,7 +201,7 @@ async fn invoke_route(
         Ok(match format {
             invoke::Format::Chat => axum::Json(sse::collect(kind, id, g).await?).into_response(),
             invoke::Format::Llama => {
-                let whole = Answer::new(g.events, g.audit, g.tools).whole(None).await?;
+                let whole = g.whole().await?;
                 axum::Json(invoke::llama_response(
                     whole.text,
                     whole.finish,
@@ -496,17 +493,16 @@ fn event_stream(
     g: Generation,
     started: Instant,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    let banner_line = g.banner_line();
     let Generation {
         events,
-        label,
-        banner,
         audit,
         tools,
         ..
     } = g;
     let st = Streaming {
         answer: Some(Answer::new(events, audit, tools)),
-        banner: banner.then(|| format!("{label}\n")),
+        banner: banner_line,
         started,
         begun: false,
     };

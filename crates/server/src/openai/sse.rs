@@ -48,16 +48,14 @@ pub(crate) enum Body {
 }
 
 /// Waits for the whole generation and builds the OpenAI answer.
-pub(crate) async fn collect(kind: Kind, id: String, g: Generation) -> Result<Body, ApiError> {
+pub(crate) async fn collect(kind: Kind, id: String, mut g: Generation) -> Result<Body, ApiError> {
     let highside = Some(HighsideMeta {
         label: g.label.clone(),
-        pii: g.pii.clone(),
+        pii: std::mem::take(&mut g.pii),
     });
-    let banner = g.banner.then(|| format!("{}\n", g.label));
+    let model = std::mem::take(&mut g.model);
     // `whole` returns only once the completion record is durable.
-    let whole = Answer::new(g.events, g.audit, g.tools)
-        .whole(banner)
-        .await?;
+    let whole = g.whole().await?;
     let created = now_secs();
     let usage = UsageBody::from(whole.usage);
     let mut finish_reason = finish_reason_str(whole.finish);
@@ -79,7 +77,7 @@ pub(crate) async fn collect(kind: Kind, id: String, g: Generation) -> Result<Bod
             id,
             object: "chat.completion",
             created,
-            model: g.model,
+            model,
             choices: vec![ChatChoice {
                 index: 0,
                 message: ResponseMessage {
@@ -97,7 +95,7 @@ pub(crate) async fn collect(kind: Kind, id: String, g: Generation) -> Result<Bod
             id,
             object: "text_completion",
             created,
-            model: g.model,
+            model,
             choices: vec![CompletionChoice {
                 text,
                 index: 0,
@@ -307,12 +305,12 @@ pub(crate) fn frames(
     id: String,
     g: Generation,
 ) -> impl Stream<Item = Vec<Frame>> + Send {
+    let banner_line = g.banner_line();
     let Generation {
         model,
         events,
         include_usage,
         label,
-        banner,
         pii,
         audit,
         tools,
@@ -323,11 +321,8 @@ pub(crate) fn frames(
         id,
         model,
         created: now_secs(),
-        highside: HighsideMeta {
-            label: label.clone(),
-            pii,
-        },
-        banner: banner.then(|| format!("{label}\n")),
+        highside: HighsideMeta { label, pii },
+        banner: banner_line,
     };
     let state = Streaming {
         // With tools offered, the output is held until the end to find the calls in it.
